@@ -1,0 +1,4 @@
+//! canaryd: a progressive-delivery canary controller.
+#![forbid(unsafe_code)]
+
+pub mod spec;
