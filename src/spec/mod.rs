@@ -1,2 +1,6 @@
 pub mod yaml;
 pub mod units;
+pub mod diagnostic;
+pub mod model;
+pub mod policy;
+pub mod reader;
