@@ -1,4 +1,5 @@
 //! canaryd: a progressive-delivery canary controller.
 #![forbid(unsafe_code)]
 
+pub mod cli;
 pub mod spec;

@@ -4,3 +4,6 @@ pub mod diagnostic;
 pub mod model;
 pub mod policy;
 pub mod reader;
+pub mod decode;
+pub mod strategy;
+pub mod load;

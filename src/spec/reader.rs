@@ -34,6 +34,9 @@ pub struct Fields<'n> {
     /// Where the map starts (used for "missing key" errors).
     pub pos: Pos,
     entries: Vec<(&'n Key, &'n Node)>,
+    /// Allowed keys that an unknown key was taken for a typo of; a "missing"
+    /// error for them would only repeat the "did you mean".
+    typos: Vec<String>,
 }
 
 impl<'n> Fields<'n> {
@@ -83,10 +86,14 @@ impl<'f> Reader<'f> {
     pub fn map<'n>(&mut self, node: &'n Node, what: &str, allowed: &[&str]) -> Option<Fields<'n>> {
         let fields = self.any_map(node, what)?;
         let mut kept = Vec::with_capacity(fields.entries.len());
+        let mut typos = Vec::new();
         for (key, value) in fields.entries {
             if !allowed.contains(&key.name.as_str()) {
                 let hint = match did_you_mean(&key.name, allowed.iter().copied()) {
-                    Some(near) => format!("did you mean `{near}`?"),
+                    Some(near) => {
+                        typos.push(near.to_string());
+                        format!("did you mean `{near}`?")
+                    }
                     None => format!("{what} takes: {}", allowed.join(", ")),
                 };
                 self.error(Code::UnknownKey, key.pos, format!("unknown key `{}` in {what}", key.name))
@@ -96,7 +103,7 @@ impl<'f> Reader<'f> {
             }
             kept.push((key, value));
         }
-        Some(Fields { pos: fields.pos, entries: kept })
+        Some(Fields { pos: fields.pos, entries: kept, typos })
     }
 
     /// Reads a map with free-form keys; repeated keys are still reported.
@@ -116,11 +123,14 @@ impl<'f> Reader<'f> {
             }
             kept.push((key, value));
         }
-        Some(Fields { pos: node.pos, entries: kept })
+        Some(Fields { pos: node.pos, entries: kept, typos: Vec::new() })
     }
 
     /// Reports a required key that is absent.
     pub fn missing(&mut self, fields: &Fields<'_>, key: &str, what: &str, example: &str) {
+        if fields.typos.iter().any(|t| t == key) {
+            return;
+        }
         self.error(Code::MissingKey, fields.pos, format!("{what} has no `{key}`"))
             .hint(format!("add `{example}`"));
     }

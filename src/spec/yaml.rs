@@ -101,8 +101,10 @@ pub fn parse(text: &str) -> Result<Node, SyntaxError> {
     let mut options = serde_saphyr::Options::default();
     // Duplicate keys reach our visitor so the decoder reports them with the others.
     options.duplicate_keys = serde_saphyr::DuplicateKeyPolicy::PassThrough;
+    // YAML 1.2 booleans only: the seed's `on:` key must stay the word "on".
+    options.strict_booleans = true;
     match serde_saphyr::from_str_with_options::<Spanned<Raw>>(text, options) {
-        Ok(spanned) => Ok(into_node(spanned)),
+        Ok(spanned) => Ok(into_node(spanned, text)),
         Err(err) => {
             let pos = err
                 .location()
@@ -168,14 +170,28 @@ enum Raw {
     Map(Vec<(Spanned<String>, Spanned<Raw>)>),
 }
 
-fn into_node(spanned: Spanned<Raw>) -> Node {
+/// The source text of a scalar, when the parser gave its byte span.
+fn source_text<'a>(loc: &serde_saphyr::Location, source: &'a str) -> Option<&'a str> {
+    let span = loc.span();
+    let start = usize::try_from(span.byte_offset()?).ok()?;
+    let len = usize::try_from(span.byte_len()?).ok()?;
+    source.get(start..start.checked_add(len)?)
+}
+
+fn into_node(spanned: Spanned<Raw>, source: &str) -> Node {
     let pos = Pos::from_location(&spanned.referenced);
     let value = match spanned.value {
         Raw::Null => Value::Null,
         Raw::Bool(b) => Value::Bool(b),
-        Raw::Number(n, text) => Value::Number(n, text),
+        // Keep numbers as written: `version: 1.10` is "1.10", not 1.1.
+        Raw::Number(n, text) => {
+            let written = source_text(&spanned.referenced, source)
+                .filter(|t| !t.is_empty() && t.parse::<f64>().is_ok())
+                .map_or(text, str::to_string);
+            Value::Number(n, written)
+        }
         Raw::String(s) => Value::String(s),
-        Raw::Seq(items) => Value::Seq(items.into_iter().map(into_node).collect()),
+        Raw::Seq(items) => Value::Seq(items.into_iter().map(|i| into_node(i, source)).collect()),
         Raw::Map(entries) => Value::Map(
             entries
                 .into_iter()
@@ -185,7 +201,7 @@ fn into_node(spanned: Spanned<Raw>) -> Node {
                             pos: Pos::from_location(&k.referenced),
                             name: k.value,
                         },
-                        into_node(v),
+                        into_node(v, source),
                     )
                 })
                 .collect(),
@@ -286,6 +302,15 @@ mod tests {
         assert_eq!(step[1].0.pos, Pos { line: 4, column: 7 });
         assert_eq!(step[1].1.value, Value::String("10m".into()));
         assert_eq!(step[1].1.pos, Pos { line: 4, column: 17 });
+    }
+
+    #[test]
+    fn yaml_1_1_words_stay_words_and_numbers_keep_their_spelling() {
+        let root = parse("on: yes\nversion: 1.10\n").expect("parses");
+        let Value::Map(top) = &root.value else { panic!("map") };
+        assert_eq!(top[0].0.name, "on");
+        assert_eq!(top[0].1.value, Value::String("yes".into()));
+        assert_eq!(top[1].1.value, Value::Number(1.1, "1.10".into()));
     }
 
     #[test]
