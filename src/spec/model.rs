@@ -301,7 +301,7 @@ pub enum SecretRef {
 }
 
 /// Alert severities, least severe first.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AlertSeverity {
     /// Started, advanced, promoted.

@@ -7,7 +7,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use serde::{Serialize, Serializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// Why a value could not be read. `Display` gives the message; [`UnitError::hint`]
 /// says how to write it instead.
@@ -169,9 +169,21 @@ impl fmt::Display for Weight {
     }
 }
 
+/// Serialized as a number of percent (`5`, `0.5`), as the API shows it.
 impl Serialize for Weight {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_f64(self.percent())
+    }
+}
+
+impl<'de> Deserialize<'de> for Weight {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let percent = f64::deserialize(d)?;
+        if !(0.0..=100.0).contains(&percent) {
+            return Err(serde::de::Error::custom(format!("weight {percent} is outside 0–100")));
+        }
+        // In range, checked above.
+        Ok(Weight((percent * 100.0).round() as u16))
     }
 }
 

@@ -1,0 +1,172 @@
+//! The next state under construction, and the transitions every rule shares
+//! (start, advance, promote, roll back, pause), each emitting its effects in
+//! the order BRIEF §3 fixes.
+
+use std::time::Duration;
+
+use super::effect::{Action, Alert, AlertEvent, DecisionRecord, Effect, Reason};
+use super::state::{Counters, PauseReason, Phase, RolloutState};
+use super::time::Timestamp;
+use super::verdict::GateResult;
+use super::Decision;
+use crate::spec::model::DeploySpec;
+use crate::spec::units::Weight;
+
+/// A decision being built.
+pub(super) struct Draft<'a> {
+    pub spec: &'a DeploySpec,
+    pub state: RolloutState,
+    pub now: Timestamp,
+    /// Gates judged on this tick, copied into every record.
+    pub gates: Vec<GateResult>,
+    effects: Vec<Effect>,
+}
+
+impl<'a> Draft<'a> {
+    pub fn new(spec: &'a DeploySpec, state: &RolloutState, now: Timestamp) -> Draft<'a> {
+        Draft { spec, state: state.clone(), now, gates: Vec::new(), effects: Vec::new() }
+    }
+
+    /// The weight of the current step.
+    pub fn step_weight(&self) -> Weight {
+        self.spec.strategy.steps.get(self.state.step).map_or(Weight::FULL, |s| s.weight)
+    }
+
+    /// True on the last step.
+    pub fn is_last_step(&self) -> bool {
+        self.state.step + 1 >= self.spec.strategy.steps.len()
+    }
+
+    /// Asks the router for `weight` if it differs from what it holds.
+    pub fn set_weight(&mut self, weight: Weight) {
+        if self.state.weight != weight {
+            self.force_weight(weight);
+        }
+    }
+
+    /// Asks the router for `weight` unconditionally (rollback and abort always do).
+    pub fn force_weight(&mut self, weight: Weight) {
+        self.state.weight = weight;
+        self.effects.push(Effect::SetWeight { weight });
+    }
+
+    fn enter(&mut self, phase: Phase, pause: Option<PauseReason>) {
+        if self.state.phase != phase || self.state.pause != pause {
+            self.state.since = self.now;
+        }
+        self.state.phase = phase;
+        self.state.pause = pause;
+    }
+
+    /// Appends a decision record; `from` is the phase before the decision.
+    pub fn record(&mut self, from: Phase, action: Action, detail: Reason) -> u64 {
+        self.state.decisions += 1;
+        let seq = self.state.decisions;
+        self.effects.push(Effect::Record(DecisionRecord {
+            seq,
+            at: self.now,
+            from,
+            to: self.state.phase,
+            action,
+            reason: detail.to_string(),
+            detail,
+            step: self.state.step + 1,
+            weight: self.state.weight,
+            stable_version: self.state.stable_version.clone(),
+            canary_version: self.state.canary_version.clone().unwrap_or_default(),
+            gates: self.gates.clone(),
+        }));
+        seq
+    }
+
+    /// Queues an alert about the decision `seq`.
+    pub fn notify(&mut self, seq: u64, event: AlertEvent) {
+        self.effects.push(Effect::Notify(Alert { seq, event, severity: event.severity() }));
+    }
+
+    /// Starts `version` at the first step. The weight is applied only to a ready canary.
+    pub fn start(&mut self, version: String, canary_ready: bool, action: Action, detail: Reason) {
+        let from = self.state.phase;
+        self.state.canary_version = Some(version);
+        self.state.step = 0;
+        self.state.step_elapsed = Duration::ZERO;
+        self.state.counters = Counters::default();
+        self.state.last_tick = Some(self.now);
+        self.enter(Phase::Progressing, None);
+        let weight = if canary_ready { self.step_weight() } else { Weight::ZERO };
+        self.set_weight(weight);
+        let seq = self.record(from, action, detail);
+        self.notify(seq, AlertEvent::Started);
+    }
+
+    /// Moves to the next step.
+    pub fn advance(&mut self, detail: Reason) {
+        let from = self.state.phase;
+        self.state.step += 1;
+        self.state.step_elapsed = Duration::ZERO;
+        self.state.counters.failures = 0;
+        self.state.since = self.now;
+        let weight = self.step_weight();
+        self.set_weight(weight);
+        let seq = self.record(from, Action::Advance, detail);
+        self.notify(seq, AlertEvent::StepAdvanced);
+    }
+
+    /// Shifts 100% to the canary, then makes it the stable version.
+    pub fn promote(&mut self, detail: Reason) {
+        let from = self.state.phase;
+        self.set_weight(Weight::FULL);
+        let version = self.state.canary_version.clone().unwrap_or_default();
+        self.effects.push(Effect::Finalize { version: version.clone() });
+        self.state.stable_version = version;
+        self.enter(Phase::Promoted, None);
+        let seq = self.record(from, Action::Promote, detail);
+        self.notify(seq, AlertEvent::Promoted);
+    }
+
+    /// Rolls back: weight 0 first, then the record, then the alert. With
+    /// `rollback.auto: false` it pauses and alerts instead.
+    pub fn rollback(&mut self, detail: Reason) {
+        if !self.spec.strategy.rollback.auto {
+            self.pause(PauseReason::RollbackDisabled, detail);
+            return;
+        }
+        let from = self.state.phase;
+        self.force_weight(Weight::ZERO);
+        self.enter(Phase::RolledBack, None);
+        let seq = self.record(from, Action::Rollback, detail);
+        self.notify(seq, AlertEvent::RolledBack);
+    }
+
+    /// Stops by a person's command: weight 0 first.
+    pub fn abort(&mut self, detail: Reason) {
+        let from = self.state.phase;
+        self.force_weight(Weight::ZERO);
+        self.enter(Phase::Aborted, None);
+        let seq = self.record(from, Action::Abort, detail);
+        self.notify(seq, AlertEvent::Aborted);
+    }
+
+    /// Holds at the current weight.
+    pub fn pause(&mut self, why: PauseReason, detail: Reason) {
+        let from = self.state.phase;
+        self.enter(Phase::Paused, Some(why));
+        let seq = self.record(from, Action::Pause, detail);
+        self.notify(seq, AlertEvent::Paused);
+    }
+
+    /// Continues after a pause; the step clock restarts from now.
+    pub fn resume(&mut self, detail: Reason) {
+        let from = self.state.phase;
+        self.enter(Phase::Progressing, None);
+        self.state.counters.inconclusive = 0;
+        self.state.last_tick = Some(self.now);
+        self.record(from, Action::Resume, detail);
+    }
+
+    /// Ends the draft.
+    pub fn finish(self) -> Decision {
+        let next_tick = self.state.phase.in_flight().then(|| self.now.plus(self.spec.strategy.analysis.interval));
+        Decision { state: self.state, effects: self.effects, next_tick }
+    }
+}

@@ -1,0 +1,77 @@
+//! The pure rollout engine: `decide(spec, state, input, now) -> Decision`.
+//!
+//! No I/O, no async, no clock reads. The controller measures the gates that
+//! [`active_gates`] names, calls [`decide`], executes the returned effects in
+//! order and stores the new state. Everything time-dependent takes `now`, so
+//! the whole of BRIEF §3 is tested with simulated time.
+//!
+//! Rules, in the order a tick applies them:
+//! 1. **Version.** A canary version in the file that is neither stable nor the
+//!    one already finished starts a rollout; a different version while one is
+//!    in flight supersedes it (weight 0, then a fresh start at step 1).
+//! 2. **Watched time.** A step's clock advances only while Progressing with the
+//!    step's weight applied, by at most two intervals per tick: time canaryd was
+//!    down, paused, or waiting for a ready canary does not count.
+//! 3. **Readiness.** An unready canary gets weight 0 and its gates are inconclusive.
+//! 4. **Abort conditions** (`rollback.on`), in every in-flight phase: a breach
+//!    counts; `consecutive_breaches` in a row roll back. A tick where all pass
+//!    resets the run; an inconclusive tick leaves it as is.
+//! 5. **Inconclusive data** (no data, NaN, too few requests, Prometheus error):
+//!    never a pass. The step holds; after `inconclusive_limit` consecutive
+//!    ticks `no_data` decides: `hold` pauses (resuming by itself when data
+//!    returns), `rollback` rolls back, `ignore` lets the tick through, logged.
+//! 6. **Promotion gates**: each failing tick counts one failure, cumulatively
+//!    within the step; the `failure_limit`-th failure rolls back.
+//! 7. **Step completion**: once the watched time reaches the step's duration and
+//!    a tick passes every gate, the next step's weight is set; after the last
+//!    step the canary is promoted (100%, then finalize).
+//!
+//! With `rollback.auto: false`, every "roll back" above pauses and alerts instead.
+
+mod command;
+mod draft;
+pub mod effect;
+pub mod observation;
+pub mod state;
+mod tick;
+pub mod time;
+pub mod verdict;
+
+pub use command::Rejected;
+pub use effect::{Action, Alert, AlertEvent, Command, DecisionRecord, Effect, Reason};
+pub use observation::{GateRef, Inconclusive, Measurement, Observation, Reading, active_gates};
+pub use state::{Counters, PauseReason, Phase, RolloutState};
+pub use time::Timestamp;
+pub use verdict::{GateResult, TrackKind, Verdict};
+
+use crate::spec::model::DeploySpec;
+
+/// What the engine is asked to decide on.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Input {
+    /// A scheduled evaluation with fresh measurements.
+    Tick(Observation),
+    /// A person's command.
+    Command(Command),
+}
+
+/// The outcome of one decision.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Decision {
+    /// The state to store.
+    pub state: RolloutState,
+    /// What to do, in order.
+    pub effects: Vec<Effect>,
+    /// When to tick next; `None` when nothing is in flight.
+    pub next_tick: Option<Timestamp>,
+}
+
+/// Decides what happens to one rollout. Only commands can be rejected.
+pub fn decide(spec: &DeploySpec, state: &RolloutState, input: &Input, now: Timestamp) -> Result<Decision, Rejected> {
+    let draft = draft::Draft::new(spec, state, now);
+    let done = match input {
+        Input::Tick(obs) => tick::tick(draft, obs),
+        Input::Command(command) => command::apply(draft, *command)?,
+    };
+    Ok(done.finish())
+}

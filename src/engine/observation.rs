@@ -1,0 +1,151 @@
+//! What the engine is told on a tick: the canary's readiness and one
+//! measurement per active gate, already fetched by the controller.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use super::state::RolloutState;
+use crate::spec::model::{DeploySpec, Gate};
+
+/// Which gate of the spec a measurement belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GateRef {
+    /// `rollback.on[i]`: watched on every tick.
+    Abort(usize),
+    /// `steps[step].metrics[index]`: must pass for that step to advance.
+    Promotion {
+        /// 0-based step.
+        step: usize,
+        /// 0-based gate of the step.
+        index: usize,
+    },
+}
+
+impl GateRef {
+    /// The gate in `spec`, if the reference is valid for it.
+    pub fn resolve(self, spec: &DeploySpec) -> Option<&Gate> {
+        match self {
+            GateRef::Abort(i) => spec.strategy.rollback.on.get(i),
+            GateRef::Promotion { step, index } => spec.strategy.steps.get(step)?.gates.get(index),
+        }
+    }
+}
+
+/// Why a measurement cannot be judged. Never a pass.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Inconclusive {
+    /// The query returned no series (an empty vector).
+    NoData,
+    /// The value was NaN or infinite (e.g. 0/0 with no traffic).
+    NotFinite {
+        /// The value as text (`NaN`, `+Inf`).
+        value: String,
+    },
+    /// Several series where one was expected.
+    AmbiguousSeries {
+        /// How many came back.
+        series: usize,
+    },
+    /// The canary served fewer requests in the window than `min_requests`.
+    TooFewRequests {
+        /// Requests seen.
+        seen: u64,
+        /// Requests needed.
+        needed: u64,
+    },
+    /// Prometheus answered with an error.
+    ProviderError {
+        /// What it said (no secrets).
+        message: String,
+    },
+    /// Prometheus did not answer in time.
+    Timeout,
+    /// The canary is not ready, so it gets no traffic to judge.
+    CanaryNotReady,
+    /// The controller did not measure this gate.
+    NotMeasured,
+}
+
+impl fmt::Display for Inconclusive {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Inconclusive::NoData => f.write_str("no data"),
+            Inconclusive::NotFinite { value } => write!(f, "value is {value}"),
+            Inconclusive::AmbiguousSeries { series } => write!(f, "{series} series where one was expected"),
+            Inconclusive::TooFewRequests { seen, needed } => write!(f, "{seen} requests in the window, {needed} needed"),
+            Inconclusive::ProviderError { message } => write!(f, "Prometheus error: {message}"),
+            Inconclusive::Timeout => f.write_str("Prometheus timed out"),
+            Inconclusive::CanaryNotReady => f.write_str("canary not ready"),
+            Inconclusive::NotMeasured => f.write_str("not measured"),
+        }
+    }
+}
+
+/// One gate measured on one track.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Reading {
+    /// The rendered PromQL.
+    pub query: String,
+    /// The value, or why there is none.
+    pub value: Result<f64, Inconclusive>,
+    /// Requests the track served in the window, when known (for `min_requests`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requests: Option<f64>,
+}
+
+impl Reading {
+    /// A reading with a value.
+    pub fn value(query: impl Into<String>, value: f64, requests: Option<f64>) -> Reading {
+        Reading { query: query.into(), value: Ok(value), requests }
+    }
+
+    /// A reading without a value.
+    pub fn inconclusive(query: impl Into<String>, why: Inconclusive) -> Reading {
+        Reading { query: query.into(), value: Err(why), requests: None }
+    }
+}
+
+/// A gate measured on both tracks over the same window.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Measurement {
+    /// Which gate.
+    pub gate: GateRef,
+    /// The canary's reading: what the gate judges.
+    pub canary: Reading,
+    /// The stable version's reading, shown next to it (and used by baseline gates).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stable: Option<Reading>,
+}
+
+/// Everything measured on one tick.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Observation {
+    /// Whether the canary passes its health checks (never route to it otherwise).
+    pub canary_ready: bool,
+    /// One measurement per active gate; missing ones count as not measured.
+    pub measurements: Vec<Measurement>,
+}
+
+impl Observation {
+    /// The measurement of `gate`, if taken.
+    pub fn get(&self, gate: GateRef) -> Option<&Measurement> {
+        self.measurements.iter().find(|m| m.gate == gate)
+    }
+}
+
+/// The gates the controller should measure for the next tick: every abort
+/// condition, plus the current step's promotion gates while in flight.
+pub fn active_gates(spec: &DeploySpec, state: &RolloutState) -> Vec<GateRef> {
+    if !state.phase.in_flight() {
+        return Vec::new();
+    }
+    let mut gates: Vec<GateRef> = (0..spec.strategy.rollback.on.len()).map(GateRef::Abort).collect();
+    let step = state.step.min(spec.strategy.steps.len().saturating_sub(1));
+    if let Some(s) = spec.strategy.steps.get(step) {
+        gates.extend((0..s.gates.len()).map(|index| GateRef::Promotion { step, index }));
+    }
+    gates
+}

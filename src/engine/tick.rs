@@ -1,0 +1,214 @@
+//! One tick: reconcile the version, count watched time, judge the gates, and
+//! apply BRIEF §3's rules in a fixed order — abort conditions, then
+//! inconclusive data, then promotion gates, then step completion.
+
+use std::time::Duration;
+
+use super::draft::Draft;
+use super::effect::{Action, Reason};
+use super::observation::{GateRef, Observation, active_gates};
+use super::state::{PauseReason, Phase};
+use super::verdict::{GateResult, judge_all};
+use crate::spec::model::NoDataPolicy;
+use crate::spec::units::Weight;
+
+/// How many intervals one tick may add to a step's watched time. A longer gap
+/// means canaryd was not watching (down, or stalled), and that time is not counted.
+const MAX_TICK_GAP_INTERVALS: u32 = 2;
+
+pub(super) fn tick<'a>(mut d: Draft<'a>, obs: &Observation) -> Draft<'a> {
+    if reconcile_version(&mut d, obs.canary_ready) || !d.state.phase.in_flight() {
+        return d;
+    }
+    let analysis = d.spec.strategy.analysis.clone();
+    // An edited file may have fewer steps now.
+    d.state.step = d.state.step.min(d.spec.strategy.steps.len().saturating_sub(1));
+
+    // Watched time: only while progressing with the step's weight applied.
+    let step_weight = d.step_weight();
+    if let Some(last) = d.state.last_tick {
+        let gap = d.now.since(last).min(analysis.interval * MAX_TICK_GAP_INTERVALS);
+        if d.state.phase == Phase::Progressing && d.state.weight == step_weight {
+            d.state.step_elapsed += gap;
+        }
+    }
+    d.state.last_tick = Some(d.now);
+
+    // Never route to a canary that is not ready.
+    d.set_weight(if obs.canary_ready { step_weight } else { Weight::ZERO });
+
+    let gates = active_gates(d.spec, &d.state);
+    d.gates = judge_all(d.spec, obs, &gates);
+
+    if abort_conditions(&mut d, analysis.consecutive_breaches) {
+        return d;
+    }
+    let watching_data = d.state.phase == Phase::Progressing || d.state.pause == Some(PauseReason::NoData);
+    if !watching_data {
+        return d; // paused by a person (or instead of a rollback): only abort conditions apply
+    }
+    let ignore_inconclusive = match inconclusive(&mut d, analysis.inconclusive_limit, analysis.no_data) {
+        Flow::Stop => return d,
+        Flow::Continue { ignored } => ignored,
+    };
+    if d.state.phase != Phase::Progressing {
+        return d;
+    }
+    if promotion_gates(&mut d, analysis.failure_limit) {
+        return d;
+    }
+    let duration = d.spec.strategy.steps.get(d.state.step).and_then(|s| s.duration).unwrap_or(Duration::ZERO);
+    let watched = d.state.step_elapsed >= duration && d.state.step_elapsed > Duration::ZERO;
+    if watched && d.state.weight == step_weight && !ignore_inconclusive_blocks(&d, ignore_inconclusive) {
+        let step = d.state.step + 1;
+        if d.is_last_step() {
+            d.promote(Reason::StepPassed { step });
+        } else {
+            d.advance(Reason::StepPassed { step });
+        }
+    }
+    d
+}
+
+/// With `no_data: ignore`, inconclusive gates do not block; otherwise a step
+/// never completes on a tick where anything was inconclusive.
+fn ignore_inconclusive_blocks(d: &Draft<'_>, ignored: bool) -> bool {
+    !ignored && d.gates.iter().any(|g| g.inconclusive().is_some())
+}
+
+/// Starts, supersedes or leaves the rollout according to the file's canary
+/// version. Returns true when it took this tick's decision.
+fn reconcile_version(d: &mut Draft<'_>, canary_ready: bool) -> bool {
+    let spec = d.spec;
+    let target = &spec.canary.version;
+    let wanted = (target != &spec.stable.version && target != &d.state.stable_version).then(|| target.clone());
+    match d.state.phase {
+        Phase::Idle | Phase::Promoted => match wanted {
+            Some(v) => {
+                d.start(v.clone(), canary_ready, Action::Start, Reason::NewVersion { version: v });
+                true
+            }
+            None => false,
+        },
+        Phase::RolledBack | Phase::Aborted => match wanted {
+            Some(v) if d.state.canary_version.as_ref() != Some(&v) => {
+                d.start(v.clone(), canary_ready, Action::Start, Reason::NewVersion { version: v });
+                true
+            }
+            _ => false,
+        },
+        Phase::Progressing | Phase::Paused => {
+            let current = d.state.canary_version.clone().unwrap_or_default();
+            if &current == target {
+                return false;
+            }
+            // Superseded: stop the old canary's traffic first, then start the new one.
+            let from = d.state.phase;
+            d.force_weight(Weight::ZERO);
+            let reason = Reason::Superseded { old: current, new: target.clone() };
+            match wanted {
+                Some(v) => {
+                    d.record(from, Action::Supersede, reason);
+                    d.start(v.clone(), canary_ready, Action::Start, Reason::NewVersion { version: v });
+                }
+                None => {
+                    d.state.phase = Phase::Idle;
+                    d.state.pause = None;
+                    d.state.since = d.now;
+                    d.record(from, Action::Supersede, reason);
+                }
+            }
+            true
+        }
+    }
+}
+
+/// Returns true when a rollback (or its pause) was decided.
+fn abort_conditions(d: &mut Draft<'_>, limit: u32) -> bool {
+    let aborts: Vec<&GateResult> = d.gates.iter().filter(|g| matches!(g.gate, GateRef::Abort(_))).collect();
+    let breached = aborts.iter().find(|g| g.failed()).map(|g| (g.name.clone(), g.shown.clone(), g.threshold.clone()));
+    let all_pass = aborts.iter().all(|g| !g.failed() && g.inconclusive().is_none());
+    match breached {
+        Some((gate, value, threshold)) => {
+            d.state.counters.breaches += 1;
+            let breaches = d.state.counters.breaches;
+            let reason = Reason::AbortCondition { gate, value, threshold, breaches, limit };
+            if breaches >= limit {
+                d.rollback(reason);
+            } else {
+                let phase = d.state.phase;
+                d.record(phase, Action::Hold, reason);
+            }
+            true
+        }
+        None => {
+            // Inconclusive ticks neither extend nor break a run of breaches.
+            if all_pass {
+                d.state.counters.breaches = 0;
+            }
+            false
+        }
+    }
+}
+
+enum Flow {
+    Stop,
+    Continue { ignored: bool },
+}
+
+fn inconclusive(d: &mut Draft<'_>, limit: u32, policy: NoDataPolicy) -> Flow {
+    let Some(first) = d.gates.iter().find(|g| g.inconclusive().is_some()) else {
+        d.state.counters.inconclusive = 0;
+        if d.state.pause == Some(PauseReason::NoData) {
+            d.resume(Reason::DataReturned);
+        }
+        return Flow::Continue { ignored: false };
+    };
+    let gate = first.name.clone();
+    let why = first.inconclusive().cloned().unwrap_or(super::observation::Inconclusive::NotMeasured);
+    d.state.counters.inconclusive = d.state.counters.inconclusive.saturating_add(1);
+    let ticks = d.state.counters.inconclusive;
+    if d.state.phase == Phase::Paused {
+        return Flow::Stop; // already holding for data
+    }
+    let reason = Reason::Inconclusive { gate, why, ticks, limit };
+    let phase = d.state.phase;
+    if ticks < limit {
+        d.record(phase, Action::Hold, reason);
+        return Flow::Stop;
+    }
+    match policy {
+        NoDataPolicy::Hold => {
+            d.pause(PauseReason::NoData, reason);
+            Flow::Stop
+        }
+        NoDataPolicy::Rollback => {
+            d.rollback(reason);
+            Flow::Stop
+        }
+        NoDataPolicy::Ignore => {
+            d.record(phase, Action::IgnoreNoData, reason);
+            Flow::Continue { ignored: true }
+        }
+    }
+}
+
+/// Counts a failed promotion gate; returns true when the tick's decision is taken.
+fn promotion_gates(d: &mut Draft<'_>, limit: u32) -> bool {
+    let failed = d
+        .gates
+        .iter()
+        .find(|g| matches!(g.gate, GateRef::Promotion { .. }) && g.failed())
+        .map(|g| (g.name.clone(), g.shown.clone(), g.threshold.clone()));
+    let Some((gate, value, threshold)) = failed else { return false };
+    d.state.counters.failures += 1;
+    let failures = d.state.counters.failures;
+    let reason = Reason::PromotionGate { gate, value, threshold, failures, limit };
+    if failures >= limit {
+        d.rollback(reason);
+    } else {
+        let phase = d.state.phase;
+        d.record(phase, Action::Hold, reason);
+    }
+    true
+}
