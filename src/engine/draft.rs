@@ -40,14 +40,17 @@ impl<'a> Draft<'a> {
     /// Asks the router for `weight` if it differs from what it holds.
     pub fn set_weight(&mut self, weight: Weight) {
         if self.state.weight != weight {
-            self.force_weight(weight);
+            self.state.weight = weight;
+            self.effects.push(Effect::SetWeight { weight });
         }
     }
 
-    /// Asks the router for `weight` unconditionally (rollback and abort always do).
-    pub fn force_weight(&mut self, weight: Weight) {
-        self.state.weight = weight;
-        self.effects.push(Effect::SetWeight { weight });
+    /// Cuts the canary's traffic as the very first effect of this decision,
+    /// ahead of anything already drafted (rollback, abort, supersede).
+    pub fn cut_traffic_first(&mut self) {
+        self.effects.retain(|e| !matches!(e, Effect::SetWeight { .. }));
+        self.state.weight = Weight::ZERO;
+        self.effects.insert(0, Effect::SetWeight { weight: Weight::ZERO });
     }
 
     fn enter(&mut self, phase: Phase, pause: Option<PauseReason>) {
@@ -132,7 +135,7 @@ impl<'a> Draft<'a> {
             return;
         }
         let from = self.state.phase;
-        self.force_weight(Weight::ZERO);
+        self.cut_traffic_first();
         self.enter(Phase::RolledBack, None);
         let seq = self.record(from, Action::Rollback, detail);
         self.notify(seq, AlertEvent::RolledBack);
@@ -141,7 +144,7 @@ impl<'a> Draft<'a> {
     /// Stops by a person's command: weight 0 first.
     pub fn abort(&mut self, detail: Reason) {
         let from = self.state.phase;
-        self.force_weight(Weight::ZERO);
+        self.cut_traffic_first();
         self.enter(Phase::Aborted, None);
         let seq = self.record(from, Action::Abort, detail);
         self.notify(seq, AlertEvent::Aborted);

@@ -17,6 +17,17 @@ use crate::spec::units::Weight;
 const MAX_TICK_GAP_INTERVALS: u32 = 2;
 
 pub(super) fn tick<'a>(mut d: Draft<'a>, obs: &Observation) -> Draft<'a> {
+    d = judge_and_apply(d, obs);
+    // Raise the weight only now, and only if the rollout is still in flight, so a
+    // rollback decided on the same tick never sends traffic before cutting it.
+    if d.state.phase.in_flight() && obs.canary_ready {
+        let w = d.step_weight();
+        d.set_weight(w);
+    }
+    d
+}
+
+fn judge_and_apply<'a>(mut d: Draft<'a>, obs: &Observation) -> Draft<'a> {
     if reconcile_version(&mut d, obs.canary_ready) || !d.state.phase.in_flight() {
         return d;
     }
@@ -34,8 +45,11 @@ pub(super) fn tick<'a>(mut d: Draft<'a>, obs: &Observation) -> Draft<'a> {
     }
     d.state.last_tick = Some(d.now);
 
-    // Never route to a canary that is not ready.
-    d.set_weight(if obs.canary_ready { step_weight } else { Weight::ZERO });
+    // Never route to a canary that is not ready (the weight is raised again at
+    // the end of a tick that finds it ready).
+    if !obs.canary_ready {
+        d.set_weight(Weight::ZERO);
+    }
 
     let gates = active_gates(d.spec, &d.state);
     d.gates = judge_all(d.spec, obs, &gates);
@@ -104,7 +118,7 @@ fn reconcile_version(d: &mut Draft<'_>, canary_ready: bool) -> bool {
             }
             // Superseded: stop the old canary's traffic first, then start the new one.
             let from = d.state.phase;
-            d.force_weight(Weight::ZERO);
+            d.cut_traffic_first();
             let reason = Reason::Superseded { old: current, new: target.clone() };
             match wanted {
                 Some(v) => {
