@@ -4,7 +4,7 @@ mod common;
 
 use canaryd::engine::{Action, Command, Effect, PauseReason, Phase};
 use canaryd::spec::units::Weight;
-use common::{Sim, World, spec, weight, SEED_FILE};
+use common::{SEED_FILE, Sim, World, spec, weight};
 
 /// The phases a person can find a rollout in.
 #[derive(Clone, Copy, Debug)]
@@ -48,13 +48,76 @@ fn each_command_in_each_phase_does_what_the_table_says() {
     use Setup::*;
     // Some(phase) = accepted and ends in that phase; None = refused, nothing changes.
     let table: [(Command, [Option<Phase>; 7]); 5] = [
-        (Command::Pause, [None, Some(Phase::Paused), None, Some(Phase::Paused), None, None, None]),
-        (Command::Resume, [None, None, Some(Phase::Progressing), Some(Phase::Progressing), None, None, None]),
-        (Command::Promote, [None, Some(Phase::Promoted), Some(Phase::Promoted), Some(Phase::Promoted), None, None, None]),
-        (Command::Abort, [None, Some(Phase::Aborted), Some(Phase::Aborted), Some(Phase::Aborted), None, None, None]),
-        (Command::Retry, [None, None, None, None, None, Some(Phase::Progressing), Some(Phase::Progressing)]),
+        (
+            Command::Pause,
+            [
+                None,
+                Some(Phase::Paused),
+                None,
+                Some(Phase::Paused),
+                None,
+                None,
+                None,
+            ],
+        ),
+        (
+            Command::Resume,
+            [
+                None,
+                None,
+                Some(Phase::Progressing),
+                Some(Phase::Progressing),
+                None,
+                None,
+                None,
+            ],
+        ),
+        (
+            Command::Promote,
+            [
+                None,
+                Some(Phase::Promoted),
+                Some(Phase::Promoted),
+                Some(Phase::Promoted),
+                None,
+                None,
+                None,
+            ],
+        ),
+        (
+            Command::Abort,
+            [
+                None,
+                Some(Phase::Aborted),
+                Some(Phase::Aborted),
+                Some(Phase::Aborted),
+                None,
+                None,
+                None,
+            ],
+        ),
+        (
+            Command::Retry,
+            [
+                None,
+                None,
+                None,
+                None,
+                None,
+                Some(Phase::Progressing),
+                Some(Phase::Progressing),
+            ],
+        ),
     ];
-    let setups = [Idle, Progressing, PausedByHand, PausedForData, Promoted, RolledBack, Aborted];
+    let setups = [
+        Idle,
+        Progressing,
+        PausedByHand,
+        PausedForData,
+        Promoted,
+        RolledBack,
+        Aborted,
+    ];
     for (command, expected) in table {
         for (setup, want) in setups.into_iter().zip(expected) {
             let mut sim = make(setup);
@@ -90,8 +153,14 @@ fn pause_holds_the_weight_and_the_step_clock() {
     sim.command(Command::Pause).expect("pausable");
     assert_eq!(sim.state.pause, Some(PauseReason::Manual));
     sim.ticks(500, &World::healthy());
-    assert_eq!((sim.state.phase, sim.state.step, sim.router), (Phase::Paused, 1, weight(50)));
-    assert_eq!(sim.state.step_elapsed, elapsed, "paused time is not watched time");
+    assert_eq!(
+        (sim.state.phase, sim.state.step, sim.router),
+        (Phase::Paused, 1, weight(50))
+    );
+    assert_eq!(
+        sim.state.step_elapsed, elapsed,
+        "paused time is not watched time"
+    );
     sim.command(Command::Resume).expect("resumable");
     sim.tick_until(&World::healthy(), 1000, |s| s.state.step == 2);
 }
@@ -99,7 +168,8 @@ fn pause_holds_the_weight_and_the_step_clock() {
 #[test]
 fn a_manual_pause_does_not_resume_when_data_returns() {
     let mut sim = make(Setup::PausedForData);
-    sim.command(Command::Pause).expect("a data pause can become a manual one");
+    sim.command(Command::Pause)
+        .expect("a data pause can become a manual one");
     sim.ticks(5, &World::healthy());
     assert_eq!(sim.state.pause, Some(PauseReason::Manual));
 }
@@ -109,17 +179,41 @@ fn promote_skips_the_remaining_steps_then_finalizes() {
     let mut sim = make(Setup::Progressing);
     sim.command(Command::Promote).expect("promotable");
     let effects = sim.last_effects();
-    assert_eq!(effects[0], Effect::SetWeight { weight: Weight::FULL });
-    assert_eq!(effects[1], Effect::Finalize { version: "v2".into() });
-    assert_eq!((sim.state.stable_version.as_str(), sim.last_record().reason.as_str()), ("v2", "manual promote"));
+    assert_eq!(
+        effects[0],
+        Effect::SetWeight {
+            weight: Weight::FULL
+        }
+    );
+    assert_eq!(
+        effects[1],
+        Effect::Finalize {
+            version: "v2".into()
+        }
+    );
+    assert_eq!(
+        (
+            sim.state.stable_version.as_str(),
+            sim.last_record().reason.as_str()
+        ),
+        ("v2", "manual promote")
+    );
 }
 
 #[test]
 fn abort_sends_all_traffic_to_stable_before_anything_else() {
     let mut sim = make(Setup::PausedByHand);
     sim.command(Command::Abort).expect("abortable");
-    assert_eq!(sim.last_effects()[0], Effect::SetWeight { weight: Weight::ZERO });
-    assert_eq!((sim.router, sim.last_record().action), (Weight::ZERO, Action::Abort));
+    assert_eq!(
+        sim.last_effects()[0],
+        Effect::SetWeight {
+            weight: Weight::ZERO
+        }
+    );
+    assert_eq!(
+        (sim.router, sim.last_record().action),
+        (Weight::ZERO, Action::Abort)
+    );
 }
 
 #[test]
@@ -127,9 +221,18 @@ fn retry_starts_the_same_version_from_the_first_step_once_the_canary_is_ready() 
     let mut sim = make(Setup::RolledBack);
     sim.command(Command::Retry).expect("retryable");
     assert_eq!(sim.state.canary_version.as_deref(), Some("v2"));
-    assert_eq!((sim.state.step, sim.router, sim.last_record().action), (0, Weight::ZERO, Action::Retry));
-    assert_eq!(sim.state.counters, Default::default(), "counters start afresh");
+    assert_eq!(
+        (sim.state.step, sim.router, sim.last_record().action),
+        (0, Weight::ZERO, Action::Retry)
+    );
+    assert_eq!(
+        sim.state.counters,
+        Default::default(),
+        "counters start afresh"
+    );
     sim.tick(&World::healthy());
     assert_eq!(sim.router, weight(5));
-    sim.tick_until(&World::healthy(), 1000, |s| s.state.phase == Phase::Promoted);
+    sim.tick_until(&World::healthy(), 1000, |s| {
+        s.state.phase == Phase::Promoted
+    });
 }

@@ -5,8 +5,8 @@ mod common;
 use std::time::Duration;
 
 use canaryd::engine::{
-    Action, Command, Effect, GateRef, Inconclusive, Input, Measurement, Observation, Phase, Reading, RolloutState,
-    Timestamp, Verdict, active_gates, decide,
+    Action, Command, Effect, GateRef, Inconclusive, Input, Measurement, Observation, Phase,
+    Reading, RolloutState, Timestamp, Verdict, active_gates, decide,
 };
 use canaryd::spec::model::DeploySpec;
 use canaryd::spec::units::Weight;
@@ -72,7 +72,11 @@ fn sample() -> impl Strategy<Value = Sample> {
 /// One event: a tick (with a time gap, readiness and samples per gate) or a command.
 #[derive(Clone, Debug)]
 enum Event {
-    Tick { gap_ms: u64, ready: bool, samples: Vec<Sample> },
+    Tick {
+        gap_ms: u64,
+        ready: bool,
+        samples: Vec<Sample>,
+    },
     Command(Command),
 }
 
@@ -84,7 +88,12 @@ fn event() -> impl Strategy<Value = Event> {
     ]
 }
 
-fn observe(spec: &DeploySpec, state: &RolloutState, ready: bool, samples: &[Sample]) -> Observation {
+fn observe(
+    spec: &DeploySpec,
+    state: &RolloutState,
+    ready: bool,
+    samples: &[Sample],
+) -> Observation {
     let measurements = active_gates(spec, state)
         .into_iter()
         .enumerate()
@@ -95,22 +104,45 @@ fn observe(spec: &DeploySpec, state: &RolloutState, ready: bool, samples: &[Samp
                 Sample::NoData => (Err(Inconclusive::NoData), None),
                 Sample::NaN => (Ok(f64::NAN), Some(500.0)),
                 Sample::FewRequests => (Ok(0.001), Some(2.0)),
-                Sample::Error => (Err(Inconclusive::ProviderError { message: "boom".into() }), None),
+                Sample::Error => (
+                    Err(Inconclusive::ProviderError {
+                        message: "boom".into(),
+                    }),
+                    None,
+                ),
             };
-            Measurement { gate, canary: Reading { query: "q".into(), value, requests }, stable: None }
+            Measurement {
+                gate,
+                canary: Reading {
+                    query: "q".into(),
+                    value,
+                    requests,
+                },
+                stable: None,
+            }
         })
         .collect();
-    Observation { canary_ready: ready, measurements }
+    Observation {
+        canary_ready: ready,
+        measurements,
+    }
 }
 
 /// Runs the events, checking `check(before, input, decision)` after each decision.
-fn run(events: &[Event], mut check: impl FnMut(&DeploySpec, &RolloutState, &Input, &canaryd::engine::Decision)) {
+fn run(
+    events: &[Event],
+    mut check: impl FnMut(&DeploySpec, &RolloutState, &Input, &canaryd::engine::Decision),
+) {
     let spec = short_seed();
     let mut now = Timestamp::from_millis(1_800_000_000_000);
     let mut state = RolloutState::new(&spec, now);
     for e in events {
         let input = match e {
-            Event::Tick { gap_ms, ready, samples } => {
+            Event::Tick {
+                gap_ms,
+                ready,
+                samples,
+            } => {
                 now = now.plus(Duration::from_millis(*gap_ms));
                 Input::Tick(observe(&spec, &state, *ready, samples))
             }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use canaryd::engine::{Action, Command, Effect, Inconclusive, PauseReason, Phase, Reason, Verdict};
 use canaryd::spec::units::Weight;
-use common::{Sim, World, seed_with_analysis, spec, weight, SEED_FILE};
+use common::{SEED_FILE, Sim, World, seed_with_analysis, spec, weight};
 
 const MIN: Duration = Duration::from_secs(60);
 
@@ -34,7 +34,10 @@ fn the_seed_strategy_is_promoted_on_its_exact_timeline() {
     let mut sim = seed();
     let healthy = World::healthy();
     sim.tick_now(&healthy);
-    assert_eq!((sim.state.phase, sim.router), (Phase::Progressing, weight(5)));
+    assert_eq!(
+        (sim.state.phase, sim.router),
+        (Phase::Progressing, weight(5))
+    );
 
     // 5% for exactly 10 minutes of ticks every 10 s.
     sim.tick_until(&healthy, 1000, |s| s.router != weight(5));
@@ -51,9 +54,23 @@ fn the_seed_strategy_is_promoted_on_its_exact_timeline() {
     assert_eq!(sim.state.phase, Phase::Promoted);
     assert_eq!(sim.elapsed(), 30 * MIN + Duration::from_secs(10));
     assert_eq!(sim.state.stable_version, "v2");
-    assert_eq!(actions(&sim), [Action::Start, Action::Advance, Action::Advance, Action::Promote]);
-    assert!(sim.last_effects().contains(&Effect::Finalize { version: "v2".into() }));
-    assert_eq!(sim.last.as_ref().expect("decided").next_tick, None, "nothing left to watch");
+    assert_eq!(
+        actions(&sim),
+        [
+            Action::Start,
+            Action::Advance,
+            Action::Advance,
+            Action::Promote
+        ]
+    );
+    assert!(sim.last_effects().contains(&Effect::Finalize {
+        version: "v2".into()
+    }));
+    assert_eq!(
+        sim.last.as_ref().expect("decided").next_tick,
+        None,
+        "nothing left to watch"
+    );
 }
 
 #[test]
@@ -64,7 +81,10 @@ fn a_promoted_canary_stays_promoted_while_the_file_is_unchanged() {
     sim.tick_until(&healthy, 1000, |s| s.state.phase == Phase::Promoted);
     let decisions = sim.log.len();
     sim.ticks(50, &healthy);
-    assert_eq!((sim.state.phase, sim.log.len(), sim.router), (Phase::Promoted, decisions, Weight::FULL));
+    assert_eq!(
+        (sim.state.phase, sim.log.len(), sim.router),
+        (Phase::Promoted, decisions, Weight::FULL)
+    );
 }
 
 // === Abort conditions ===
@@ -76,15 +96,32 @@ fn an_error_rate_breach_rolls_back_at_once_at_every_step() {
         assert_eq!(sim.state.phase, Phase::Progressing);
         sim.tick(&World::healthy().with("error_rate", 0.05));
         assert_eq!(sim.state.phase, Phase::RolledBack, "step {step}");
-        assert_eq!(sim.last_effects()[0], Effect::SetWeight { weight: Weight::ZERO }, "weight 0 comes first");
+        assert_eq!(
+            sim.last_effects()[0],
+            Effect::SetWeight {
+                weight: Weight::ZERO
+            },
+            "weight 0 comes first"
+        );
         assert_eq!(sim.router, Weight::ZERO);
         let record = sim.last_record();
         assert_eq!(record.action, Action::Rollback);
         assert_eq!(record.step, step + 1);
-        assert_eq!(record.reason, "abort condition error_rate > 2% breached: value 5%");
+        assert_eq!(
+            record.reason,
+            "abort condition error_rate > 2% breached: value 5%"
+        );
         match &record.detail {
-            Reason::AbortCondition { gate, value, threshold, .. } => {
-                assert_eq!((gate.as_str(), value.as_str(), threshold.as_str()), ("error_rate > 2%", "5%", "2%"));
+            Reason::AbortCondition {
+                gate,
+                value,
+                threshold,
+                ..
+            } => {
+                assert_eq!(
+                    (gate.as_str(), value.as_str(), threshold.as_str()),
+                    ("error_rate > 2%", "5%", "2%")
+                );
             }
             other => panic!("unexpected reason {other:?}"),
         }
@@ -96,7 +133,10 @@ fn a_latency_breach_alone_rolls_back() {
     let mut sim = at_step(1);
     sim.tick(&World::healthy().with("latency_p99", 0.75));
     assert_eq!(sim.state.phase, Phase::RolledBack);
-    assert_eq!(sim.last_record().reason, "abort condition latency_p99 > 500ms breached: value 750ms");
+    assert_eq!(
+        sim.last_record().reason,
+        "abort condition latency_p99 > 500ms breached: value 750ms"
+    );
 }
 
 #[test]
@@ -126,7 +166,10 @@ fn consecutive_breaches_must_be_in_a_row_when_configured() {
         sim.tick(w);
         assert_eq!(sim.state.phase, Phase::Progressing);
     }
-    assert_eq!(sim.last_record().reason, "abort condition error_rate > 2% breached: value 5% (2/3 consecutive)");
+    assert_eq!(
+        sim.last_record().reason,
+        "abort condition error_rate > 2% breached: value 5% (2/3 consecutive)"
+    );
     sim.tick(&bad);
     assert_eq!(sim.state.phase, Phase::RolledBack);
 }
@@ -162,12 +205,27 @@ fn a_failing_promotion_gate_holds_the_step_and_counts_failures_cumulatively() {
     sim.tick(&failing);
     sim.tick(&healthy);
     sim.tick(&failing);
-    assert_eq!((sim.state.phase, sim.state.counters.failures), (Phase::Progressing, 2));
-    assert_eq!(sim.last_record().reason, "promotion gate error_rate < 1% failed: value 1.5% (failure 2/3 in this step)");
+    assert_eq!(
+        (sim.state.phase, sim.state.counters.failures),
+        (Phase::Progressing, 2)
+    );
+    assert_eq!(
+        sim.last_record().reason,
+        "promotion gate error_rate < 1% failed: value 1.5% (failure 2/3 in this step)"
+    );
     sim.ticks(10, &healthy);
     sim.tick(&failing);
-    assert_eq!(sim.state.phase, Phase::RolledBack, "the third failure in the step rolls back");
-    assert_eq!(sim.last_effects()[0], Effect::SetWeight { weight: Weight::ZERO });
+    assert_eq!(
+        sim.state.phase,
+        Phase::RolledBack,
+        "the third failure in the step rolls back"
+    );
+    assert_eq!(
+        sim.last_effects()[0],
+        Effect::SetWeight {
+            weight: Weight::ZERO
+        }
+    );
 }
 
 #[test]
@@ -176,9 +234,16 @@ fn a_step_does_not_advance_while_its_gates_fail_after_its_duration() {
     let failing = World::healthy().with("latency_p99", 0.3);
     sim.tick_now(&World::healthy());
     sim.ticks(200, &failing); // well past 10 minutes
-    assert_eq!((sim.state.phase, sim.state.step, sim.router), (Phase::Progressing, 0, weight(5)));
+    assert_eq!(
+        (sim.state.phase, sim.state.step, sim.router),
+        (Phase::Progressing, 0, weight(5))
+    );
     sim.tick(&World::healthy());
-    assert_eq!((sim.state.step, sim.router), (1, weight(50)), "the first passing tick after the duration advances");
+    assert_eq!(
+        (sim.state.step, sim.router),
+        (1, weight(50)),
+        "the first passing tick after the duration advances"
+    );
 }
 
 #[test]
@@ -199,7 +264,10 @@ fn a_canary_without_data_is_never_promoted() {
     let empty = World::healthy().without_data();
     sim.tick_now(&empty);
     sim.ticks(2000, &empty); // 5.5 hours
-    assert_eq!((sim.state.phase, sim.state.pause), (Phase::Paused, Some(PauseReason::NoData)));
+    assert_eq!(
+        (sim.state.phase, sim.state.pause),
+        (Phase::Paused, Some(PauseReason::NoData))
+    );
     assert_eq!((sim.state.step, sim.router), (0, weight(5)));
     assert!(!actions(&sim).contains(&Action::Advance));
 }
@@ -212,13 +280,26 @@ fn missing_data_holds_then_pauses_at_the_limit_and_says_why() {
     sim.ticks(5, &empty);
     assert_eq!(sim.state.phase, Phase::Progressing);
     assert_eq!(sim.last_record().action, Action::Hold);
-    assert_eq!(sim.last_record().reason, "inconclusive: error_rate > 2%: no data (5/6 ticks)");
+    assert_eq!(
+        sim.last_record().reason,
+        "inconclusive: error_rate > 2%: no data (5/6 ticks)"
+    );
     sim.tick(&empty);
-    assert_eq!((sim.state.phase, sim.last_record().action), (Phase::Paused, Action::Pause));
-    assert!(matches!(sim.last_effects().last(), Some(Effect::Notify(_))), "the pause is alerted");
+    assert_eq!(
+        (sim.state.phase, sim.last_record().action),
+        (Phase::Paused, Action::Pause)
+    );
+    assert!(
+        matches!(sim.last_effects().last(), Some(Effect::Notify(_))),
+        "the pause is alerted"
+    );
     let decisions = sim.log.len();
     sim.ticks(20, &empty);
-    assert_eq!(sim.log.len(), decisions, "a held rollout does not flood the log");
+    assert_eq!(
+        sim.log.len(),
+        decisions,
+        "a held rollout does not flood the log"
+    );
 }
 
 #[test]
@@ -228,26 +309,42 @@ fn a_rollout_paused_for_missing_data_resumes_when_data_returns() {
     sim.ticks(6, &World::healthy().without_data());
     assert_eq!(sim.state.phase, Phase::Paused);
     sim.tick(&World::healthy());
-    assert_eq!((sim.state.phase, sim.last_record().action), (Phase::Progressing, Action::Resume));
+    assert_eq!(
+        (sim.state.phase, sim.last_record().action),
+        (Phase::Progressing, Action::Resume)
+    );
     assert_eq!(sim.last_record().reason, "data returned; continuing");
 }
 
 #[test]
 fn the_rollback_no_data_policy_rolls_back_at_the_limit() {
-    let mut sim = Sim::new(seed_with_analysis("    no_data: rollback\n    inconclusive_limit: 3"));
+    let mut sim = Sim::new(seed_with_analysis(
+        "    no_data: rollback\n    inconclusive_limit: 3",
+    ));
     sim.tick_now(&World::healthy());
     sim.ticks(3, &World::healthy().without_data());
     assert_eq!(sim.state.phase, Phase::RolledBack);
-    assert_eq!(sim.last_effects()[0], Effect::SetWeight { weight: Weight::ZERO });
+    assert_eq!(
+        sim.last_effects()[0],
+        Effect::SetWeight {
+            weight: Weight::ZERO
+        }
+    );
 }
 
 #[test]
 fn the_ignore_no_data_policy_advances_and_logs_every_ignored_tick() {
-    let mut sim = Sim::new(seed_with_analysis("    no_data: ignore\n    inconclusive_limit: 2"));
+    let mut sim = Sim::new(seed_with_analysis(
+        "    no_data: ignore\n    inconclusive_limit: 2",
+    ));
     let empty = World::healthy().without_data();
     sim.tick_now(&World::healthy());
     sim.tick_until(&empty, 1000, |s| s.state.phase == Phase::Promoted);
-    let ignored = sim.log.iter().filter(|r| r.action == Action::IgnoreNoData).count();
+    let ignored = sim
+        .log
+        .iter()
+        .filter(|r| r.action == Action::IgnoreNoData)
+        .count();
     assert!(ignored > 100, "every ignored tick is logged, got {ignored}");
 }
 
@@ -257,7 +354,12 @@ fn nan_too_few_requests_and_provider_errors_are_inconclusive_never_a_pass() {
         World::healthy().with("error_rate", f64::NAN),
         World::healthy().with("error_rate", f64::INFINITY),
         World::healthy().requests(3.0),
-        World::healthy().inconclusive("error_rate", Inconclusive::ProviderError { message: "503".into() }),
+        World::healthy().inconclusive(
+            "error_rate",
+            Inconclusive::ProviderError {
+                message: "503".into(),
+            },
+        ),
         World::healthy().inconclusive("error_rate", Inconclusive::Timeout),
         World::healthy().inconclusive("latency_p99", Inconclusive::AmbiguousSeries { series: 2 }),
     ];
@@ -265,9 +367,18 @@ fn nan_too_few_requests_and_provider_errors_are_inconclusive_never_a_pass() {
         let mut sim = Sim::new(seed_with_analysis("    inconclusive_limit: 1000"));
         sim.tick_now(&World::healthy());
         sim.ticks(200, &world);
-        assert_eq!((sim.state.phase, sim.state.step), (Phase::Progressing, 0), "{world:?}");
+        assert_eq!(
+            (sim.state.phase, sim.state.step),
+            (Phase::Progressing, 0),
+            "{world:?}"
+        );
         let gates = &sim.last_record().gates;
-        assert!(gates.iter().any(|g| matches!(g.verdict, Verdict::Inconclusive { .. })), "{world:?}");
+        assert!(
+            gates
+                .iter()
+                .any(|g| matches!(g.verdict, Verdict::Inconclusive { .. })),
+            "{world:?}"
+        );
     }
 }
 
@@ -276,7 +387,10 @@ fn too_few_requests_reports_how_many_were_seen_and_needed() {
     let mut sim = seed();
     sim.tick_now(&World::healthy());
     sim.tick(&World::healthy().requests(7.0));
-    assert_eq!(sim.last_record().reason, "inconclusive: error_rate > 2%: 7 requests in the window, 20 needed (1/6 ticks)");
+    assert_eq!(
+        sim.last_record().reason,
+        "inconclusive: error_rate > 2%: 7 requests in the window, 20 needed (1/6 ticks)"
+    );
 }
 
 // === Readiness and time ===
@@ -285,14 +399,21 @@ fn too_few_requests_reports_how_many_were_seen_and_needed() {
 fn an_unready_canary_gets_no_traffic_and_its_time_does_not_count() {
     let mut sim = seed();
     sim.tick_now(&World::healthy().unready());
-    assert_eq!((sim.state.phase, sim.router), (Phase::Progressing, Weight::ZERO));
+    assert_eq!(
+        (sim.state.phase, sim.router),
+        (Phase::Progressing, Weight::ZERO)
+    );
     sim.ticks(3, &World::healthy().unready());
     assert_eq!(sim.router, Weight::ZERO);
     assert_eq!(sim.state.step_elapsed, Duration::ZERO);
     sim.tick(&World::healthy());
     assert_eq!(sim.router, weight(5), "weight applied once ready");
     sim.tick_until(&World::healthy(), 1000, |s| s.state.step == 1);
-    assert_eq!(sim.elapsed(), 10 * MIN + Duration::from_secs(40), "the unready 40 s did not count");
+    assert_eq!(
+        sim.elapsed(),
+        10 * MIN + Duration::from_secs(40),
+        "the unready 40 s did not count"
+    );
 }
 
 #[test]
@@ -303,7 +424,11 @@ fn downtime_between_ticks_does_not_count_as_watched_time() {
     assert_eq!(sim.state.step_elapsed, Duration::from_secs(10));
     sim.now = sim.now.plus(Duration::from_secs(3600)); // canaryd was down for an hour
     sim.tick(&World::healthy());
-    assert_eq!(sim.state.step_elapsed, Duration::from_secs(30), "at most two intervals per tick");
+    assert_eq!(
+        sim.state.step_elapsed,
+        Duration::from_secs(30),
+        "at most two intervals per tick"
+    );
     assert_eq!(sim.state.step, 0);
 }
 
@@ -314,7 +439,10 @@ fn nothing_happens_while_the_canary_version_equals_the_stable_one() {
     let text = SEED_FILE.replace("version: v2", "version: v1");
     let mut sim = Sim::new(spec(&text));
     sim.ticks(5, &World::healthy());
-    assert_eq!((sim.state.phase, sim.log.len(), sim.router), (Phase::Idle, 0, Weight::ZERO));
+    assert_eq!(
+        (sim.state.phase, sim.log.len(), sim.router),
+        (Phase::Idle, 0, Weight::ZERO)
+    );
 }
 
 #[test]
@@ -323,12 +451,30 @@ fn a_new_canary_version_supersedes_the_one_in_flight() {
     sim.spec = spec(&SEED_FILE.replace("version: v2", "version: v3"));
     sim.tick(&World::healthy());
     let effects = sim.last_effects();
-    assert_eq!(effects[0], Effect::SetWeight { weight: Weight::ZERO }, "the old canary loses traffic first");
-    assert_eq!(effects[1..].iter().filter(|e| matches!(e, Effect::Record(_))).count(), 2);
-    assert_eq!((sim.state.phase, sim.state.step, sim.router), (Phase::Progressing, 0, weight(5)));
+    assert_eq!(
+        effects[0],
+        Effect::SetWeight {
+            weight: Weight::ZERO
+        },
+        "the old canary loses traffic first"
+    );
+    assert_eq!(
+        effects[1..]
+            .iter()
+            .filter(|e| matches!(e, Effect::Record(_)))
+            .count(),
+        2
+    );
+    assert_eq!(
+        (sim.state.phase, sim.state.step, sim.router),
+        (Phase::Progressing, 0, weight(5))
+    );
     assert_eq!(sim.state.canary_version.as_deref(), Some("v3"));
     let n = sim.log.len();
-    assert_eq!((sim.log[n - 2].action, sim.log[n - 1].action), (Action::Supersede, Action::Start));
+    assert_eq!(
+        (sim.log[n - 2].action, sim.log[n - 1].action),
+        (Action::Supersede, Action::Start)
+    );
     assert_eq!(sim.log[n - 2].reason, "canary v2 superseded by v3");
 }
 
@@ -345,10 +491,16 @@ fn a_rolled_back_version_is_not_restarted_by_itself() {
     let mut sim = at_step(0);
     sim.tick(&World::healthy().with("error_rate", 0.05));
     sim.ticks(20, &World::healthy());
-    assert_eq!((sim.state.phase, sim.router), (Phase::RolledBack, Weight::ZERO));
+    assert_eq!(
+        (sim.state.phase, sim.router),
+        (Phase::RolledBack, Weight::ZERO)
+    );
     sim.spec = spec(&SEED_FILE.replace("version: v2", "version: v3"));
     sim.tick(&World::healthy());
-    assert_eq!((sim.state.phase, sim.state.canary_version.as_deref()), (Phase::Progressing, Some("v3")));
+    assert_eq!(
+        (sim.state.phase, sim.state.canary_version.as_deref()),
+        (Phase::Progressing, Some("v3"))
+    );
 }
 
 #[test]
@@ -370,10 +522,21 @@ fn with_auto_rollback_off_failures_pause_and_alert_instead() {
     let mut sim = Sim::new(spec(&text));
     sim.tick_now(&World::healthy());
     sim.ticks(3, &World::healthy().with("error_rate", 0.5));
-    assert_eq!((sim.state.phase, sim.state.pause), (Phase::Paused, Some(PauseReason::RollbackDisabled)));
-    assert_eq!(sim.router, weight(5), "the weight is held for a person to decide");
+    assert_eq!(
+        (sim.state.phase, sim.state.pause),
+        (Phase::Paused, Some(PauseReason::RollbackDisabled))
+    );
+    assert_eq!(
+        sim.router,
+        weight(5),
+        "the weight is held for a person to decide"
+    );
     sim.ticks(10, &World::healthy());
-    assert_eq!(sim.state.phase, Phase::Paused, "it does not resume by itself");
+    assert_eq!(
+        sim.state.phase,
+        Phase::Paused,
+        "it does not resume by itself"
+    );
 }
 
 // === The decision log ===
@@ -383,19 +546,36 @@ fn decisions_carry_each_gate_with_query_value_threshold_and_verdict() {
     let mut sim = at_step(0);
     sim.tick(&World::healthy().with("error_rate", 0.015));
     let r = sim.last_record();
-    let gate = r.gates.iter().find(|g| g.name == "error_rate < 1%").expect("promotion gate judged");
+    let gate = r
+        .gates
+        .iter()
+        .find(|g| g.name == "error_rate < 1%")
+        .expect("promotion gate judged");
     assert_eq!(gate.query, "query_for_error_rate");
-    assert_eq!((gate.value, gate.threshold.as_str(), &gate.verdict), (Some(0.015), "1%", &Verdict::Fail));
-    let abort = r.gates.iter().find(|g| g.name == "error_rate > 2%").expect("abort condition judged");
+    assert_eq!(
+        (gate.value, gate.threshold.as_str(), &gate.verdict),
+        (Some(0.015), "1%", &Verdict::Fail)
+    );
+    let abort = r
+        .gates
+        .iter()
+        .find(|g| g.name == "error_rate > 2%")
+        .expect("abort condition judged");
     assert_eq!(abort.verdict, Verdict::Pass);
-    assert_eq!(r.gates.len(), 4, "two abort conditions and two promotion gates");
+    assert_eq!(
+        r.gates.len(),
+        4,
+        "two abort conditions and two promotion gates"
+    );
 }
 
 #[test]
 fn decision_numbers_count_up_from_one_without_gaps() {
     let mut sim = seed();
     sim.tick_now(&World::healthy());
-    sim.tick_until(&World::healthy(), 1000, |s| s.state.phase == Phase::Promoted);
+    sim.tick_until(&World::healthy(), 1000, |s| {
+        s.state.phase == Phase::Promoted
+    });
     let seqs: Vec<u64> = sim.log.iter().map(|r| r.seq).collect();
     assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>());
 }

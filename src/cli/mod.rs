@@ -47,6 +47,10 @@ pub enum Command {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Validate { files, policies, output } => validate::run(&files, policies.as_deref(), output),
+        Command::Validate {
+            files,
+            policies,
+            output,
+        } => validate::run(&files, policies.as_deref(), output),
     }
 }

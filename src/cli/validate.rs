@@ -38,7 +38,12 @@ pub fn run(paths: &[PathBuf], policy_dir: Option<&Path>, output: Output) -> Exit
         Output::Json => {
             let mut reports: Vec<FileReport<'_>> = policy_problems
                 .iter()
-                .map(|(path, _, diags)| FileReport { file: path.display().to_string(), valid: false, rollout: None, diagnostics: diags })
+                .map(|(path, _, diags)| FileReport {
+                    file: path.display().to_string(),
+                    valid: false,
+                    rollout: None,
+                    diagnostics: diags,
+                })
                 .collect();
             reports.extend(files.iter().map(|f| FileReport {
                 file: f.display(),
@@ -46,16 +51,26 @@ pub fn run(paths: &[PathBuf], policy_dir: Option<&Path>, output: Output) -> Exit
                 rollout: f.decoded.spec.as_ref().map(|s| s.id.to_string()),
                 diagnostics: &f.decoded.diagnostics,
             }));
-            serde_json::to_writer_pretty(&mut out, &Report { valid, files: reports })
-                .map_err(std::io::Error::other)
-                .and_then(|()| writeln!(out))
+            serde_json::to_writer_pretty(
+                &mut out,
+                &Report {
+                    valid,
+                    files: reports,
+                },
+            )
+            .map_err(std::io::Error::other)
+            .and_then(|()| writeln!(out))
         }
         Output::Text => write_text(&mut out, &policy_problems, &files),
     };
     if written.is_err() {
         return ExitCode::from(2);
     }
-    if valid { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+    if valid {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
 }
 
 fn write_text(
@@ -83,12 +98,21 @@ fn write_text(
                     f.display(),
                     spec.id,
                     s.steps.len(),
-                    s.steps.iter().map(|st| st.weight.to_string()).collect::<Vec<_>>().join(" → "),
+                    s.steps
+                        .iter()
+                        .map(|st| st.weight.to_string())
+                        .collect::<Vec<_>>()
+                        .join(" → "),
                     gates,
                     s.rollback.on.len()
                 )?;
             }
-            None => writeln!(out, "error: {}: {}", f.display(), count(&f.decoded.diagnostics))?,
+            None => writeln!(
+                out,
+                "error: {}: {}",
+                f.display(),
+                count(&f.decoded.diagnostics)
+            )?,
         }
     }
     Ok(())

@@ -21,7 +21,13 @@ pub struct Rejected {
 
 pub(super) fn apply(mut d: Draft<'_>, command: Command) -> Result<Draft<'_>, Rejected> {
     let phase = d.state.phase;
-    let reject = |why| Err(Rejected { command, phase, why });
+    let reject = |why| {
+        Err(Rejected {
+            command,
+            phase,
+            why,
+        })
+    };
     let manual = Reason::Manual { command };
     match (command, phase) {
         (Command::Pause, Phase::Progressing) => d.pause(PauseReason::Manual, manual),
@@ -40,10 +46,18 @@ pub(super) fn apply(mut d: Draft<'_>, command: Command) -> Result<Draft<'_>, Rej
             // The weight is applied by the next tick, once the canary is seen ready.
             d.start(version, false, Action::Retry, manual);
         }
-        (Command::Retry, Phase::Progressing | Phase::Paused) => return reject("it is still in flight; abort it first"),
-        (_, Phase::Idle) => return reject("no canary is in flight; change `canary.version` to start one"),
-        (_, Phase::Promoted) => return reject("it was promoted; deploy a new canary version to start again"),
-        (_, Phase::RolledBack | Phase::Aborted) => return reject("it is over; `retry` starts the same version again"),
+        (Command::Retry, Phase::Progressing | Phase::Paused) => {
+            return reject("it is still in flight; abort it first");
+        }
+        (_, Phase::Idle) => {
+            return reject("no canary is in flight; change `canary.version` to start one");
+        }
+        (_, Phase::Promoted) => {
+            return reject("it was promoted; deploy a new canary version to start again");
+        }
+        (_, Phase::RolledBack | Phase::Aborted) => {
+            return reject("it is over; `retry` starts the same version again");
+        }
     }
     Ok(d)
 }

@@ -4,11 +4,11 @@
 
 use std::time::Duration;
 
+use super::Decision;
 use super::effect::{Action, Alert, AlertEvent, DecisionRecord, Effect, Reason};
 use super::state::{Counters, PauseReason, Phase, RolloutState};
 use super::time::Timestamp;
 use super::verdict::GateResult;
-use super::Decision;
 use crate::spec::model::DeploySpec;
 use crate::spec::units::Weight;
 
@@ -24,12 +24,22 @@ pub(super) struct Draft<'a> {
 
 impl<'a> Draft<'a> {
     pub fn new(spec: &'a DeploySpec, state: &RolloutState, now: Timestamp) -> Draft<'a> {
-        Draft { spec, state: state.clone(), now, gates: Vec::new(), effects: Vec::new() }
+        Draft {
+            spec,
+            state: state.clone(),
+            now,
+            gates: Vec::new(),
+            effects: Vec::new(),
+        }
     }
 
     /// The weight of the current step.
     pub fn step_weight(&self) -> Weight {
-        self.spec.strategy.steps.get(self.state.step).map_or(Weight::FULL, |s| s.weight)
+        self.spec
+            .strategy
+            .steps
+            .get(self.state.step)
+            .map_or(Weight::FULL, |s| s.weight)
     }
 
     /// True on the last step.
@@ -48,9 +58,15 @@ impl<'a> Draft<'a> {
     /// Cuts the canary's traffic as the very first effect of this decision,
     /// ahead of anything already drafted (rollback, abort, supersede).
     pub fn cut_traffic_first(&mut self) {
-        self.effects.retain(|e| !matches!(e, Effect::SetWeight { .. }));
+        self.effects
+            .retain(|e| !matches!(e, Effect::SetWeight { .. }));
         self.state.weight = Weight::ZERO;
-        self.effects.insert(0, Effect::SetWeight { weight: Weight::ZERO });
+        self.effects.insert(
+            0,
+            Effect::SetWeight {
+                weight: Weight::ZERO,
+            },
+        );
     }
 
     fn enter(&mut self, phase: Phase, pause: Option<PauseReason>) {
@@ -84,7 +100,11 @@ impl<'a> Draft<'a> {
 
     /// Queues an alert about the decision `seq`.
     pub fn notify(&mut self, seq: u64, event: AlertEvent) {
-        self.effects.push(Effect::Notify(Alert { seq, event, severity: event.severity() }));
+        self.effects.push(Effect::Notify(Alert {
+            seq,
+            event,
+            severity: event.severity(),
+        }));
     }
 
     /// Starts `version` at the first step. The weight is applied only to a ready canary.
@@ -96,7 +116,11 @@ impl<'a> Draft<'a> {
         self.state.counters = Counters::default();
         self.state.last_tick = Some(self.now);
         self.enter(Phase::Progressing, None);
-        let weight = if canary_ready { self.step_weight() } else { Weight::ZERO };
+        let weight = if canary_ready {
+            self.step_weight()
+        } else {
+            Weight::ZERO
+        };
         self.set_weight(weight);
         let seq = self.record(from, action, detail);
         self.notify(seq, AlertEvent::Started);
@@ -120,7 +144,9 @@ impl<'a> Draft<'a> {
         let from = self.state.phase;
         self.set_weight(Weight::FULL);
         let version = self.state.canary_version.clone().unwrap_or_default();
-        self.effects.push(Effect::Finalize { version: version.clone() });
+        self.effects.push(Effect::Finalize {
+            version: version.clone(),
+        });
         self.state.stable_version = version;
         self.enter(Phase::Promoted, None);
         let seq = self.record(from, Action::Promote, detail);
@@ -169,7 +195,15 @@ impl<'a> Draft<'a> {
 
     /// Ends the draft.
     pub fn finish(self) -> Decision {
-        let next_tick = self.state.phase.in_flight().then(|| self.now.plus(self.spec.strategy.analysis.interval));
-        Decision { state: self.state, effects: self.effects, next_tick }
+        let next_tick = self
+            .state
+            .phase
+            .in_flight()
+            .then(|| self.now.plus(self.spec.strategy.analysis.interval));
+        Decision {
+            state: self.state,
+            effects: self.effects,
+            next_tick,
+        }
     }
 }

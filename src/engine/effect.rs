@@ -61,7 +61,10 @@ pub enum Action {
 
 impl fmt::Display for Action {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let s = serde_json::to_value(self).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+        let s = serde_json::to_value(self)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default();
         f.write_str(&s)
     }
 }
@@ -84,7 +87,13 @@ pub enum Command {
 
 impl Command {
     /// All commands.
-    pub const ALL: [Command; 5] = [Command::Pause, Command::Resume, Command::Promote, Command::Abort, Command::Retry];
+    pub const ALL: [Command; 5] = [
+        Command::Pause,
+        Command::Resume,
+        Command::Promote,
+        Command::Abort,
+        Command::Retry,
+    ];
 }
 
 impl fmt::Display for Command {
@@ -172,17 +181,37 @@ impl fmt::Display for Reason {
         match self {
             Reason::NewVersion { version } => write!(f, "new canary version {version}"),
             Reason::StepPassed { step } => write!(f, "step {step} passed its duration and gates"),
-            Reason::AbortCondition { gate, value, threshold: _, breaches, limit } => {
+            Reason::AbortCondition {
+                gate,
+                value,
+                threshold: _,
+                breaches,
+                limit,
+            } => {
                 write!(f, "abort condition {gate} breached: value {value}")?;
                 if *limit > 1 {
                     write!(f, " ({breaches}/{limit} consecutive)")?;
                 }
                 Ok(())
             }
-            Reason::PromotionGate { gate, value, threshold: _, failures, limit } => {
-                write!(f, "promotion gate {gate} failed: value {value} (failure {failures}/{limit} in this step)")
+            Reason::PromotionGate {
+                gate,
+                value,
+                threshold: _,
+                failures,
+                limit,
+            } => {
+                write!(
+                    f,
+                    "promotion gate {gate} failed: value {value} (failure {failures}/{limit} in this step)"
+                )
             }
-            Reason::Inconclusive { gate, why, ticks, limit } => {
+            Reason::Inconclusive {
+                gate,
+                why,
+                ticks,
+                limit,
+            } => {
                 write!(f, "inconclusive: {gate}: {why} ({ticks}/{limit} ticks)")
             }
             Reason::DataReturned => f.write_str("data returned; continuing"),
@@ -243,7 +272,9 @@ impl AlertEvent {
     /// How loud the event is.
     pub fn severity(self) -> AlertSeverity {
         match self {
-            AlertEvent::Started | AlertEvent::StepAdvanced | AlertEvent::Promoted => AlertSeverity::Info,
+            AlertEvent::Started | AlertEvent::StepAdvanced | AlertEvent::Promoted => {
+                AlertSeverity::Info
+            }
             AlertEvent::Paused => AlertSeverity::Warn,
             AlertEvent::RolledBack | AlertEvent::Aborted => AlertSeverity::Error,
         }

@@ -67,7 +67,12 @@ pub struct Decision {
 }
 
 /// Decides what happens to one rollout. Only commands can be rejected.
-pub fn decide(spec: &DeploySpec, state: &RolloutState, input: &Input, now: Timestamp) -> Result<Decision, Rejected> {
+pub fn decide(
+    spec: &DeploySpec,
+    state: &RolloutState,
+    input: &Input,
+    now: Timestamp,
+) -> Result<Decision, Rejected> {
     let draft = draft::Draft::new(spec, state, now);
     let done = match input {
         Input::Tick(obs) => tick::tick(draft, obs),

@@ -74,8 +74,12 @@ impl fmt::Display for Inconclusive {
         match self {
             Inconclusive::NoData => f.write_str("no data"),
             Inconclusive::NotFinite { value } => write!(f, "value is {value}"),
-            Inconclusive::AmbiguousSeries { series } => write!(f, "{series} series where one was expected"),
-            Inconclusive::TooFewRequests { seen, needed } => write!(f, "{seen} requests in the window, {needed} needed"),
+            Inconclusive::AmbiguousSeries { series } => {
+                write!(f, "{series} series where one was expected")
+            }
+            Inconclusive::TooFewRequests { seen, needed } => {
+                write!(f, "{seen} requests in the window, {needed} needed")
+            }
             Inconclusive::ProviderError { message } => write!(f, "Prometheus error: {message}"),
             Inconclusive::Timeout => f.write_str("Prometheus timed out"),
             Inconclusive::CanaryNotReady => f.write_str("canary not ready"),
@@ -99,12 +103,20 @@ pub struct Reading {
 impl Reading {
     /// A reading with a value.
     pub fn value(query: impl Into<String>, value: f64, requests: Option<f64>) -> Reading {
-        Reading { query: query.into(), value: Ok(value), requests }
+        Reading {
+            query: query.into(),
+            value: Ok(value),
+            requests,
+        }
     }
 
     /// A reading without a value.
     pub fn inconclusive(query: impl Into<String>, why: Inconclusive) -> Reading {
-        Reading { query: query.into(), value: Err(why), requests: None }
+        Reading {
+            query: query.into(),
+            value: Err(why),
+            requests: None,
+        }
     }
 }
 
@@ -142,7 +154,9 @@ pub fn active_gates(spec: &DeploySpec, state: &RolloutState) -> Vec<GateRef> {
     if !state.phase.in_flight() {
         return Vec::new();
     }
-    let mut gates: Vec<GateRef> = (0..spec.strategy.rollback.on.len()).map(GateRef::Abort).collect();
+    let mut gates: Vec<GateRef> = (0..spec.strategy.rollback.on.len())
+        .map(GateRef::Abort)
+        .collect();
     let step = state.step.min(spec.strategy.steps.len().saturating_sub(1));
     if let Some(s) = spec.strategy.steps.get(step) {
         gates.extend((0..s.gates.len()).map(|index| GateRef::Promotion { step, index }));

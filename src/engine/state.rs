@@ -38,8 +38,14 @@ impl Phase {
     }
 
     /// All phases, for metrics that export one series per phase.
-    pub const ALL: [Phase; 6] =
-        [Phase::Idle, Phase::Progressing, Phase::Paused, Phase::Promoted, Phase::RolledBack, Phase::Aborted];
+    pub const ALL: [Phase; 6] = [
+        Phase::Idle,
+        Phase::Progressing,
+        Phase::Paused,
+        Phase::Promoted,
+        Phase::RolledBack,
+        Phase::Aborted,
+    ];
 }
 
 impl fmt::Display for Phase {

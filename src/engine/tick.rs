@@ -33,12 +33,18 @@ fn judge_and_apply<'a>(mut d: Draft<'a>, obs: &Observation) -> Draft<'a> {
     }
     let analysis = d.spec.strategy.analysis.clone();
     // An edited file may have fewer steps now.
-    d.state.step = d.state.step.min(d.spec.strategy.steps.len().saturating_sub(1));
+    d.state.step = d
+        .state
+        .step
+        .min(d.spec.strategy.steps.len().saturating_sub(1));
 
     // Watched time: only while progressing with the step's weight applied.
     let step_weight = d.step_weight();
     if let Some(last) = d.state.last_tick {
-        let gap = d.now.since(last).min(analysis.interval * MAX_TICK_GAP_INTERVALS);
+        let gap = d
+            .now
+            .since(last)
+            .min(analysis.interval * MAX_TICK_GAP_INTERVALS);
         if d.state.phase == Phase::Progressing && d.state.weight == step_weight {
             d.state.step_elapsed += gap;
         }
@@ -57,23 +63,34 @@ fn judge_and_apply<'a>(mut d: Draft<'a>, obs: &Observation) -> Draft<'a> {
     if abort_conditions(&mut d, analysis.consecutive_breaches) {
         return d;
     }
-    let watching_data = d.state.phase == Phase::Progressing || d.state.pause == Some(PauseReason::NoData);
+    let watching_data =
+        d.state.phase == Phase::Progressing || d.state.pause == Some(PauseReason::NoData);
     if !watching_data {
         return d; // paused by a person (or instead of a rollback): only abort conditions apply
     }
-    let ignore_inconclusive = match inconclusive(&mut d, analysis.inconclusive_limit, analysis.no_data) {
-        Flow::Stop => return d,
-        Flow::Continue { ignored } => ignored,
-    };
+    let ignore_inconclusive =
+        match inconclusive(&mut d, analysis.inconclusive_limit, analysis.no_data) {
+            Flow::Stop => return d,
+            Flow::Continue { ignored } => ignored,
+        };
     if d.state.phase != Phase::Progressing {
         return d;
     }
     if promotion_gates(&mut d, analysis.failure_limit) {
         return d;
     }
-    let duration = d.spec.strategy.steps.get(d.state.step).and_then(|s| s.duration).unwrap_or(Duration::ZERO);
+    let duration = d
+        .spec
+        .strategy
+        .steps
+        .get(d.state.step)
+        .and_then(|s| s.duration)
+        .unwrap_or(Duration::ZERO);
     let watched = d.state.step_elapsed >= duration && d.state.step_elapsed > Duration::ZERO;
-    if watched && d.state.weight == step_weight && !ignore_inconclusive_blocks(&d, ignore_inconclusive) {
+    if watched
+        && d.state.weight == step_weight
+        && !ignore_inconclusive_blocks(&d, ignore_inconclusive)
+    {
         let step = d.state.step + 1;
         if d.is_last_step() {
             d.promote(Reason::StepPassed { step });
@@ -95,18 +112,29 @@ fn ignore_inconclusive_blocks(d: &Draft<'_>, ignored: bool) -> bool {
 fn reconcile_version(d: &mut Draft<'_>, canary_ready: bool) -> bool {
     let spec = d.spec;
     let target = &spec.canary.version;
-    let wanted = (target != &spec.stable.version && target != &d.state.stable_version).then(|| target.clone());
+    let wanted = (target != &spec.stable.version && target != &d.state.stable_version)
+        .then(|| target.clone());
     match d.state.phase {
         Phase::Idle | Phase::Promoted => match wanted {
             Some(v) => {
-                d.start(v.clone(), canary_ready, Action::Start, Reason::NewVersion { version: v });
+                d.start(
+                    v.clone(),
+                    canary_ready,
+                    Action::Start,
+                    Reason::NewVersion { version: v },
+                );
                 true
             }
             None => false,
         },
         Phase::RolledBack | Phase::Aborted => match wanted {
             Some(v) if d.state.canary_version.as_ref() != Some(&v) => {
-                d.start(v.clone(), canary_ready, Action::Start, Reason::NewVersion { version: v });
+                d.start(
+                    v.clone(),
+                    canary_ready,
+                    Action::Start,
+                    Reason::NewVersion { version: v },
+                );
                 true
             }
             _ => false,
@@ -119,11 +147,19 @@ fn reconcile_version(d: &mut Draft<'_>, canary_ready: bool) -> bool {
             // Superseded: stop the old canary's traffic first, then start the new one.
             let from = d.state.phase;
             d.cut_traffic_first();
-            let reason = Reason::Superseded { old: current, new: target.clone() };
+            let reason = Reason::Superseded {
+                old: current,
+                new: target.clone(),
+            };
             match wanted {
                 Some(v) => {
                     d.record(from, Action::Supersede, reason);
-                    d.start(v.clone(), canary_ready, Action::Start, Reason::NewVersion { version: v });
+                    d.start(
+                        v.clone(),
+                        canary_ready,
+                        Action::Start,
+                        Reason::NewVersion { version: v },
+                    );
                 }
                 None => {
                     d.state.phase = Phase::Idle;
@@ -139,14 +175,29 @@ fn reconcile_version(d: &mut Draft<'_>, canary_ready: bool) -> bool {
 
 /// Returns true when a rollback (or its pause) was decided.
 fn abort_conditions(d: &mut Draft<'_>, limit: u32) -> bool {
-    let aborts: Vec<&GateResult> = d.gates.iter().filter(|g| matches!(g.gate, GateRef::Abort(_))).collect();
-    let breached = aborts.iter().find(|g| g.failed()).map(|g| (g.name.clone(), g.shown.clone(), g.threshold.clone()));
-    let all_pass = aborts.iter().all(|g| !g.failed() && g.inconclusive().is_none());
+    let aborts: Vec<&GateResult> = d
+        .gates
+        .iter()
+        .filter(|g| matches!(g.gate, GateRef::Abort(_)))
+        .collect();
+    let breached = aborts
+        .iter()
+        .find(|g| g.failed())
+        .map(|g| (g.name.clone(), g.shown.clone(), g.threshold.clone()));
+    let all_pass = aborts
+        .iter()
+        .all(|g| !g.failed() && g.inconclusive().is_none());
     match breached {
         Some((gate, value, threshold)) => {
             d.state.counters.breaches += 1;
             let breaches = d.state.counters.breaches;
-            let reason = Reason::AbortCondition { gate, value, threshold, breaches, limit };
+            let reason = Reason::AbortCondition {
+                gate,
+                value,
+                threshold,
+                breaches,
+                limit,
+            };
             if breaches >= limit {
                 d.rollback(reason);
             } else {
@@ -179,13 +230,21 @@ fn inconclusive(d: &mut Draft<'_>, limit: u32, policy: NoDataPolicy) -> Flow {
         return Flow::Continue { ignored: false };
     };
     let gate = first.name.clone();
-    let why = first.inconclusive().cloned().unwrap_or(super::observation::Inconclusive::NotMeasured);
+    let why = first
+        .inconclusive()
+        .cloned()
+        .unwrap_or(super::observation::Inconclusive::NotMeasured);
     d.state.counters.inconclusive = d.state.counters.inconclusive.saturating_add(1);
     let ticks = d.state.counters.inconclusive;
     if d.state.phase == Phase::Paused {
         return Flow::Stop; // already holding for data
     }
-    let reason = Reason::Inconclusive { gate, why, ticks, limit };
+    let reason = Reason::Inconclusive {
+        gate,
+        why,
+        ticks,
+        limit,
+    };
     let phase = d.state.phase;
     if ticks < limit {
         d.record(phase, Action::Hold, reason);
@@ -214,10 +273,18 @@ fn promotion_gates(d: &mut Draft<'_>, limit: u32) -> bool {
         .iter()
         .find(|g| matches!(g.gate, GateRef::Promotion { .. }) && g.failed())
         .map(|g| (g.name.clone(), g.shown.clone(), g.threshold.clone()));
-    let Some((gate, value, threshold)) = failed else { return false };
+    let Some((gate, value, threshold)) = failed else {
+        return false;
+    };
     d.state.counters.failures += 1;
     let failures = d.state.counters.failures;
-    let reason = Reason::PromotionGate { gate, value, threshold, failures, limit };
+    let reason = Reason::PromotionGate {
+        gate,
+        value,
+        threshold,
+        failures,
+        limit,
+    };
     if failures >= limit {
         d.rollback(reason);
     } else {

@@ -33,7 +33,10 @@ impl Timestamp {
 
     /// This instant plus `d`.
     pub fn plus(self, d: Duration) -> Timestamp {
-        Timestamp(self.0.saturating_add(u64::try_from(d.as_millis()).unwrap_or(u64::MAX)))
+        Timestamp(
+            self.0
+                .saturating_add(u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+        )
     }
 }
 
@@ -74,7 +77,10 @@ mod tests {
     #[test]
     fn elapsed_time_never_goes_negative() {
         let a = Timestamp::from_millis(5_000);
-        assert_eq!(a.plus(Duration::from_secs(2)).since(a), Duration::from_secs(2));
+        assert_eq!(
+            a.plus(Duration::from_secs(2)).since(a),
+            Duration::from_secs(2)
+        );
         assert_eq!(a.since(a.plus(Duration::from_secs(2))), Duration::ZERO);
     }
 }

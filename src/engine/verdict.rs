@@ -74,19 +74,39 @@ impl GateResult {
 pub fn judge_all(spec: &DeploySpec, obs: &Observation, gates: &[GateRef]) -> Vec<GateResult> {
     gates
         .iter()
-        .filter_map(|g| Some(judge(*g, g.resolve(spec)?, obs.get(*g), &spec.strategy.analysis, obs.canary_ready)))
+        .filter_map(|g| {
+            Some(judge(
+                *g,
+                g.resolve(spec)?,
+                obs.get(*g),
+                &spec.strategy.analysis,
+                obs.canary_ready,
+            ))
+        })
         .collect()
 }
 
 /// Judges one gate. For an abort condition, the comparison holding is a breach
 /// (`Fail`); for a promotion gate it is a `Pass`.
-pub fn judge(r: GateRef, gate: &Gate, m: Option<&Measurement>, a: &Analysis, canary_ready: bool) -> GateResult {
+pub fn judge(
+    r: GateRef,
+    gate: &Gate,
+    m: Option<&Measurement>,
+    a: &Analysis,
+    canary_ready: bool,
+) -> GateResult {
     let query = m.map(|m| m.canary.query.clone()).unwrap_or_default();
-    let stable_value = m.and_then(|m| m.stable.as_ref()).and_then(|s| s.value.as_ref().ok().copied());
+    let stable_value = m
+        .and_then(|m| m.stable.as_ref())
+        .and_then(|s| s.value.as_ref().ok().copied());
     let value = m.and_then(|m| m.canary.value.as_ref().ok().copied());
     let verdict = match m {
-        _ if !canary_ready => Verdict::Inconclusive { reason: Inconclusive::CanaryNotReady },
-        None => Verdict::Inconclusive { reason: Inconclusive::NotMeasured },
+        _ if !canary_ready => Verdict::Inconclusive {
+            reason: Inconclusive::CanaryNotReady,
+        },
+        None => Verdict::Inconclusive {
+            reason: Inconclusive::NotMeasured,
+        },
         Some(m) => classify(r, gate, m, a),
     };
     GateResult {
@@ -104,17 +124,38 @@ pub fn judge(r: GateRef, gate: &Gate, m: Option<&Measurement>, a: &Analysis, can
 
 fn classify(r: GateRef, gate: &Gate, m: &Measurement, a: &Analysis) -> Verdict {
     let value = match &m.canary.value {
-        Err(reason) => return Verdict::Inconclusive { reason: reason.clone() },
+        Err(reason) => {
+            return Verdict::Inconclusive {
+                reason: reason.clone(),
+            };
+        }
         Ok(v) => *v,
     };
     if !value.is_finite() {
-        let shown = if value.is_nan() { "NaN".to_string() } else if value > 0.0 { "+Inf".into() } else { "-Inf".into() };
-        return Verdict::Inconclusive { reason: Inconclusive::NotFinite { value: shown } };
+        let shown = if value.is_nan() {
+            "NaN".to_string()
+        } else if value > 0.0 {
+            "+Inf".into()
+        } else {
+            "-Inf".into()
+        };
+        return Verdict::Inconclusive {
+            reason: Inconclusive::NotFinite { value: shown },
+        };
     }
     if let Some(requests) = m.canary.requests {
-        let seen = if requests.is_finite() && requests > 0.0 { requests.round() as u64 } else { 0 };
+        let seen = if requests.is_finite() && requests > 0.0 {
+            requests.round() as u64
+        } else {
+            0
+        };
         if seen < a.min_requests {
-            return Verdict::Inconclusive { reason: Inconclusive::TooFewRequests { seen, needed: a.min_requests } };
+            return Verdict::Inconclusive {
+                reason: Inconclusive::TooFewRequests {
+                    seen,
+                    needed: a.min_requests,
+                },
+            };
         }
     }
     let holds = gate.holds(value);

@@ -6,7 +6,9 @@
 use std::net::SocketAddr;
 
 use super::diagnostic::{Code, Diagnostic, did_you_mean};
-use super::model::{AlertSeverity, AlertSink, DeploySpec, RolloutId, RouterSpec, SecretRef, SinkKind, Track};
+use super::model::{
+    AlertSeverity, AlertSink, DeploySpec, RolloutId, RouterSpec, SecretRef, SinkKind, Track,
+};
 use super::policy::PolicySet;
 use super::reader::{Fields, Reader};
 use super::strategy::read_strategy;
@@ -25,7 +27,15 @@ pub struct Decoded {
 }
 
 const TOP_KEYS: [&str; 9] = [
-    "service", "namespace", "policy", "prometheus", "router", "stable", "canary", "deploy", "alerts",
+    "service",
+    "namespace",
+    "policy",
+    "prometheus",
+    "router",
+    "stable",
+    "canary",
+    "deploy",
+    "alerts",
 ];
 
 /// Decodes a deploy file. `file` is only used in diagnostics.
@@ -33,9 +43,25 @@ pub fn decode(file: &str, text: &str, policies: &PolicySet) -> Decoded {
     let root = match yaml::parse(text) {
         Ok(root) => root,
         Err(e) => {
-            let d = Diagnostic::error(Code::YamlSyntax, file, e.pos, format!("invalid YAML: {}", e.message))
-                .hint("check the indentation and that every `key:` has a space after the colon");
-            return Decoded { spec: None, diagnostics: vec![d], name_pos: e.pos };
+            let hint = if e.message.contains("flow mapping") {
+                "a `{ … }` map on this line or just above is missing a `}` or a `,`"
+            } else if e.message.contains("flow sequence") {
+                "a `[ … ]` list on this line or just above is missing a `]` or a `,`"
+            } else {
+                "check the indentation, and that every `key:` has a space after the colon"
+            };
+            let d = Diagnostic::error(
+                Code::YamlSyntax,
+                file,
+                e.pos,
+                format!("invalid YAML: {}", e.message),
+            )
+            .hint(hint);
+            return Decoded {
+                spec: None,
+                diagnostics: vec![d],
+                name_pos: e.pos,
+            };
         }
     };
     decode_node(file, &root, policies)
@@ -49,15 +75,30 @@ pub fn decode_node(file: &str, root: &Node, policies: &PolicySet) -> Decoded {
     let mut diagnostics = r.diags;
     diagnostics.sort_by_key(|d| (d.line, d.column));
     let ok = !diagnostics.iter().any(Diagnostic::is_error);
-    Decoded { spec: spec.filter(|_| ok), diagnostics, name_pos }
+    Decoded {
+        spec: spec.filter(|_| ok),
+        diagnostics,
+        name_pos,
+    }
 }
 
-fn read_file(r: &mut Reader<'_>, root: &Node, policies: &PolicySet, name_pos: &mut Pos) -> Option<DeploySpec> {
+fn read_file(
+    r: &mut Reader<'_>,
+    root: &Node,
+    policies: &PolicySet,
+    name_pos: &mut Pos,
+) -> Option<DeploySpec> {
     let f = r.map(root, "the deploy file", &TOP_KEYS)?;
     if let Some(key) = f.key("service") {
         *name_pos = key.pos;
     }
-    let name = r.required(&f, "service", "the deploy file", "service: checkout", |r, n| dns_name(r, n, "`service`"));
+    let name = r.required(
+        &f,
+        "service",
+        "the deploy file",
+        "service: checkout",
+        |r, n| dns_name(r, n, "`service`"),
+    );
     let namespace = match f.get("namespace") {
         Some(n) => dns_name(r, n, "`namespace`"),
         None => Some("default".to_string()),
@@ -71,30 +112,56 @@ fn read_file(r: &mut Reader<'_>, root: &Node, policies: &PolicySet, name_pos: &m
         if found.is_none() {
             let hint = match did_you_mean(p, policies.names()) {
                 Some(near) => format!("did you mean `{near}`?"),
-                None => format!("installed policies: {}", policies.names().collect::<Vec<_>>().join(", ")),
+                None => format!(
+                    "installed policies: {}",
+                    policies.names().collect::<Vec<_>>().join(", ")
+                ),
             };
-            r.error(Code::UnknownPolicy, *pos, format!("no policy named `{p}`")).len(p.len()).hint(hint);
+            r.error(Code::UnknownPolicy, *pos, format!("no policy named `{p}`"))
+                .len(p.len())
+                .hint(hint);
         }
         found
     });
     let prometheus = f.get("prometheus").and_then(|n| url(r, n));
-    let router = r.required(&f, "router", "the deploy file", "router: { kind: builtin, listen: 127.0.0.1:8080 }", read_router);
+    let router = r.required(
+        &f,
+        "router",
+        "the deploy file",
+        "router: { kind: builtin, listen: 127.0.0.1:8080 }",
+        read_router,
+    );
     let needs_address = matches!(router, Some(RouterSpec::Builtin { .. }));
-    let stable = r.required(&f, "stable", "the deploy file", "stable: { version: v1, address: 127.0.0.1:9001 }", |r, n| {
-        track(r, n, "`stable`", needs_address)
-    });
-    let canary = r.required(&f, "canary", "the deploy file", "canary: { version: v2, address: 127.0.0.1:9002 }", |r, n| {
-        track(r, n, "`canary`", needs_address)
-    });
-    let strategy = r.required(&f, "deploy", "the deploy file", "deploy: { strategy: canary, steps: [...] }", |r, n| {
-        read_strategy(r, n, policy)
-    });
+    let stable = r.required(
+        &f,
+        "stable",
+        "the deploy file",
+        "stable: { version: v1, address: 127.0.0.1:9001 }",
+        |r, n| track(r, n, "`stable`", needs_address),
+    );
+    let canary = r.required(
+        &f,
+        "canary",
+        "the deploy file",
+        "canary: { version: v2, address: 127.0.0.1:9002 }",
+        |r, n| track(r, n, "`canary`", needs_address),
+    );
+    let strategy = r.required(
+        &f,
+        "deploy",
+        "the deploy file",
+        "deploy: { strategy: canary, steps: [...] }",
+        |r, n| read_strategy(r, n, policy),
+    );
     let alerts = match f.get("alerts") {
         Some(n) => read_alerts(r, n),
         None => Some(Vec::new()),
     };
     Some(DeploySpec {
-        id: RolloutId { namespace: namespace?, name: name? },
+        id: RolloutId {
+            namespace: namespace?,
+            name: name?,
+        },
         policy: policy_name?.0,
         prometheus,
         router: router?,
@@ -110,7 +177,9 @@ fn dns_name(r: &mut Reader<'_>, node: &Node, what: &str) -> Option<String> {
     let text = r.text(node, what)?;
     let valid = !text.is_empty()
         && text.len() <= 63
-        && text.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !text.starts_with('-')
         && !text.ends_with('-');
     if !valid {
@@ -124,9 +193,13 @@ fn dns_name(r: &mut Reader<'_>, node: &Node, what: &str) -> Option<String> {
         if !fixed.is_empty() && fixed.len() <= 63 {
             hint = format!("{hint}: `{fixed}`");
         }
-        r.error(Code::InvalidName, node.pos, format!("{what} `{text}` is not a valid name"))
-            .len(text.chars().count())
-            .hint(hint);
+        r.error(
+            Code::InvalidName,
+            node.pos,
+            format!("{what} `{text}` is not a valid name"),
+        )
+        .len(text.chars().count())
+        .hint(hint);
         return None;
     }
     Some(text)
@@ -135,9 +208,13 @@ fn dns_name(r: &mut Reader<'_>, node: &Node, what: &str) -> Option<String> {
 fn url(r: &mut Reader<'_>, node: &Node) -> Option<String> {
     let text = r.text(node, "`prometheus`")?;
     if !(text.starts_with("http://") || text.starts_with("https://")) {
-        r.error(Code::BadValue, node.pos, format!("`{text}` is not an http(s) URL"))
-            .len(text.chars().count())
-            .hint(format!("write `http://{text}`"));
+        r.error(
+            Code::BadValue,
+            node.pos,
+            format!("`{text}` is not an http(s) URL"),
+        )
+        .len(text.chars().count())
+        .hint(format!("write `http://{text}`"));
         return None;
     }
     Some(text.trim_end_matches('/').to_string())
@@ -148,7 +225,11 @@ fn track(r: &mut Reader<'_>, node: &Node, what: &str, needs_address: bool) -> Op
     let version = r.required(&f, "version", what, "version: v2", |r, n| {
         let v = r.text(n, &format!("{what}.version"))?;
         if v.is_empty() || v.len() > 128 || v.chars().any(char::is_control) {
-            r.error(Code::BadValue, n.pos, format!("{what}.version must be 1–128 printable characters"));
+            r.error(
+                Code::BadValue,
+                n.pos,
+                format!("{what}.version must be 1–128 printable characters"),
+            );
             return None;
         }
         Some(v)
@@ -161,7 +242,10 @@ fn track(r: &mut Reader<'_>, node: &Node, what: &str, needs_address: bool) -> Op
         }
         None => None,
     };
-    Some(Track { version: version?, address })
+    Some(Track {
+        version: version?,
+        address,
+    })
 }
 
 /// `host:port`.
@@ -171,9 +255,13 @@ fn address(r: &mut Reader<'_>, node: &Node, what: &str) -> Option<String> {
         .rsplit_once(':')
         .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0));
     if !ok {
-        r.error(Code::BadValue, node.pos, format!("{what} `{text}` is not `host:port`"))
-            .len(text.chars().count())
-            .hint("write it like `127.0.0.1:9002` or `checkout-canary:8080`");
+        r.error(
+            Code::BadValue,
+            node.pos,
+            format!("{what} `{text}` is not `host:port`"),
+        )
+        .len(text.chars().count())
+        .hint("write it like `127.0.0.1:9002` or `checkout-canary:8080`");
         return None;
     }
     Some(text)
@@ -193,7 +281,13 @@ fn read_router(r: &mut Reader<'_>, node: &Node) -> Option<RouterSpec> {
     let kind = r.text(kind_node, "`router.kind`")?;
     let allowed: &[&str] = match kind.as_str() {
         "builtin" => &["kind", "listen"],
-        "haproxy" => &["kind", "socket", "backend", "stable_server", "canary_server"],
+        "haproxy" => &[
+            "kind",
+            "socket",
+            "backend",
+            "stable_server",
+            "canary_server",
+        ],
         "gateway-api" => &["kind", "route", "stable_backend", "canary_backend"],
         "kubernetes-replicas" => &["kind", "replicas"],
         other => {
@@ -201,25 +295,35 @@ fn read_router(r: &mut Reader<'_>, node: &Node) -> Option<RouterSpec> {
                 Some(near) => format!("did you mean `{near}`?"),
                 None => format!("router kinds: {}", ROUTER_KINDS.join(", ")),
             };
-            r.error(Code::BadValue, kind_node.pos, format!("unknown router kind `{other}`"))
-                .len(other.chars().count())
-                .hint(hint);
+            r.error(
+                Code::BadValue,
+                kind_node.pos,
+                format!("unknown router kind `{other}`"),
+            )
+            .len(other.chars().count())
+            .hint(hint);
             return None;
         }
     };
     let what = format!("a `{kind}` router");
     let f = r.map(node, &what, allowed)?;
     let text = |r: &mut Reader<'_>, f: &Fields<'_>, key: &str, example: &str| {
-        r.required(f, key, &what, example, |r, n| r.text(n, &format!("`router.{key}`")))
+        r.required(f, key, &what, example, |r, n| {
+            r.text(n, &format!("`router.{key}`"))
+        })
     };
     Some(match kind.as_str() {
         "builtin" => {
             let listen = text(r, &f, "listen", "listen: 127.0.0.1:8080")?;
             if listen.parse::<SocketAddr>().is_err() {
                 let n = f.get("listen")?;
-                r.error(Code::BadValue, n.pos, format!("`{listen}` is not an `ip:port` to listen on"))
-                    .len(listen.chars().count())
-                    .hint("write it like `127.0.0.1:8080` or `0.0.0.0:8080`");
+                r.error(
+                    Code::BadValue,
+                    n.pos,
+                    format!("`{listen}` is not an `ip:port` to listen on"),
+                )
+                .len(listen.chars().count())
+                .hint("write it like `127.0.0.1:8080` or `0.0.0.0:8080`");
                 return None;
             }
             RouterSpec::Builtin { listen }
@@ -235,19 +339,30 @@ fn read_router(r: &mut Reader<'_>, node: &Node) -> Option<RouterSpec> {
                 Some(n) => r.text(n, "`router.canary_server`"),
                 None => Some("canary".into()),
             };
-            RouterSpec::Haproxy { socket: socket?, backend: backend?, stable_server: stable_server?, canary_server: canary_server? }
+            RouterSpec::Haproxy {
+                socket: socket?,
+                backend: backend?,
+                stable_server: stable_server?,
+                canary_server: canary_server?,
+            }
         }
         "gateway-api" => {
             let route = text(r, &f, "route", "route: checkout");
             let stable_backend = text(r, &f, "stable_backend", "stable_backend: checkout-stable");
             let canary_backend = text(r, &f, "canary_backend", "canary_backend: checkout-canary");
-            RouterSpec::GatewayApi { route: route?, stable_backend: stable_backend?, canary_backend: canary_backend? }
+            RouterSpec::GatewayApi {
+                route: route?,
+                stable_backend: stable_backend?,
+                canary_backend: canary_backend?,
+            }
         }
         _ => {
             let replicas = r.required(&f, "replicas", &what, "replicas: 10", |r, n| {
                 r.count(n, "`router.replicas`", 2, 10_000)
             })?;
-            RouterSpec::KubernetesReplicas { replicas: u32::try_from(replicas).ok()? }
+            RouterSpec::KubernetesReplicas {
+                replicas: u32::try_from(replicas).ok()?,
+            }
         }
     })
 }
@@ -285,15 +400,25 @@ fn read_sink(r: &mut Reader<'_>, node: &Node) -> Option<AlertSink> {
                 Some(near) => format!("did you mean `{near}`?"),
                 None => format!("sinks: {}", SINKS.join(", ")),
             };
-            r.error(Code::UnknownKey, key.pos, format!("unknown alert sink `{other}`"))
-                .len(other.chars().count())
-                .hint(hint);
+            r.error(
+                Code::UnknownKey,
+                key.pos,
+                format!("unknown alert sink `{other}`"),
+            )
+            .len(other.chars().count())
+            .hint(hint);
             return None;
         }
     };
     let what = format!("the `{}` alert", key.name);
     let allowed: &[&str] = match kind {
-        SinkKind::Webhook => &["webhook_env", "webhook_file", "secret_env", "secret_file", "severity"],
+        SinkKind::Webhook => &[
+            "webhook_env",
+            "webhook_file",
+            "secret_env",
+            "secret_file",
+            "severity",
+        ],
         _ => &["webhook_env", "webhook_file", "severity"],
     };
     let f = r.map(body, &what, allowed)?;
@@ -313,19 +438,34 @@ fn read_sink(r: &mut Reader<'_>, node: &Node) -> Option<AlertSink> {
             }
         },
     };
-    Some(AlertSink { kind, webhook, secret, min_severity })
+    Some(AlertSink {
+        kind,
+        webhook,
+        secret,
+        min_severity,
+    })
 }
 
 /// `<prefix>_env` or `<prefix>_file`, exactly one of them.
-fn secret(r: &mut Reader<'_>, f: &Fields<'_>, prefix: &str, what: &str, required: bool) -> Option<SecretRef> {
+fn secret(
+    r: &mut Reader<'_>,
+    f: &Fields<'_>,
+    prefix: &str,
+    what: &str,
+    required: bool,
+) -> Option<SecretRef> {
     let env_key = format!("{prefix}_env");
     let file_key = format!("{prefix}_file");
     match (f.get(&env_key), f.get(&file_key)) {
         (Some(n), None) => r.text(n, &format!("`{env_key}`")).map(SecretRef::Env),
         (None, Some(n)) => r.text(n, &format!("`{file_key}`")).map(SecretRef::File),
         (Some(_), Some(n)) => {
-            r.error(Code::BadValue, n.pos, format!("{what} has both `{env_key}` and `{file_key}`"))
-                .hint("keep one");
+            r.error(
+                Code::BadValue,
+                n.pos,
+                format!("{what} has both `{env_key}` and `{file_key}`"),
+            )
+            .hint("keep one");
             None
         }
         (None, None) => {

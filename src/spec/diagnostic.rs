@@ -163,11 +163,19 @@ impl Diagnostic {
 }
 
 /// The closest candidate to `word`, if any is close enough to be a likely typo.
-pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+pub fn did_you_mean<'a>(
+    word: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
     let word_l = word.to_ascii_lowercase();
     candidates
         .into_iter()
-        .map(|c| (strsim::damerau_levenshtein(&word_l, &c.to_ascii_lowercase()), c))
+        .map(|c| {
+            (
+                strsim::damerau_levenshtein(&word_l, &c.to_ascii_lowercase()),
+                c,
+            )
+        })
         .filter(|(d, c)| *d <= (c.len().max(word.len()) / 3).max(1))
         .min_by_key(|(d, _)| *d)
         .map(|(_, c)| c)
@@ -188,9 +196,14 @@ mod tests {
     #[test]
     fn rendering_quotes_the_line_and_underlines_the_token() {
         let src = "deploy:\n  duraton: 10m\n";
-        let d = Diagnostic::error(Code::UnknownKey, "f.yaml", Pos { line: 2, column: 3 }, "unknown key `duraton`")
-            .hint("did you mean `duration`?")
-            .len(7);
+        let d = Diagnostic::error(
+            Code::UnknownKey,
+            "f.yaml",
+            Pos { line: 2, column: 3 },
+            "unknown key `duraton`",
+        )
+        .hint("did you mean `duration`?")
+        .len(7);
         assert_eq!(
             d.render(Some(src)),
             "error: unknown key `duraton`\n  --> f.yaml:2:3\n  |\n2 |   duraton: 10m\n  |   ^^^^^^^\n  = hint: did you mean `duration`?\n"

@@ -37,12 +37,23 @@ impl LoadedFile {
 pub fn load_policies(dir: Option<&Path>) -> (PolicySet, Vec<(PathBuf, String, Vec<Diagnostic>)>) {
     let mut set = PolicySet::builtin();
     let mut problems = Vec::new();
-    let Some(dir) = dir else { return (set, problems) };
+    let Some(dir) = dir else {
+        return (set, problems);
+    };
     let mut paths: Vec<PathBuf> = match std::fs::read_dir(dir) {
-        Ok(entries) => entries.filter_map(Result::ok).map(|e| e.path()).filter(|p| is_yaml(p)).collect(),
+        Ok(entries) => entries
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| is_yaml(p))
+            .collect(),
         Err(e) => {
             let file = dir.display().to_string();
-            let d = Diagnostic::error(Code::Unreadable, &file, Pos::UNKNOWN, format!("cannot read policy directory: {e}"));
+            let d = Diagnostic::error(
+                Code::Unreadable,
+                &file,
+                Pos::UNKNOWN,
+                format!("cannot read policy directory: {e}"),
+            );
             problems.push((dir.to_path_buf(), String::new(), vec![d]));
             return (set, problems);
         }
@@ -56,7 +67,12 @@ pub fn load_policies(dir: Option<&Path>) -> (PolicySet, Vec<(PathBuf, String, Ve
                 Err(diags) => problems.push((path, text, diags)),
             },
             Err(e) => {
-                let d = Diagnostic::error(Code::Unreadable, &file, Pos::UNKNOWN, format!("cannot read: {e}"));
+                let d = Diagnostic::error(
+                    Code::Unreadable,
+                    &file,
+                    Pos::UNKNOWN,
+                    format!("cannot read: {e}"),
+                );
                 problems.push((path, String::new(), vec![d]));
             }
         }
@@ -66,7 +82,11 @@ pub fn load_policies(dir: Option<&Path>) -> (PolicySet, Vec<(PathBuf, String, Ve
 
 /// True for `.yaml` / `.yml` files.
 pub fn is_yaml(path: &Path) -> bool {
-    path.is_file() && matches!(path.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"))
+    path.is_file()
+        && matches!(
+            path.extension().and_then(|e| e.to_str()),
+            Some("yaml" | "yml")
+        )
 }
 
 /// Reads and decodes deploy files, then reports rollouts declared by more than one.
@@ -78,12 +98,29 @@ pub fn load_deploy_files(paths: &[PathBuf], policies: &PolicySet) -> Vec<LoadedF
             match std::fs::read_to_string(path) {
                 Ok(text) => {
                     let decoded = decode(&file, &text, policies);
-                    LoadedFile { path: path.clone(), text, decoded }
+                    LoadedFile {
+                        path: path.clone(),
+                        text,
+                        decoded,
+                    }
                 }
                 Err(e) => {
-                    let d = Diagnostic::error(Code::Unreadable, &file, Pos::UNKNOWN, format!("cannot read: {e}"));
-                    let decoded = Decoded { spec: None, diagnostics: vec![d], name_pos: Pos::UNKNOWN };
-                    LoadedFile { path: path.clone(), text: String::new(), decoded }
+                    let d = Diagnostic::error(
+                        Code::Unreadable,
+                        &file,
+                        Pos::UNKNOWN,
+                        format!("cannot read: {e}"),
+                    );
+                    let decoded = Decoded {
+                        spec: None,
+                        diagnostics: vec![d],
+                        name_pos: Pos::UNKNOWN,
+                    };
+                    LoadedFile {
+                        path: path.clone(),
+                        text: String::new(),
+                        decoded,
+                    }
                 }
             }
         })
@@ -96,7 +133,9 @@ pub fn load_deploy_files(paths: &[PathBuf], policies: &PolicySet) -> Vec<LoadedF
 pub fn report_duplicate_rollouts(files: &mut [LoadedFile]) {
     let mut first: BTreeMap<RolloutId, (String, Pos)> = BTreeMap::new();
     for f in files.iter_mut() {
-        let Some(spec) = &f.decoded.spec else { continue };
+        let Some(spec) = &f.decoded.spec else {
+            continue;
+        };
         let id = spec.id.clone();
         let here = f.display();
         match first.get(&id) {

@@ -1,9 +1,9 @@
-pub mod yaml;
-pub mod units;
+pub mod decode;
 pub mod diagnostic;
+pub mod load;
 pub mod model;
 pub mod policy;
 pub mod reader;
-pub mod decode;
 pub mod strategy;
-pub mod load;
+pub mod units;
+pub mod yaml;

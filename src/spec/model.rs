@@ -209,7 +209,13 @@ impl Gate {
 
 impl fmt::Display for Gate {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {} {}", self.metric, self.comparison.symbol(), self.threshold)
+        write!(
+            f,
+            "{} {} {}",
+            self.metric,
+            self.comparison.symbol(),
+            self.threshold
+        )
     }
 }
 

@@ -72,7 +72,14 @@ impl fmt::Display for Unit {
 // === Query templates ===
 
 /// The placeholders a query template may use.
-pub const PLACEHOLDERS: [&str; 6] = ["service", "namespace", "rollout", "version", "track", "window"];
+pub const PLACEHOLDERS: [&str; 6] = [
+    "service",
+    "namespace",
+    "rollout",
+    "version",
+    "track",
+    "window",
+];
 
 /// A PromQL text with `{{placeholder}}`s, checked to use only known ones.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -115,10 +122,13 @@ impl QueryTemplate {
     /// Checks the placeholders of `text`.
     pub fn parse(text: &str) -> Result<QueryTemplate, TemplateError> {
         for piece in pieces(text) {
-            if let Piece::Var { name, offset } = piece? {
-                if !PLACEHOLDERS.contains(&name) {
-                    return Err(TemplateError::Unknown { name: name.to_string(), offset });
-                }
+            if let Piece::Var { name, offset } = piece?
+                && !PLACEHOLDERS.contains(&name)
+            {
+                return Err(TemplateError::Unknown {
+                    name: name.to_string(),
+                    offset,
+                });
             }
         }
         Ok(QueryTemplate(text.trim().to_string()))
@@ -189,7 +199,10 @@ fn pieces(text: &str) -> impl Iterator<Item = Result<Piece<'_>, TemplateError>> 
                     return Some(Err(TemplateError::Unclosed { offset }));
                 };
                 rest += end + 2;
-                Some(Ok(Piece::Var { name: tail[2..end].trim(), offset }))
+                Some(Ok(Piece::Var {
+                    name: tail[2..end].trim(),
+                    offset,
+                }))
             }
             Some(start) => {
                 rest += start;
@@ -230,7 +243,10 @@ pub struct Policy {
 }
 
 /// The policies shipped in `policies/`, compiled into the binary.
-const BUILTIN: &[(&str, &str)] = &[("policies/http-red.yaml", include_str!("../../policies/http-red.yaml"))];
+const BUILTIN: &[(&str, &str)] = &[(
+    "policies/http-red.yaml",
+    include_str!("../../policies/http-red.yaml"),
+)];
 
 /// Every policy known, by name.
 #[derive(Clone, Debug, Default)]
@@ -268,9 +284,8 @@ impl PolicySet {
 
 /// Parses a policy file, returning every problem found when it is invalid.
 pub fn parse_policy(file: &str, text: &str) -> Result<Policy, Vec<Diagnostic>> {
-    let root = yaml::parse(text).map_err(|e| {
-        vec![Diagnostic::error(Code::YamlSyntax, file, e.pos, e.message)]
-    })?;
+    let root = yaml::parse(text)
+        .map_err(|e| vec![Diagnostic::error(Code::YamlSyntax, file, e.pos, e.message)])?;
     let mut r = Reader::new(file);
     let policy = read_policy(&mut r, &root);
     match policy {
@@ -280,18 +295,33 @@ pub fn parse_policy(file: &str, text: &str) -> Result<Policy, Vec<Diagnostic>> {
 }
 
 fn read_policy(r: &mut Reader<'_>, root: &Node) -> Option<Policy> {
-    let f = r.map(root, "the policy", &["name", "description", "requests", "metrics"])?;
-    let name = r.required(&f, "name", "the policy", "name: my-policy", |r, n| r.text(n, "`name`"));
-    let description = f.get("description").and_then(|n| r.text(n, "`description`")).unwrap_or_default();
-    let requests = r.required(&f, "requests", "the policy", "requests: <PromQL counting a track's requests>", |r, n| {
-        template(r, n, "`requests`")
+    let f = r.map(
+        root,
+        "the policy",
+        &["name", "description", "requests", "metrics"],
+    )?;
+    let name = r.required(&f, "name", "the policy", "name: my-policy", |r, n| {
+        r.text(n, "`name`")
     });
+    let description = f
+        .get("description")
+        .and_then(|n| r.text(n, "`description`"))
+        .unwrap_or_default();
+    let requests = r.required(
+        &f,
+        "requests",
+        "the policy",
+        "requests: <PromQL counting a track's requests>",
+        |r, n| template(r, n, "`requests`"),
+    );
     let mut metrics = BTreeMap::new();
     if let Some(node) = f.get("metrics") {
         if let Some(mf) = r.any_map(node, "`metrics`") {
             for (key, def) in mf.entries() {
                 let what = format!("metric `{}`", key.name);
-                let Some(df) = r.map(def, &what, &["unit", "query", "description"]) else { continue };
+                let Some(df) = r.map(def, &what, &["unit", "query", "description"]) else {
+                    continue;
+                };
                 let unit = r.required(&df, "unit", &what, "unit: ratio", |r, n| {
                     let t = r.text(n, "`unit`")?;
                     let unit = Unit::parse(&t);
@@ -301,17 +331,39 @@ fn read_policy(r: &mut Reader<'_>, root: &Node) -> Option<Policy> {
                     }
                     unit
                 });
-                let query = r.required(&df, "query", &what, "query: <PromQL>", |r, n| template(r, n, "`query`"));
-                let description = df.get("description").and_then(|n| r.text(n, "`description`")).unwrap_or_default();
+                let query = r.required(&df, "query", &what, "query: <PromQL>", |r, n| {
+                    template(r, n, "`query`")
+                });
+                let description = df
+                    .get("description")
+                    .and_then(|n| r.text(n, "`description`"))
+                    .unwrap_or_default();
                 if let (Some(unit), Some(query)) = (unit, query) {
-                    metrics.insert(key.name.clone(), MetricDef { unit, query, description });
+                    metrics.insert(
+                        key.name.clone(),
+                        MetricDef {
+                            unit,
+                            query,
+                            description,
+                        },
+                    );
                 }
             }
         }
     } else {
-        r.missing(&f, "metrics", "the policy", "metrics: { error_rate: { unit: ratio, query: ... } }");
+        r.missing(
+            &f,
+            "metrics",
+            "the policy",
+            "metrics: { error_rate: { unit: ratio, query: ... } }",
+        );
     }
-    Some(Policy { name: name?, description, requests: requests?, metrics })
+    Some(Policy {
+        name: name?,
+        description,
+        requests: requests?,
+        metrics,
+    })
 }
 
 /// Reads a query template, pointing at a bad placeholder when there is one.
@@ -323,16 +375,28 @@ pub fn template(r: &mut Reader<'_>, node: &Node, what: &str) -> Option<QueryTemp
             let pos = offset_pos(node.pos, &text, offset);
             let hint = match super::diagnostic::did_you_mean(&name, PLACEHOLDERS) {
                 Some(near) => format!("did you mean `{{{{{near}}}}}`?"),
-                None => format!("placeholders: {}", PLACEHOLDERS.map(|p| format!("{{{{{p}}}}}")).join(", ")),
+                None => format!(
+                    "placeholders: {}",
+                    PLACEHOLDERS.map(|p| format!("{{{{{p}}}}}")).join(", ")
+                ),
             };
-            r.error(Code::UnknownPlaceholder, pos, format!("unknown placeholder `{{{{{name}}}}}` in {what}"))
-                .len(name.len() + 4)
-                .hint(hint);
+            r.error(
+                Code::UnknownPlaceholder,
+                pos,
+                format!("unknown placeholder `{{{{{name}}}}}` in {what}"),
+            )
+            .len(name.len() + 4)
+            .hint(hint);
             None
         }
         Err(TemplateError::Unclosed { offset }) => {
             let pos = offset_pos(node.pos, &text, offset);
-            r.error(Code::BadValue, pos, format!("`{{{{` is never closed in {what}")).hint("close it with `}}`");
+            r.error(
+                Code::BadValue,
+                pos,
+                format!("`{{{{` is never closed in {what}"),
+            )
+            .hint("close it with `}}`");
             None
         }
     }
@@ -344,7 +408,10 @@ fn offset_pos(start: Pos, text: &str, offset: usize) -> Pos {
     if text[..offset].contains('\n') {
         return start;
     }
-    Pos { line: start.line, column: start.column + text[..offset].chars().count() as u32 }
+    Pos {
+        line: start.line,
+        column: start.column + text[..offset].chars().count() as u32,
+    }
 }
 
 #[cfg(test)]
@@ -352,7 +419,13 @@ mod tests {
     use super::*;
 
     fn vars<'a>(service: &'a str, version: &'a str) -> TemplateVars<'a> {
-        TemplateVars { service, namespace: "default", version, track: "canary", window: Duration::from_secs(30) }
+        TemplateVars {
+            service,
+            namespace: "default",
+            version,
+            track: "canary",
+            window: Duration::from_secs(30),
+        }
     }
 
     #[test]
@@ -369,8 +442,15 @@ mod tests {
     #[test]
     fn rendering_fills_the_http_red_label_contract() {
         let set = PolicySet::builtin();
-        let q = set.get("http-red").expect("ships").metrics["error_rate"].query.render(&vars("checkout", "v2"));
-        assert!(q.contains(r#"http_requests_total{service="checkout", version="v2", code=~"5.."}[30s]"#), "{q}");
+        let q = set.get("http-red").expect("ships").metrics["error_rate"]
+            .query
+            .render(&vars("checkout", "v2"));
+        assert!(
+            q.contains(
+                r#"http_requests_total{service="checkout", version="v2", code=~"5.."}[30s]"#
+            ),
+            "{q}"
+        );
     }
 
     #[test]
@@ -384,9 +464,15 @@ mod tests {
     fn unknown_placeholders_are_refused() {
         assert_eq!(
             QueryTemplate::parse("up{v=\"{{versoin}}\"}"),
-            Err(TemplateError::Unknown { name: "versoin".into(), offset: 6 })
+            Err(TemplateError::Unknown {
+                name: "versoin".into(),
+                offset: 6
+            })
         );
-        assert_eq!(QueryTemplate::parse("up{{"), Err(TemplateError::Unclosed { offset: 2 }));
+        assert_eq!(
+            QueryTemplate::parse("up{{"),
+            Err(TemplateError::Unclosed { offset: 2 })
+        );
     }
 
     #[test]

@@ -42,12 +42,23 @@ pub struct Fields<'n> {
 impl<'n> Fields<'n> {
     /// The value of `key`, if present.
     pub fn get(&self, key: &str) -> Option<&'n Node> {
-        self.entries.iter().find(|(k, _)| k.name == key).map(|(_, v)| *v)
+        self.entries
+            .iter()
+            .find(|(k, _)| k.name == key)
+            .map(|(_, v)| *v)
     }
 
     /// The key itself, for errors pointing at it.
     pub fn key(&self, key: &str) -> Option<&'n Key> {
-        self.entries.iter().find(|(k, _)| k.name == key).map(|(k, _)| *k)
+        self.entries
+            .iter()
+            .find(|(k, _)| k.name == key)
+            .map(|(k, _)| *k)
+    }
+
+    /// True when an unknown key was reported as a likely typo of `key`.
+    pub fn has_typo_of(&self, key: &str) -> bool {
+        self.typos.iter().any(|t| t == key)
     }
 
     /// All entries in file order.
@@ -59,20 +70,25 @@ impl<'n> Fields<'n> {
 impl<'f> Reader<'f> {
     /// A reader for `file`.
     pub fn new(file: &'f str) -> Reader<'f> {
-        Reader { file, diags: Vec::new() }
+        Reader {
+            file,
+            diags: Vec::new(),
+        }
     }
 
     /// Records an error; the returned handle adds a hint or an underline length.
     pub fn error(&mut self, code: Code, pos: Pos, message: impl Into<String>) -> Emitted<'_> {
         let index = self.diags.len();
-        self.diags.push(Diagnostic::error(code, self.file, pos, message));
+        self.diags
+            .push(Diagnostic::error(code, self.file, pos, message));
         Emitted(&mut self.diags[index])
     }
 
     /// Records a warning.
     pub fn warning(&mut self, code: Code, pos: Pos, message: impl Into<String>) -> Emitted<'_> {
         let index = self.diags.len();
-        self.diags.push(Diagnostic::warning(code, self.file, pos, message));
+        self.diags
+            .push(Diagnostic::warning(code, self.file, pos, message));
         Emitted(&mut self.diags[index])
     }
 
@@ -96,14 +112,22 @@ impl<'f> Reader<'f> {
                     }
                     None => format!("{what} takes: {}", allowed.join(", ")),
                 };
-                self.error(Code::UnknownKey, key.pos, format!("unknown key `{}` in {what}", key.name))
-                    .len(key.name.chars().count())
-                    .hint(hint);
+                self.error(
+                    Code::UnknownKey,
+                    key.pos,
+                    format!("unknown key `{}` in {what}", key.name),
+                )
+                .len(key.name.chars().count())
+                .hint(hint);
                 continue;
             }
             kept.push((key, value));
         }
-        Some(Fields { pos: fields.pos, entries: kept, typos })
+        Some(Fields {
+            pos: fields.pos,
+            entries: kept,
+            typos,
+        })
     }
 
     /// Reads a map with free-form keys; repeated keys are still reported.
@@ -116,23 +140,38 @@ impl<'f> Reader<'f> {
         for (key, value) in entries {
             if let Some((first, _)) = kept.iter().find(|(k, _)| k.name == key.name) {
                 let line = first.pos.line;
-                self.error(Code::DuplicateKey, key.pos, format!("`{}` is given twice in {what}", key.name))
-                    .len(key.name.chars().count())
-                    .hint(format!("the first `{}` is on line {line}; keep one", key.name));
+                self.error(
+                    Code::DuplicateKey,
+                    key.pos,
+                    format!("`{}` is given twice in {what}", key.name),
+                )
+                .len(key.name.chars().count())
+                .hint(format!(
+                    "the first `{}` is on line {line}; keep one",
+                    key.name
+                ));
                 continue;
             }
             kept.push((key, value));
         }
-        Some(Fields { pos: node.pos, entries: kept, typos: Vec::new() })
+        Some(Fields {
+            pos: node.pos,
+            entries: kept,
+            typos: Vec::new(),
+        })
     }
 
     /// Reports a required key that is absent.
     pub fn missing(&mut self, fields: &Fields<'_>, key: &str, what: &str, example: &str) {
-        if fields.typos.iter().any(|t| t == key) {
+        if fields.has_typo_of(key) {
             return;
         }
-        self.error(Code::MissingKey, fields.pos, format!("{what} has no `{key}`"))
-            .hint(format!("add `{example}`"));
+        self.error(
+            Code::MissingKey,
+            fields.pos,
+            format!("{what} has no `{key}`"),
+        )
+        .hint(format!("add `{example}`"));
     }
 
     /// Reads a required key with `read`, reporting it when missing.
@@ -207,6 +246,10 @@ impl<'f> Reader<'f> {
     /// Reports a value of the wrong shape.
     pub fn wrong_type(&mut self, node: &Node, what: &str, expected: &str) {
         let found = node.value.kind();
-        self.error(Code::WrongType, node.pos, format!("{what} must be {expected}, found {found}"));
+        self.error(
+            Code::WrongType,
+            node.pos,
+            format!("{what} must be {expected}, found {found}"),
+        );
     }
 }

@@ -10,28 +10,46 @@ use super::yaml::{Key, Node, Pos, Value};
 /// Reads the `deploy:` block. `policy` is `None` when it could not be resolved
 /// (already reported); gate metrics are then not checked.
 pub fn read_strategy(r: &mut Reader<'_>, node: &Node, policy: Option<&Policy>) -> Option<Strategy> {
-    let f = r.map(node, "`deploy`", &["strategy", "steps", "rollback", "analysis"])?;
-    if let Some(n) = f.get("strategy") {
-        if let Some(s) = r.text(n, "`deploy.strategy`") {
-            if s != "canary" {
-                r.error(Code::BadValue, n.pos, format!("strategy `{s}` is not supported"))
-                    .len(s.chars().count())
-                    .hint("canaryd runs `strategy: canary`");
-            }
-        }
+    let f = r.map(
+        node,
+        "`deploy`",
+        &["strategy", "steps", "rollback", "analysis"],
+    )?;
+    if let Some(n) = f.get("strategy")
+        && let Some(s) = r.text(n, "`deploy.strategy`")
+        && s != "canary"
+    {
+        r.error(
+            Code::BadValue,
+            n.pos,
+            format!("strategy `{s}` is not supported"),
+        )
+        .len(s.chars().count())
+        .hint("canaryd runs `strategy: canary`");
     }
-    let steps = r.required(&f, "steps", "`deploy`", "steps: [{ deploy: 5%, duration: 10m }, { deploy: 100% }]", |r, n| {
-        read_steps(r, n, policy)
-    });
+    let steps = r.required(
+        &f,
+        "steps",
+        "`deploy`",
+        "steps: [{ deploy: 5%, duration: 10m }, { deploy: 100% }]",
+        |r, n| read_steps(r, n, policy),
+    );
     let rollback = match f.get("rollback") {
         Some(n) => read_rollback(r, n, policy),
-        None => Some(Rollback { auto: true, on: Vec::new() }),
+        None => Some(Rollback {
+            auto: true,
+            on: Vec::new(),
+        }),
     };
     let analysis = match f.get("analysis") {
         Some(n) => read_analysis(r, n),
         None => Some(Analysis::default()),
     };
-    Some(Strategy { steps: steps?, rollback: rollback?, analysis: analysis? })
+    Some(Strategy {
+        steps: steps?,
+        rollback: rollback?,
+        analysis: analysis?,
+    })
 }
 
 fn read_steps(r: &mut Reader<'_>, node: &Node, policy: Option<&Policy>) -> Option<Vec<Step>> {
@@ -50,9 +68,13 @@ fn read_steps(r: &mut Reader<'_>, node: &Node, policy: Option<&Policy>) -> Optio
         let number = i + 1;
         if let Some(full) = full_at {
             if full + 1 == number {
-                r.error(Code::StepAfterFull, item.pos, format!("step {number} comes after the 100% step {full}"))
-                    .len("deploy".len())
-                    .hint("100% is the last step: remove the steps after it");
+                r.error(
+                    Code::StepAfterFull,
+                    item.pos,
+                    format!("step {number} comes after the 100% step {full}"),
+                )
+                .len("deploy".len())
+                .hint("100% is the last step: remove the steps after it");
             }
             ok = false;
             continue;
@@ -61,28 +83,28 @@ fn read_steps(r: &mut Reader<'_>, node: &Node, policy: Option<&Policy>) -> Optio
             ok = false;
             continue;
         };
-        if let (Some(weight), Some((prev, prev_number))) = (parts.weight, previous) {
-            if weight < prev {
-                r.error(
+        if let (Some(weight), Some((prev, prev_number))) = (parts.weight, previous)
+            && weight < prev
+        {
+            r.error(
                     Code::WeightDecreases,
                     parts.weight_pos,
                     format!("step {number} sends {weight} to the canary, less than step {prev_number} ({prev})"),
                 )
                 .len(weight.to_string().len())
                 .hint("weights only go up; list the steps in increasing order");
-                ok = false;
-            }
+            ok = false;
         }
         // A 100% step ends the list (later steps are reported above), so it
         // counts as the last step for the duration rule.
         let is_last = number == items.len() || parts.weight == Some(Weight::FULL);
-        if let (Some(weight), Some(None)) = (parts.weight, parts.duration) {
-            if !is_last {
-                r.error(Code::MissingDuration, item.pos, format!("step {number} ({weight}) has no `duration`"))
+        if let (Some(weight), Some(None)) = (parts.weight, parts.duration)
+            && !is_last
+        {
+            r.error(Code::MissingDuration, item.pos, format!("step {number} ({weight}) has no `duration`"))
                     .len("deploy".len())
                     .hint("every step but the last needs one, e.g. `duration: 10m`: how long the canary is watched at this weight");
-                ok = false;
-            }
+            ok = false;
         }
         if let Some(weight) = parts.weight {
             if weight == Weight::FULL {
@@ -93,7 +115,11 @@ fn read_steps(r: &mut Reader<'_>, node: &Node, policy: Option<&Policy>) -> Optio
             }
         }
         match (parts.weight, parts.duration, parts.gates) {
-            (Some(weight), Some(duration), Some(gates)) => steps.push(Step { weight, duration, gates }),
+            (Some(weight), Some(duration), Some(gates)) => steps.push(Step {
+                weight,
+                duration,
+                gates,
+            }),
             _ => ok = false,
         }
     }
@@ -108,7 +134,12 @@ struct StepParts {
     gates: Option<Vec<Gate>>,
 }
 
-fn read_step(r: &mut Reader<'_>, node: &Node, number: usize, policy: Option<&Policy>) -> Option<StepParts> {
+fn read_step(
+    r: &mut Reader<'_>,
+    node: &Node,
+    number: usize,
+    policy: Option<&Policy>,
+) -> Option<StepParts> {
     let what = format!("step {number}");
     let f = r.map(node, &what, &["deploy", "duration", "metrics"])?;
     let weight_pos = f.get("deploy").map_or(node.pos, |n| n.pos);
@@ -116,28 +147,45 @@ fn read_step(r: &mut Reader<'_>, node: &Node, number: usize, policy: Option<&Pol
         let text = scalar_text(r, n, "`deploy`")?;
         match Weight::parse(&text) {
             Ok(w) if w == Weight::ZERO => {
-                r.error(Code::WeightOutOfRange, n.pos, format!("step {number} sends no traffic to the canary"))
-                    .len(text.chars().count())
-                    .hint("a step's weight is above 0%, e.g. `deploy: 1%`");
+                r.error(
+                    Code::WeightOutOfRange,
+                    n.pos,
+                    format!("step {number} sends no traffic to the canary"),
+                )
+                .len(text.chars().count())
+                .hint("a step's weight is above 0%, e.g. `deploy: 1%`");
                 None
             }
             Ok(w) => Some(w),
             Err(e) => {
-                let code = if matches!(e, UnitError::WeightOutOfRange(_)) { Code::WeightOutOfRange } else { Code::BadValue };
-                r.error(code, n.pos, e.to_string()).len(text.chars().count()).hint(e.hint());
+                let code = if matches!(e, UnitError::WeightOutOfRange(_)) {
+                    Code::WeightOutOfRange
+                } else {
+                    Code::BadValue
+                };
+                r.error(code, n.pos, e.to_string())
+                    .len(text.chars().count())
+                    .hint(e.hint());
                 None
             }
         }
     });
     let duration = match f.get("duration") {
         Some(n) => duration(r, n, "`duration`").map(Some),
+        // A misspelt `duration` was reported already; do not also call it missing.
+        None if f.has_typo_of("duration") => None,
         None => Some(None),
     };
     let gates = match f.get("metrics") {
         Some(n) => read_gates(r, n, "`metrics`", policy),
         None => Some(Vec::new()),
     };
-    Some(StepParts { weight, weight_pos, duration, gates })
+    Some(StepParts {
+        weight,
+        weight_pos,
+        duration,
+        gates,
+    })
 }
 
 /// Text of a scalar; numbers are accepted so `deploy: 5` gets a unit hint.
@@ -152,13 +200,17 @@ fn duration(r: &mut Reader<'_>, node: &Node, what: &str) -> Option<std::time::Du
         Err(e) => {
             let msg = match e {
                 UnitError::MissingUnit(_) => format!("{what} `{text}` has no unit"),
-                _ => format!("{what} `{text}` is not a duration"),
+                _ => format!("`{text}` is not a duration"),
             };
             let hint = match e {
-                UnitError::MissingUnit(_) => format!("add a unit: `{text}s` or `{text}m` (units: ms, s, m, h)"),
+                UnitError::MissingUnit(_) => {
+                    format!("add a unit: `{text}s` or `{text}m` (units: ms, s, m, h)")
+                }
                 _ => e.hint(),
             };
-            r.error(Code::BadValue, node.pos, msg).len(text.chars().count()).hint(hint);
+            r.error(Code::BadValue, node.pos, msg)
+                .len(text.chars().count())
+                .hint(hint);
             None
         }
     }
@@ -185,7 +237,12 @@ fn read_rollback(r: &mut Reader<'_>, node: &Node, policy: Option<&Policy>) -> Op
     Some(Rollback { auto, on })
 }
 
-fn read_gates(r: &mut Reader<'_>, node: &Node, what: &str, policy: Option<&Policy>) -> Option<Vec<Gate>> {
+fn read_gates(
+    r: &mut Reader<'_>,
+    node: &Node,
+    what: &str,
+    policy: Option<&Policy>,
+) -> Option<Vec<Gate>> {
     let items = r.list(node, what)?;
     let mut gates = Vec::new();
     let mut ok = true;
@@ -205,15 +262,27 @@ fn read_gate_item(r: &mut Reader<'_>, node: &Node, policy: Option<&Policy>) -> O
         Some(n) => Some(template(r, n, "the gate's `query`")?),
         None => None,
     };
-    let gate_keys: Vec<_> = f.entries().iter().filter(|(k, _)| k.name != "query").collect();
+    let gate_keys: Vec<_> = f
+        .entries()
+        .iter()
+        .filter(|(k, _)| k.name != "query")
+        .collect();
     if gate_keys.is_empty() {
-        r.error(Code::MissingKey, node.pos, "this gate has a `query` but no comparison")
-            .hint("add `<name>_less_than: <threshold>` next to the query");
+        r.error(
+            Code::MissingKey,
+            node.pos,
+            "this gate has a `query` but no comparison",
+        )
+        .hint("add `<name>_less_than: <threshold>` next to the query");
         return None;
     }
     if query.is_some() && gate_keys.len() > 1 {
-        r.error(Code::WrongType, node.pos, "a gate with its own `query` has exactly one comparison")
-            .hint("split it into one list item per comparison");
+        r.error(
+            Code::WrongType,
+            node.pos,
+            "a gate with its own `query` has exactly one comparison",
+        )
+        .hint("split it into one list item per comparison");
         return None;
     }
     let mut gates = Vec::new();
@@ -227,35 +296,66 @@ fn read_gate_item(r: &mut Reader<'_>, node: &Node, policy: Option<&Policy>) -> O
     ok.then_some(gates)
 }
 
-fn read_gate(r: &mut Reader<'_>, key: &Key, value: &Node, policy: Option<&Policy>, query: Option<super::policy::QueryTemplate>) -> Option<Gate> {
+fn read_gate(
+    r: &mut Reader<'_>,
+    key: &Key,
+    value: &Node,
+    policy: Option<&Policy>,
+    query: Option<super::policy::QueryTemplate>,
+) -> Option<Gate> {
     let candidates: Vec<String> = policy
-        .map(|p| p.metrics.keys().flat_map(|m| [format!("{m}_less_than"), format!("{m}_greater_than")]).collect())
+        .map(|p| {
+            p.metrics
+                .keys()
+                .flat_map(|m| [format!("{m}_less_than"), format!("{m}_greater_than")])
+                .collect()
+        })
         .unwrap_or_default();
     let split = [Comparison::LessThan, Comparison::GreaterThan]
         .into_iter()
-        .find_map(|c| key.name.strip_suffix(c.suffix()).filter(|m| !m.is_empty()).map(|m| (m.to_string(), c)));
+        .find_map(|c| {
+            key.name
+                .strip_suffix(c.suffix())
+                .filter(|m| !m.is_empty())
+                .map(|m| (m.to_string(), c))
+        });
     let Some((metric, comparison)) = split else {
         let hint = match did_you_mean(&key.name, candidates.iter().map(String::as_str)) {
             Some(near) => format!("did you mean `{near}`?"),
             None => "a gate is `<metric>_less_than` or `<metric>_greater_than`, e.g. `error_rate_less_than: 1%`".into(),
         };
-        r.error(Code::UnknownKey, key.pos, format!("`{}` is not a gate", key.name)).len(key.name.chars().count()).hint(hint);
+        r.error(
+            Code::UnknownKey,
+            key.pos,
+            format!("`{}` is not a gate", key.name),
+        )
+        .len(key.name.chars().count())
+        .hint(hint);
         return None;
     };
     let defined = policy.and_then(|p| p.metrics.get(&metric));
     if defined.is_none() && query.is_none() {
-        let Some(policy) = policy else { return None };
+        let policy = policy?;
         let hint = match did_you_mean(&key.name, candidates.iter().map(String::as_str)) {
             Some(near) => format!("did you mean `{near}`?"),
             None => format!(
                 "`{}` defines {}; or give this gate its own `query:`",
                 policy.name,
-                policy.metrics.keys().map(String::as_str).collect::<Vec<_>>().join(", ")
+                policy
+                    .metrics
+                    .keys()
+                    .map(String::as_str)
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
         };
-        r.error(Code::UnknownMetric, key.pos, format!("policy `{}` has no metric `{metric}`", policy.name))
-            .len(key.name.chars().count())
-            .hint(hint);
+        r.error(
+            Code::UnknownMetric,
+            key.pos,
+            format!("policy `{}` has no metric `{metric}`", policy.name),
+        )
+        .len(key.name.chars().count())
+        .hint(hint);
         return None;
     }
     let threshold = threshold(r, value)?;
@@ -270,7 +370,13 @@ fn read_gate(r: &mut Reader<'_>, key: &Key, value: &Node, policy: Option<&Policy
             Threshold::Number(_) => Unit::Number,
         },
     };
-    Some(Gate { metric, comparison, threshold, unit, query })
+    Some(Gate {
+        metric,
+        comparison,
+        threshold,
+        unit,
+        query,
+    })
 }
 
 fn threshold(r: &mut Reader<'_>, node: &Node) -> Option<Threshold> {
@@ -279,7 +385,9 @@ fn threshold(r: &mut Reader<'_>, node: &Node) -> Option<Threshold> {
         Value::String(s) => match Threshold::parse(s) {
             Ok(t) => Some(t),
             Err(e) => {
-                r.error(Code::BadValue, node.pos, e.to_string()).len(s.chars().count()).hint(e.hint());
+                r.error(Code::BadValue, node.pos, e.to_string())
+                    .len(s.chars().count())
+                    .hint(e.hint());
                 None
             }
         },
@@ -290,7 +398,13 @@ fn threshold(r: &mut Reader<'_>, node: &Node) -> Option<Threshold> {
     }
 }
 
-fn check_unit(r: &mut Reader<'_>, node: &Node, metric: &str, unit: Unit, t: Threshold) -> Option<()> {
+fn check_unit(
+    r: &mut Reader<'_>,
+    node: &Node,
+    metric: &str,
+    unit: Unit,
+    t: Threshold,
+) -> Option<()> {
     let text = match &node.value {
         Value::Number(_, text) | Value::String(text) => text.clone(),
         _ => String::new(),
@@ -298,7 +412,9 @@ fn check_unit(r: &mut Reader<'_>, node: &Node, metric: &str, unit: Unit, t: Thre
     let len = text.chars().count();
     let fits = matches!(
         (unit, t),
-        (Unit::Ratio, Threshold::Ratio(_)) | (Unit::Seconds, Threshold::Latency(_)) | (Unit::PerSecond | Unit::Number, Threshold::Number(_))
+        (Unit::Ratio, Threshold::Ratio(_))
+            | (Unit::Seconds, Threshold::Latency(_))
+            | (Unit::PerSecond | Unit::Number, Threshold::Number(_))
     );
     if fits {
         return Some(());
@@ -310,21 +426,38 @@ fn check_unit(r: &mut Reader<'_>, node: &Node, metric: &str, unit: Unit, t: Thre
         ),
         (Unit::Ratio, Threshold::Number(n)) => (
             format!("`{text}` has no percent sign"),
-            format!("`{metric}` is a ratio: write a percentage such as `{}%`", super::units::trim_float(n)),
+            format!(
+                "`{metric}` is a ratio: write a percentage such as `{}%`",
+                super::units::trim_float(n)
+            ),
         ),
         (Unit::Ratio, _) => (
             format!("`{metric}` is a ratio, not a latency"),
             "write a percentage such as `1%`".to_string(),
         ),
-        (Unit::Seconds, _) => (format!("`{metric}` is a latency, not a ratio"), "write a latency such as `200ms`".to_string()),
-        _ => (format!("`{metric}` is a plain number"), "write a number such as `100`".to_string()),
+        (Unit::Seconds, _) => (
+            format!("`{metric}` is a latency, not a ratio"),
+            "write a latency such as `200ms`".to_string(),
+        ),
+        _ => (
+            format!("`{metric}` is a plain number"),
+            "write a number such as `100`".to_string(),
+        ),
     };
-    r.error(Code::UnitMismatch, node.pos, message).len(len).hint(hint);
+    r.error(Code::UnitMismatch, node.pos, message)
+        .len(len)
+        .hint(hint);
     None
 }
 
 const ANALYSIS_KEYS: [&str; 7] = [
-    "interval", "window", "min_requests", "consecutive_breaches", "failure_limit", "inconclusive_limit", "no_data",
+    "interval",
+    "window",
+    "min_requests",
+    "consecutive_breaches",
+    "failure_limit",
+    "inconclusive_limit",
+    "no_data",
 ];
 
 fn read_analysis(r: &mut Reader<'_>, node: &Node) -> Option<Analysis> {
@@ -335,7 +468,8 @@ fn read_analysis(r: &mut Reader<'_>, node: &Node) -> Option<Analysis> {
         match duration(r, n, "`interval`") {
             Some(d) if d.as_millis() >= 100 => a.interval = d,
             Some(_) => {
-                r.error(Code::OutOfRange, n.pos, "`interval` is shorter than 100ms").hint("measure at most ten times a second, e.g. `interval: 1s`");
+                r.error(Code::OutOfRange, n.pos, "`interval` is shorter than 100ms")
+                    .hint("measure at most ten times a second, e.g. `interval: 1s`");
                 ok = false;
             }
             None => ok = false,
@@ -345,7 +479,8 @@ fn read_analysis(r: &mut Reader<'_>, node: &Node) -> Option<Analysis> {
         match duration(r, n, "`window`") {
             Some(d) if d.as_secs() >= 1 => a.window = d,
             Some(_) => {
-                r.error(Code::OutOfRange, n.pos, "`window` is shorter than 1s").hint("a PromQL range needs at least two scrapes, e.g. `window: 30s`");
+                r.error(Code::OutOfRange, n.pos, "`window` is shorter than 1s")
+                    .hint("a PromQL range needs at least two scrapes, e.g. `window: 30s`");
                 ok = false;
             }
             None => ok = false,
@@ -377,16 +512,28 @@ fn read_analysis(r: &mut Reader<'_>, node: &Node) -> Option<Analysis> {
             Some("rollback") => a.no_data = NoDataPolicy::Rollback,
             Some("ignore") => {
                 a.no_data = NoDataPolicy::Ignore;
-                r.warning(Code::NoDataIgnored, n.pos, "`no_data: ignore` lets a canary with no data advance")
-                    .len(6)
-                    .hint("each such decision is logged as a warning; `hold` pauses and alerts instead");
+                r.warning(
+                    Code::NoDataIgnored,
+                    n.pos,
+                    "`no_data: ignore` lets a canary with no data advance",
+                )
+                .len(6)
+                .hint(
+                    "each such decision is logged as a warning; `hold` pauses and alerts instead",
+                );
             }
             Some(other) => {
                 let hint = match did_you_mean(other, ["hold", "rollback", "ignore"]) {
                     Some(near) => format!("did you mean `{near}`?"),
                     None => "choose `hold`, `rollback` or `ignore`".to_string(),
                 };
-                r.error(Code::BadValue, n.pos, format!("unknown no-data policy `{other}`")).len(other.chars().count()).hint(hint);
+                r.error(
+                    Code::BadValue,
+                    n.pos,
+                    format!("unknown no-data policy `{other}`"),
+                )
+                .len(other.chars().count())
+                .hint(hint);
                 ok = false;
             }
             None => ok = false,

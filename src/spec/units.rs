@@ -49,7 +49,9 @@ impl UnitError {
             UnitError::WeightOutOfRange(_) => "a canary weight is between `0%` and `100%`".into(),
             UnitError::BadDuration(s) => match compact_duration(s) {
                 Some(fixed) => format!("write `{fixed}` (units: ms, s, m, h)"),
-                None => "write a number and a unit without spaces, e.g. `90s`, `10m`, `1h30m`".into(),
+                None => {
+                    "write a number and a unit without spaces, e.g. `90s`, `10m`, `1h30m`".into()
+                }
             },
             UnitError::MissingUnit(s) => {
                 format!("add a unit: `{s}ms` or `{s}s` (units: ms, s, m, h)")
@@ -97,7 +99,9 @@ pub fn parse_percent(text: &str) -> Result<f64, UnitError> {
     if !is_plain_number(number) {
         return Err(UnitError::BadPercent(t.to_string()));
     }
-    number.parse::<f64>().map_err(|_| UnitError::BadPercent(t.to_string()))
+    number
+        .parse::<f64>()
+        .map_err(|_| UnitError::BadPercent(t.to_string()))
 }
 
 /// `-?digits(.digits)?`, nothing else (no spaces, exponents or signs like `+`).
@@ -180,7 +184,9 @@ impl<'de> Deserialize<'de> for Weight {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let percent = f64::deserialize(d)?;
         if !(0.0..=100.0).contains(&percent) {
-            return Err(serde::de::Error::custom(format!("weight {percent} is outside 0–100")));
+            return Err(serde::de::Error::custom(format!(
+                "weight {percent} is outside 0–100"
+            )));
         }
         // In range, checked above.
         Ok(Weight((percent * 100.0).round() as u16))
@@ -203,10 +209,14 @@ pub fn parse_duration(text: &str) -> Result<Duration, UnitError> {
         return Err(UnitError::BadDuration(t.to_string()));
     }
     // A single decimal with a unit (`1.5s`), which humantime does not read.
-    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
     let (number, unit) = t.split_at(split);
     if number.contains('.') {
-        let value: f64 = number.parse().map_err(|_| UnitError::BadDuration(t.to_string()))?;
+        let value: f64 = number
+            .parse()
+            .map_err(|_| UnitError::BadDuration(t.to_string()))?;
         let scale = match unit {
             "ns" => 1e-9,
             "us" | "µs" => 1e-6,
@@ -233,7 +243,7 @@ pub fn promql_duration(d: Duration) -> String {
     if ms == 0 {
         return "0s".into();
     }
-    if ms % 1000 != 0 {
+    if !ms.is_multiple_of(1000) {
         return format!("{ms}ms");
     }
     let mut secs = ms / 1000;
@@ -311,7 +321,11 @@ impl Serialize for Threshold {
 pub fn trim_float(x: f64) -> String {
     let s = format!("{:.6}", x);
     let s = s.trim_end_matches('0').trim_end_matches('.');
-    if s.is_empty() || s == "-0" { "0".into() } else { s.into() }
+    if s.is_empty() || s == "-0" {
+        "0".into()
+    } else {
+        s.into()
+    }
 }
 
 #[cfg(test)]
@@ -323,18 +337,42 @@ mod tests {
         assert_eq!(Weight::parse("5%").map(Weight::basis_points), Ok(500));
         assert_eq!(Weight::parse("0.5%").map(Weight::basis_points), Ok(50));
         assert_eq!(Weight::parse("100%"), Ok(Weight::FULL));
-        assert_eq!(Weight::parse("12.25%").map(|w| w.to_string()), Ok("12.25%".into()));
-        assert_eq!(Weight::parse("0.5%").map(|w| w.to_string()), Ok("0.5%".into()));
+        assert_eq!(
+            Weight::parse("12.25%").map(|w| w.to_string()),
+            Ok("12.25%".into())
+        );
+        assert_eq!(
+            Weight::parse("0.5%").map(|w| w.to_string()),
+            Ok("0.5%".into())
+        );
     }
 
     #[test]
     fn weights_reject_spaces_missing_signs_and_out_of_range_values() {
-        assert_eq!(Weight::parse("5 %"), Err(UnitError::BadPercent("5 %".into())));
-        assert_eq!(UnitError::BadPercent("5 %".into()).hint(), "write it without spaces: `5%`");
-        assert_eq!(Weight::parse("5"), Err(UnitError::PercentWithoutSign("5".into())));
-        assert_eq!(Weight::parse("150%"), Err(UnitError::WeightOutOfRange("150%".into())));
-        assert_eq!(Weight::parse("-1%"), Err(UnitError::WeightOutOfRange("-1%".into())));
-        assert_eq!(Weight::parse("0.125%"), Err(UnitError::WeightTooPrecise("0.125%".into())));
+        assert_eq!(
+            Weight::parse("5 %"),
+            Err(UnitError::BadPercent("5 %".into()))
+        );
+        assert_eq!(
+            UnitError::BadPercent("5 %".into()).hint(),
+            "write it without spaces: `5%`"
+        );
+        assert_eq!(
+            Weight::parse("5"),
+            Err(UnitError::PercentWithoutSign("5".into()))
+        );
+        assert_eq!(
+            Weight::parse("150%"),
+            Err(UnitError::WeightOutOfRange("150%".into()))
+        );
+        assert_eq!(
+            Weight::parse("-1%"),
+            Err(UnitError::WeightOutOfRange("-1%".into()))
+        );
+        assert_eq!(
+            Weight::parse("0.125%"),
+            Err(UnitError::WeightTooPrecise("0.125%".into()))
+        );
     }
 
     #[test]
@@ -360,11 +398,17 @@ mod tests {
     #[test]
     fn thresholds_keep_their_kind() {
         assert_eq!(Threshold::parse("1%"), Ok(Threshold::Ratio(0.01)));
-        assert_eq!(Threshold::parse("200ms"), Ok(Threshold::Latency(Duration::from_millis(200))));
+        assert_eq!(
+            Threshold::parse("200ms"),
+            Ok(Threshold::Latency(Duration::from_millis(200)))
+        );
         assert_eq!(Threshold::parse("1.5s").map(Threshold::value), Ok(1.5));
         assert_eq!(Threshold::parse("42"), Ok(Threshold::Number(42.0)));
         assert_eq!(Threshold::Ratio(0.005).to_string(), "0.5%");
-        assert_eq!(Threshold::Latency(Duration::from_millis(200)).to_string(), "200ms");
+        assert_eq!(
+            Threshold::Latency(Duration::from_millis(200)).to_string(),
+            "200ms"
+        );
         assert!(Threshold::parse("fast").is_err());
     }
 

@@ -123,7 +123,9 @@ pub fn from_json(value: &serde_json::Value) -> Node {
     let value = match value {
         serde_json::Value::Null => Value::Null,
         serde_json::Value::Bool(b) => Value::Bool(*b),
-        serde_json::Value::Number(n) => Value::Number(n.as_f64().unwrap_or(f64::NAN), n.to_string()),
+        serde_json::Value::Number(n) => {
+            Value::Number(n.as_f64().unwrap_or(f64::NAN), n.to_string())
+        }
         serde_json::Value::String(s) => Value::String(s.clone()),
         serde_json::Value::Array(items) => Value::Seq(items.iter().map(from_json).collect()),
         serde_json::Value::Object(map) => Value::Map(
@@ -151,10 +153,13 @@ fn first_line(message: &str) -> String {
     // serde-saphyr prefixes its messages with "error: line L column C: "; we print
     // the position ourselves.
     line = line.strip_prefix("error: ").unwrap_or(line);
-    if line.starts_with("line ") {
-        if let Some(idx) = line.find(": ") {
-            line = &line[idx + 2..];
-        }
+    if line.starts_with("line ")
+        && let Some(idx) = line.find(": ")
+    {
+        line = &line[idx + 2..];
+    }
+    if let Some(idx) = line.rfind(" at line ") {
+        line = &line[..idx];
     }
     line.to_string()
 }
@@ -292,22 +297,41 @@ mod tests {
     fn keys_and_values_keep_their_line_and_column() {
         let text = "deploy:\n  steps:\n    - deploy: 5%\n      duration: 10m\n";
         let root = parse(text).expect("parses");
-        let Value::Map(top) = &root.value else { panic!("map") };
+        let Value::Map(top) = &root.value else {
+            panic!("map")
+        };
         let (key, deploy) = &top[0];
-        assert_eq!((key.name.as_str(), key.pos), ("deploy", Pos { line: 1, column: 1 }));
-        let Value::Map(inner) = &deploy.value else { panic!("map") };
-        let Value::Seq(steps) = &inner[0].1.value else { panic!("seq") };
-        let Value::Map(step) = &steps[0].value else { panic!("map") };
+        assert_eq!(
+            (key.name.as_str(), key.pos),
+            ("deploy", Pos { line: 1, column: 1 })
+        );
+        let Value::Map(inner) = &deploy.value else {
+            panic!("map")
+        };
+        let Value::Seq(steps) = &inner[0].1.value else {
+            panic!("seq")
+        };
+        let Value::Map(step) = &steps[0].value else {
+            panic!("map")
+        };
         assert_eq!(step[1].0.name, "duration");
         assert_eq!(step[1].0.pos, Pos { line: 4, column: 7 });
         assert_eq!(step[1].1.value, Value::String("10m".into()));
-        assert_eq!(step[1].1.pos, Pos { line: 4, column: 17 });
+        assert_eq!(
+            step[1].1.pos,
+            Pos {
+                line: 4,
+                column: 17
+            }
+        );
     }
 
     #[test]
     fn yaml_1_1_words_stay_words_and_numbers_keep_their_spelling() {
         let root = parse("on: yes\nversion: 1.10\n").expect("parses");
-        let Value::Map(top) = &root.value else { panic!("map") };
+        let Value::Map(top) = &root.value else {
+            panic!("map")
+        };
         assert_eq!(top[0].0.name, "on");
         assert_eq!(top[0].1.value, Value::String("yes".into()));
         assert_eq!(top[1].1.value, Value::Number(1.1, "1.10".into()));
@@ -316,7 +340,9 @@ mod tests {
     #[test]
     fn duplicate_keys_are_kept_so_the_decoder_can_report_them() {
         let root = parse("a: 1\na: 2\n").expect("parses");
-        let Value::Map(top) = &root.value else { panic!("map") };
+        let Value::Map(top) = &root.value else {
+            panic!("map")
+        };
         assert_eq!(top.len(), 2);
     }
 

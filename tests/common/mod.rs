@@ -5,8 +5,8 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use canaryd::engine::{
-    Command, Decision, DecisionRecord, Effect, GateRef, Inconclusive, Input, Measurement, Observation, Reading,
-    Rejected, RolloutState, Timestamp, active_gates, decide,
+    Command, Decision, DecisionRecord, Effect, GateRef, Inconclusive, Input, Measurement,
+    Observation, Reading, Rejected, RolloutState, Timestamp, active_gates, decide,
 };
 use canaryd::spec::decode::decode;
 use canaryd::spec::model::DeploySpec;
@@ -28,7 +28,10 @@ pub fn spec(text: &str) -> DeploySpec {
 
 /// The seed file with extra `deploy.analysis` settings (YAML lines, 4-space indented).
 pub fn seed_with_analysis(lines: &str) -> DeploySpec {
-    let text = SEED_FILE.replace("  rollback:\n", &format!("  analysis:\n{lines}\n  rollback:\n"));
+    let text = SEED_FILE.replace(
+        "  rollback:\n",
+        &format!("  analysis:\n{lines}\n  rollback:\n"),
+    );
     spec(&text)
 }
 
@@ -46,7 +49,11 @@ impl World {
         let mut values = HashMap::new();
         values.insert("error_rate".into(), Ok(0.005));
         values.insert("latency_p99".into(), Ok(0.120));
-        World { values, requests: Some(1000.0), ready: true }
+        World {
+            values,
+            requests: Some(1000.0),
+            ready: true,
+        }
     }
 
     pub fn with(mut self, metric: &str, value: f64) -> World {
@@ -82,13 +89,28 @@ impl World {
             .into_iter()
             .map(|g| {
                 let gate = g.resolve(spec).expect("active gate exists");
-                let value = self.values.get(&gate.metric).cloned().unwrap_or(Err(Inconclusive::NoData));
+                let value = self
+                    .values
+                    .get(&gate.metric)
+                    .cloned()
+                    .unwrap_or(Err(Inconclusive::NoData));
                 let query = format!("query_for_{}", gate.metric);
-                let canary = Reading { query, value, requests: self.requests };
-                Measurement { gate: g, canary, stable: None }
+                let canary = Reading {
+                    query,
+                    value,
+                    requests: self.requests,
+                };
+                Measurement {
+                    gate: g,
+                    canary,
+                    stable: None,
+                }
             })
             .collect();
-        Observation { canary_ready: self.ready, measurements }
+        Observation {
+            canary_ready: self.ready,
+            measurements,
+        }
     }
 }
 
@@ -109,7 +131,16 @@ impl Sim {
     pub fn new(spec: DeploySpec) -> Sim {
         let start = Timestamp::from_millis(1_800_000_000_000);
         let state = RolloutState::new(&spec, start);
-        Sim { spec, state, now: start, start, router: Weight::ZERO, log: Vec::new(), effects: Vec::new(), last: None }
+        Sim {
+            spec,
+            state,
+            now: start,
+            start,
+            router: Weight::ZERO,
+            log: Vec::new(),
+            effects: Vec::new(),
+            last: None,
+        }
     }
 
     pub fn interval(&self) -> Duration {
@@ -138,7 +169,8 @@ impl Sim {
     /// Ticks now (without moving the clock).
     pub fn tick_now(&mut self, world: &World) -> &Decision {
         let obs = world.observe(&self.spec, &self.state);
-        let d = decide(&self.spec, &self.state, &Input::Tick(obs), self.now).expect("ticks are never rejected");
+        let d = decide(&self.spec, &self.state, &Input::Tick(obs), self.now)
+            .expect("ticks are never rejected");
         self.apply(d)
     }
 
@@ -163,7 +195,11 @@ impl Sim {
             }
             self.tick(world);
         }
-        assert!(done(self), "condition not reached in {max} ticks; state {:#?}", self.state);
+        assert!(
+            done(self),
+            "condition not reached in {max} ticks; state {:#?}",
+            self.state
+        );
     }
 
     pub fn command(&mut self, c: Command) -> Result<&Decision, Rejected> {
@@ -183,7 +219,9 @@ impl Sim {
 
 /// The `GateRef`s of a spec's promotion gates on `step`.
 pub fn promotion_refs(spec: &DeploySpec, step: usize) -> Vec<GateRef> {
-    (0..spec.strategy.steps[step].gates.len()).map(|index| GateRef::Promotion { step, index }).collect()
+    (0..spec.strategy.steps[step].gates.len())
+        .map(|index| GateRef::Promotion { step, index })
+        .collect()
 }
 
 pub fn weight(percent: u16) -> Weight {
