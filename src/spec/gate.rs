@@ -1,0 +1,224 @@
+//! Gates in a deploy file: `<metric>_less_than` / `<metric>_greater_than`
+//! items, resolved through the policy (or their own `query:`) to a metric of a
+//! known unit, with a threshold written in that unit.
+
+use super::diagnostic::{Code, did_you_mean};
+use super::model::{Comparison, Gate};
+use super::policy::{Policy, QueryTemplate, Unit, template};
+use super::reader::Reader;
+use super::units::{Threshold, trim_float};
+use super::yaml::{Key, Node, Value};
+
+/// Reads a list of gates (`metrics:` of a step, or `rollback.on`).
+pub fn read_gates(
+    r: &mut Reader<'_>,
+    node: &Node,
+    what: &str,
+    policy: Option<&Policy>,
+) -> Option<Vec<Gate>> {
+    let items = r.list(node, what)?;
+    let mut gates = Vec::new();
+    let mut ok = true;
+    for item in items {
+        match read_gate_item(r, item, policy) {
+            Some(mut g) => gates.append(&mut g),
+            None => ok = false,
+        }
+    }
+    ok.then_some(gates)
+}
+
+/// One list item: `- error_rate_less_than: 1%`, optionally with its own `query:`.
+fn read_gate_item(r: &mut Reader<'_>, node: &Node, policy: Option<&Policy>) -> Option<Vec<Gate>> {
+    let f = r.any_map(node, "a gate")?;
+    let query = match f.get("query") {
+        Some(n) => Some(template(r, n, "the gate's `query`")?),
+        None => None,
+    };
+    let gate_keys: Vec<_> = f
+        .entries()
+        .iter()
+        .filter(|(k, _)| k.name != "query")
+        .collect();
+    if gate_keys.is_empty() {
+        r.error(
+            Code::MissingKey,
+            node.pos,
+            "this gate has a `query` but no comparison",
+        )
+        .hint("add `<name>_less_than: <threshold>` next to the query");
+        return None;
+    }
+    if query.is_some() && gate_keys.len() > 1 {
+        r.error(
+            Code::WrongType,
+            node.pos,
+            "a gate with its own `query` has exactly one comparison",
+        )
+        .hint("split it into one list item per comparison");
+        return None;
+    }
+    let mut gates = Vec::new();
+    let mut ok = true;
+    for (key, value) in gate_keys {
+        match read_gate(r, key, value, policy, query.clone()) {
+            Some(g) => gates.push(g),
+            None => ok = false,
+        }
+    }
+    ok.then_some(gates)
+}
+
+fn read_gate(
+    r: &mut Reader<'_>,
+    key: &Key,
+    value: &Node,
+    policy: Option<&Policy>,
+    query: Option<QueryTemplate>,
+) -> Option<Gate> {
+    let candidates: Vec<String> = policy
+        .map(|p| {
+            p.metrics
+                .keys()
+                .flat_map(|m| [format!("{m}_less_than"), format!("{m}_greater_than")])
+                .collect()
+        })
+        .unwrap_or_default();
+    let split = [Comparison::LessThan, Comparison::GreaterThan]
+        .into_iter()
+        .find_map(|c| {
+            key.name
+                .strip_suffix(c.suffix())
+                .filter(|m| !m.is_empty())
+                .map(|m| (m.to_string(), c))
+        });
+    let Some((metric, comparison)) = split else {
+        let hint = match did_you_mean(&key.name, candidates.iter().map(String::as_str)) {
+            Some(near) => format!("did you mean `{near}`?"),
+            None => "a gate is `<metric>_less_than` or `<metric>_greater_than`, e.g. `error_rate_less_than: 1%`".into(),
+        };
+        r.error(
+            Code::UnknownKey,
+            key.pos,
+            format!("`{}` is not a gate", key.name),
+        )
+        .len(key.name.chars().count())
+        .hint(hint);
+        return None;
+    };
+    let defined = policy.and_then(|p| p.metrics.get(&metric));
+    if defined.is_none() && query.is_none() {
+        let policy = policy?;
+        let hint = match did_you_mean(&key.name, candidates.iter().map(String::as_str)) {
+            Some(near) => format!("did you mean `{near}`?"),
+            None => format!(
+                "`{}` defines {}; or give this gate its own `query:`",
+                policy.name,
+                policy
+                    .metrics
+                    .keys()
+                    .map(String::as_str)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        };
+        r.error(
+            Code::UnknownMetric,
+            key.pos,
+            format!("policy `{}` has no metric `{metric}`", policy.name),
+        )
+        .len(key.name.chars().count())
+        .hint(hint);
+        return None;
+    }
+    let threshold = threshold(r, value)?;
+    let unit = match defined {
+        Some(def) => {
+            check_unit(r, value, &metric, def.unit, threshold)?;
+            def.unit
+        }
+        None => match threshold {
+            Threshold::Ratio(_) => Unit::Ratio,
+            Threshold::Latency(_) => Unit::Seconds,
+            Threshold::Number(_) => Unit::Number,
+        },
+    };
+    Some(Gate {
+        metric,
+        comparison,
+        threshold,
+        unit,
+        query,
+    })
+}
+
+fn threshold(r: &mut Reader<'_>, node: &Node) -> Option<Threshold> {
+    match &node.value {
+        Value::Number(n, _) => Some(Threshold::Number(*n)),
+        Value::String(s) => match Threshold::parse(s) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                r.error(Code::BadValue, node.pos, e.to_string())
+                    .len(s.chars().count())
+                    .hint(e.hint());
+                None
+            }
+        },
+        _ => {
+            r.wrong_type(node, "a threshold", "a percentage, a latency or a number");
+            None
+        }
+    }
+}
+
+fn check_unit(
+    r: &mut Reader<'_>,
+    node: &Node,
+    metric: &str,
+    unit: Unit,
+    t: Threshold,
+) -> Option<()> {
+    let text = match &node.value {
+        Value::Number(_, text) | Value::String(text) => text.clone(),
+        _ => String::new(),
+    };
+    let len = text.chars().count();
+    let fits = matches!(
+        (unit, t),
+        (Unit::Ratio, Threshold::Ratio(_))
+            | (Unit::Seconds, Threshold::Latency(_))
+            | (Unit::PerSecond | Unit::Number, Threshold::Number(_))
+    );
+    if fits {
+        return Some(());
+    }
+    let (message, hint) = match (unit, t) {
+        (Unit::Seconds, Threshold::Number(_)) => (
+            format!("latency `{text}` has no unit"),
+            format!("`{metric}` is a latency: write `{text}ms` or `{text}s`"),
+        ),
+        (Unit::Ratio, Threshold::Number(n)) => (
+            format!("`{text}` has no percent sign"),
+            format!(
+                "`{metric}` is a ratio: write a percentage such as `{}%`",
+                trim_float(n)
+            ),
+        ),
+        (Unit::Ratio, _) => (
+            format!("`{metric}` is a ratio, not a latency"),
+            "write a percentage such as `1%`".to_string(),
+        ),
+        (Unit::Seconds, _) => (
+            format!("`{metric}` is a latency, not a ratio"),
+            "write a latency such as `200ms`".to_string(),
+        ),
+        _ => (
+            format!("`{metric}` is a plain number"),
+            "write a number such as `100`".to_string(),
+        ),
+    };
+    r.error(Code::UnitMismatch, node.pos, message)
+        .len(len)
+        .hint(hint);
+    None
+}
