@@ -5,7 +5,9 @@
 use std::hint::black_box;
 use std::time::Duration;
 
-use canaryd::engine::{Input, Measurement, Observation, Reading, RolloutState, Timestamp, active_gates, decide};
+use canaryd::engine::{
+    Input, Measurement, Observation, Reading, RolloutState, Timestamp, active_gates, decide,
+};
 use canaryd::spec::decode::decode;
 use canaryd::spec::model::DeploySpec;
 use canaryd::spec::policy::PolicySet;
@@ -19,10 +21,17 @@ fn healthy(spec: &DeploySpec, state: &RolloutState) -> Observation {
         .map(|gate| Measurement {
             gate,
             canary: Reading::value("sum(rate(http_requests_total[1m]))", 0.004, Some(900.0)),
-            stable: Some(Reading::value("sum(rate(http_requests_total[1m]))", 0.003, Some(9000.0))),
+            stable: Some(Reading::value(
+                "sum(rate(http_requests_total[1m]))",
+                0.003,
+                Some(9000.0),
+            )),
         })
         .collect();
-    Observation { canary_ready: true, measurements }
+    Observation {
+        canary_ready: true,
+        measurements,
+    }
 }
 
 fn benches(c: &mut Criterion) {
@@ -31,15 +40,29 @@ fn benches(c: &mut Criterion) {
         b.iter(|| decode("checkout.yaml", black_box(SEED_FILE), &policies));
     });
 
-    let spec = decode("checkout.yaml", SEED_FILE, &policies).spec.expect("valid");
+    let spec = decode("checkout.yaml", SEED_FILE, &policies)
+        .spec
+        .expect("valid");
     let t0 = Timestamp::from_millis(1_800_000_000_000);
-    let started = decide(&spec, &RolloutState::new(&spec, t0), &Input::Tick(Observation::default()), t0)
-        .expect("tick")
-        .state;
+    let started = decide(
+        &spec,
+        &RolloutState::new(&spec, t0),
+        &Input::Tick(Observation::default()),
+        t0,
+    )
+    .expect("tick")
+    .state;
     let input = Input::Tick(healthy(&spec, &started));
     let now = t0.plus(Duration::from_secs(10));
     c.bench_function("decide: one healthy tick (4 gates)", |b| {
-        b.iter(|| decide(black_box(&spec), black_box(&started), black_box(&input), now));
+        b.iter(|| {
+            decide(
+                black_box(&spec),
+                black_box(&started),
+                black_box(&input),
+                now,
+            )
+        });
     });
 
     // 10,000 rollouts in one daemon: the engine's share of a tick.

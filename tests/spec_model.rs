@@ -12,26 +12,50 @@ const SEED_FILE: &str = include_str!("../deploy/checkout.yaml");
 
 #[test]
 fn the_seed_file_reads_into_typed_values_with_documented_defaults() {
-    let spec = decode("checkout.yaml", SEED_FILE, &PolicySet::builtin()).spec.expect("valid");
+    let spec = decode("checkout.yaml", SEED_FILE, &PolicySet::builtin())
+        .spec
+        .expect("valid");
     assert_eq!(spec.id.to_string(), "default/checkout");
-    assert_eq!(spec.router, RouterSpec::Builtin { listen: "127.0.0.1:8080".into() });
+    assert_eq!(
+        spec.router,
+        RouterSpec::Builtin {
+            listen: "127.0.0.1:8080".into()
+        }
+    );
     let s = &spec.strategy;
     let weights: Vec<u16> = s.steps.iter().map(|st| st.weight.basis_points()).collect();
     assert_eq!(weights, [500, 5000, 10000]);
     assert_eq!(s.steps[0].duration, Some(Duration::from_secs(600)));
     assert_eq!(s.steps[2].duration, None);
     let g = &s.steps[0].gates[1];
-    assert_eq!((g.metric.as_str(), g.comparison, g.unit), ("latency_p99", Comparison::LessThan, Unit::Seconds));
+    assert_eq!(
+        (g.metric.as_str(), g.comparison, g.unit),
+        ("latency_p99", Comparison::LessThan, Unit::Seconds)
+    );
     assert_eq!(g.threshold, Threshold::Latency(Duration::from_millis(200)));
     assert!(s.rollback.auto);
     assert_eq!(s.rollback.on[0].threshold, Threshold::Ratio(0.02));
     // Documented defaults of `deploy.analysis`.
     let a = &s.analysis;
-    assert_eq!((a.interval, a.window), (Duration::from_secs(10), Duration::from_secs(60)));
-    assert_eq!((a.min_requests, a.consecutive_breaches, a.failure_limit, a.inconclusive_limit), (20, 1, 3, 6));
+    assert_eq!(
+        (a.interval, a.window),
+        (Duration::from_secs(10), Duration::from_secs(60))
+    );
+    assert_eq!(
+        (
+            a.min_requests,
+            a.consecutive_breaches,
+            a.failure_limit,
+            a.inconclusive_limit
+        ),
+        (20, 1, 3, 6)
+    );
     assert_eq!(a.no_data, NoDataPolicy::Hold);
     assert_eq!(spec.alerts[0].kind, SinkKind::Slack);
-    assert_eq!(spec.alerts[0].webhook, SecretRef::Env("SLACK_WEBHOOK_URL".into()));
+    assert_eq!(
+        spec.alerts[0].webhook,
+        SecretRef::Env("SLACK_WEBHOOK_URL".into())
+    );
 }
 
 #[test]
@@ -53,20 +77,32 @@ fn the_same_spec_reads_from_json_as_the_custom_resource_carries_it() {
         "alerts": [{"slack": {"webhook_env": "SLACK_WEBHOOK_URL"}}]
     });
     let policies = PolicySet::builtin();
-    let from_json = decode_node("crd", &from_json(&json), &policies).spec.expect("valid JSON spec");
-    let mut from_yaml = decode("checkout.yaml", SEED_FILE, &policies).spec.expect("valid");
+    let from_json = decode_node("crd", &from_json(&json), &policies)
+        .spec
+        .expect("valid JSON spec");
+    let mut from_yaml = decode("checkout.yaml", SEED_FILE, &policies)
+        .spec
+        .expect("valid");
     from_yaml.prometheus = None; // the JSON above leaves it to the daemon default
     assert_eq!(from_json, from_yaml);
 }
 
 #[test]
 fn json_errors_are_reported_without_positions() {
-    let json = serde_json::json!({"service": "checkout", "deploy": {"steps": [{"deploy": "150%"}]}});
+    let json =
+        serde_json::json!({"service": "checkout", "deploy": {"steps": [{"deploy": "150%"}]}});
     let decoded = decode_node("rollout/checkout", &from_json(&json), &PolicySet::builtin());
     assert!(decoded.spec.is_none());
-    let d = decoded.diagnostics.iter().find(|d| d.message.contains("150%")).expect("reported");
+    let d = decoded
+        .diagnostics
+        .iter()
+        .find(|d| d.message.contains("150%"))
+        .expect("reported");
     assert_eq!((d.line, d.column), (0, 0));
-    assert!(d.render(None).starts_with("error: weight 150% is outside 0%–100%\n  --> rollout/checkout\n"));
+    assert!(
+        d.render(None)
+            .starts_with("error: weight 150% is outside 0%–100%\n  --> rollout/checkout\n")
+    );
 }
 
 #[test]

@@ -167,6 +167,16 @@ impl<'a> Draft<'a> {
         self.notify(seq, AlertEvent::RolledBack);
     }
 
+    /// Rolls back once a counted limit is reached; below it, records a hold.
+    pub fn rollback_at_limit(&mut self, reached: bool, detail: Reason) {
+        if reached {
+            self.rollback(detail);
+        } else {
+            let phase = self.state.phase;
+            self.record(phase, Action::Hold, detail);
+        }
+    }
+
     /// Stops by a person's command: weight 0 first.
     pub fn abort(&mut self, detail: Reason) {
         let from = self.state.phase;

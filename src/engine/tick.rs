@@ -198,12 +198,7 @@ fn abort_conditions(d: &mut Draft<'_>, limit: u32) -> bool {
                 breaches,
                 limit,
             };
-            if breaches >= limit {
-                d.rollback(reason);
-            } else {
-                let phase = d.state.phase;
-                d.record(phase, Action::Hold, reason);
-            }
+            d.rollback_at_limit(breaches >= limit, reason);
             true
         }
         None => {
@@ -285,11 +280,6 @@ fn promotion_gates(d: &mut Draft<'_>, limit: u32) -> bool {
         failures,
         limit,
     };
-    if failures >= limit {
-        d.rollback(reason);
-    } else {
-        let phase = d.state.phase;
-        d.record(phase, Action::Hold, reason);
-    }
+    d.rollback_at_limit(failures >= limit, reason);
     true
 }
