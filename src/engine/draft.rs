@@ -126,6 +126,14 @@ impl<'a> Draft<'a> {
         self.notify(seq, AlertEvent::Started);
     }
 
+    /// Starts a version the deploy file names for the first time.
+    pub fn start_new_version(&mut self, version: String, canary_ready: bool) {
+        let detail = Reason::NewVersion {
+            version: version.clone(),
+        };
+        self.start(version, canary_ready, Action::Start, detail);
+    }
+
     /// Moves to the next step.
     pub fn advance(&mut self, detail: Reason) {
         let from = self.state.phase;

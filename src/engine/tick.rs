@@ -115,30 +115,20 @@ fn reconcile_version(d: &mut Draft<'_>, canary_ready: bool) -> bool {
     let wanted = (target != &spec.stable.version && target != &d.state.stable_version)
         .then(|| target.clone());
     match d.state.phase {
-        Phase::Idle | Phase::Promoted => match wanted {
-            Some(v) => {
-                d.start(
-                    v.clone(),
-                    canary_ready,
-                    Action::Start,
-                    Reason::NewVersion { version: v },
-                );
-                true
+        Phase::Idle | Phase::Promoted | Phase::RolledBack | Phase::Aborted => {
+            // A rolled-back or aborted version is not restarted by itself: `retry` does that.
+            let finished = match d.state.phase {
+                Phase::RolledBack | Phase::Aborted => d.state.canary_version.clone(),
+                _ => None,
+            };
+            match wanted {
+                Some(v) if Some(&v) != finished.as_ref() => {
+                    d.start_new_version(v, canary_ready);
+                    true
+                }
+                _ => false,
             }
-            None => false,
-        },
-        Phase::RolledBack | Phase::Aborted => match wanted {
-            Some(v) if d.state.canary_version.as_ref() != Some(&v) => {
-                d.start(
-                    v.clone(),
-                    canary_ready,
-                    Action::Start,
-                    Reason::NewVersion { version: v },
-                );
-                true
-            }
-            _ => false,
-        },
+        }
         Phase::Progressing | Phase::Paused => {
             let current = d.state.canary_version.clone().unwrap_or_default();
             if &current == target {
@@ -154,12 +144,7 @@ fn reconcile_version(d: &mut Draft<'_>, canary_ready: bool) -> bool {
             match wanted {
                 Some(v) => {
                     d.record(from, Action::Supersede, reason);
-                    d.start(
-                        v.clone(),
-                        canary_ready,
-                        Action::Start,
-                        Reason::NewVersion { version: v },
-                    );
+                    d.start_new_version(v, canary_ready);
                 }
                 None => {
                     d.state.phase = Phase::Idle;

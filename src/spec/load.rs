@@ -67,17 +67,20 @@ pub fn load_policies(dir: Option<&Path>) -> (PolicySet, Vec<(PathBuf, String, Ve
                 Err(diags) => problems.push((path, text, diags)),
             },
             Err(e) => {
-                let d = Diagnostic::error(
-                    Code::Unreadable,
-                    &file,
-                    Pos::UNKNOWN,
-                    format!("cannot read: {e}"),
-                );
-                problems.push((path, String::new(), vec![d]));
+                problems.push((path, String::new(), vec![unreadable(&file, &e)]));
             }
         }
     }
     (set, problems)
+}
+
+fn unreadable(file: &str, e: &std::io::Error) -> Diagnostic {
+    Diagnostic::error(
+        Code::Unreadable,
+        file,
+        Pos::UNKNOWN,
+        format!("cannot read: {e}"),
+    )
 }
 
 /// True for `.yaml` / `.yml` files.
@@ -105,15 +108,9 @@ pub fn load_deploy_files(paths: &[PathBuf], policies: &PolicySet) -> Vec<LoadedF
                     }
                 }
                 Err(e) => {
-                    let d = Diagnostic::error(
-                        Code::Unreadable,
-                        &file,
-                        Pos::UNKNOWN,
-                        format!("cannot read: {e}"),
-                    );
                     let decoded = Decoded {
                         spec: None,
-                        diagnostics: vec![d],
+                        diagnostics: vec![unreadable(&file, &e)],
                         name_pos: Pos::UNKNOWN,
                     };
                     LoadedFile {
