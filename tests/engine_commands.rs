@@ -166,6 +166,27 @@ fn pause_holds_the_weight_and_the_step_clock() {
 }
 
 #[test]
+fn a_paused_rollout_holds_its_weight_when_the_canary_turns_ready_again() {
+    let mut sim = make(Setup::Progressing);
+    sim.tick(&World::healthy().unready());
+    assert_eq!(sim.router, Weight::ZERO);
+    sim.command(Command::Pause).expect("pausable");
+    sim.ticks(3, &World::healthy());
+    assert_eq!(sim.router, Weight::ZERO, "paused means held");
+    sim.command(Command::Resume).expect("resumable");
+    sim.tick(&World::healthy());
+    assert_eq!(sim.router, weight(50));
+}
+
+#[test]
+fn a_superseding_version_restarts_the_phase_clock() {
+    let mut sim = make(Setup::Progressing);
+    sim.spec = spec(&SEED_FILE.replace("version: v2", "version: v3"));
+    sim.tick(&World::healthy());
+    assert_eq!(sim.state.since, sim.now);
+}
+
+#[test]
 fn a_manual_pause_does_not_resume_when_data_returns() {
     let mut sim = make(Setup::PausedForData);
     sim.command(Command::Pause)

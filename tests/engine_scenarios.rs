@@ -247,6 +247,18 @@ fn a_step_does_not_advance_while_its_gates_fail_after_its_duration() {
 }
 
 #[test]
+fn a_failing_gate_counts_even_while_another_gate_has_no_data() {
+    let mut sim = seed();
+    sim.tick_now(&World::healthy());
+    // The latency queries time out; the error rate fails its promotion gate.
+    let world = World::healthy()
+        .with("error_rate", 0.015)
+        .inconclusive("latency_p99", Inconclusive::Timeout);
+    sim.ticks(3, &world);
+    assert_eq!(sim.state.phase, Phase::RolledBack);
+}
+
+#[test]
 fn failures_are_counted_per_step() {
     let mut sim = seed();
     let healthy = World::healthy();
@@ -414,6 +426,16 @@ fn an_unready_canary_gets_no_traffic_and_its_time_does_not_count() {
         10 * MIN + Duration::from_secs(40),
         "the unready 40 s did not count"
     );
+}
+
+#[test]
+fn the_interval_in_which_the_canary_became_unready_does_not_count() {
+    let mut sim = seed();
+    sim.tick_now(&World::healthy());
+    sim.tick(&World::healthy());
+    assert_eq!(sim.state.step_elapsed, Duration::from_secs(10));
+    sim.tick(&World::healthy().unready());
+    assert_eq!(sim.state.step_elapsed, Duration::from_secs(10));
 }
 
 #[test]

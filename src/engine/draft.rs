@@ -116,6 +116,7 @@ impl<'a> Draft<'a> {
         self.state.counters = Counters::default();
         self.state.last_tick = Some(self.now);
         self.enter(Phase::Progressing, None);
+        self.state.since = self.now; // also when a superseding version restarts
         let weight = if canary_ready {
             self.step_weight()
         } else {
@@ -165,7 +166,10 @@ impl<'a> Draft<'a> {
     /// `rollback.auto: false` it pauses and alerts instead.
     pub fn rollback(&mut self, detail: Reason) {
         if !self.spec.strategy.rollback.auto {
-            self.pause(PauseReason::RollbackDisabled, detail);
+            // Pause and alert once; a person decides from there.
+            if self.state.pause != Some(PauseReason::RollbackDisabled) {
+                self.pause(PauseReason::RollbackDisabled, detail);
+            }
             return;
         }
         let from = self.state.phase;

@@ -18,9 +18,10 @@ const MAX_TICK_GAP_INTERVALS: u32 = 2;
 
 pub(super) fn tick<'a>(mut d: Draft<'a>, obs: &Observation) -> Draft<'a> {
     d = judge_and_apply(d, obs);
-    // Raise the weight only now, and only if the rollout is still in flight, so a
-    // rollback decided on the same tick never sends traffic before cutting it.
-    if d.state.phase.in_flight() && obs.canary_ready {
+    // Raise the weight only now, and only while progressing: a rollback decided on
+    // the same tick never sends traffic before cutting it, and a paused rollout
+    // holds the weight it has.
+    if d.state.phase == Phase::Progressing && obs.canary_ready {
         let w = d.step_weight();
         d.set_weight(w);
     }
@@ -38,14 +39,16 @@ fn judge_and_apply<'a>(mut d: Draft<'a>, obs: &Observation) -> Draft<'a> {
         .step
         .min(d.spec.strategy.steps.len().saturating_sub(1));
 
-    // Watched time: only while progressing with the step's weight applied.
+    // Watched time: only while progressing with the step's weight applied and
+    // the canary still ready.
     let step_weight = d.step_weight();
     if let Some(last) = d.state.last_tick {
         let gap = d
             .now
             .since(last)
             .min(analysis.interval * MAX_TICK_GAP_INTERVALS);
-        if d.state.phase == Phase::Progressing && d.state.weight == step_weight {
+        if obs.canary_ready && d.state.phase == Phase::Progressing && d.state.weight == step_weight
+        {
             d.state.step_elapsed += gap;
         }
     }
@@ -63,6 +66,10 @@ fn judge_and_apply<'a>(mut d: Draft<'a>, obs: &Observation) -> Draft<'a> {
     if abort_conditions(&mut d, analysis.consecutive_breaches) {
         return d;
     }
+    // A conclusive failure counts even when another gate is inconclusive.
+    if d.state.phase == Phase::Progressing && promotion_gates(&mut d, analysis.failure_limit) {
+        return d;
+    }
     let watching_data =
         d.state.phase == Phase::Progressing || d.state.pause == Some(PauseReason::NoData);
     if !watching_data {
@@ -74,9 +81,6 @@ fn judge_and_apply<'a>(mut d: Draft<'a>, obs: &Observation) -> Draft<'a> {
             Flow::Continue { ignored } => ignored,
         };
     if d.state.phase != Phase::Progressing {
-        return d;
-    }
-    if promotion_gates(&mut d, analysis.failure_limit) {
         return d;
     }
     let duration = d
