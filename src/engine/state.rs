@@ -31,21 +31,6 @@ impl Phase {
     pub fn in_flight(self) -> bool {
         matches!(self, Phase::Progressing | Phase::Paused)
     }
-
-    /// True once a rollout is over.
-    pub fn is_terminal(self) -> bool {
-        matches!(self, Phase::Promoted | Phase::RolledBack | Phase::Aborted)
-    }
-
-    /// All phases, for metrics that export one series per phase.
-    pub const ALL: [Phase; 6] = [
-        Phase::Idle,
-        Phase::Progressing,
-        Phase::Paused,
-        Phase::Promoted,
-        Phase::RolledBack,
-        Phase::Aborted,
-    ];
 }
 
 impl fmt::Display for Phase {

@@ -5,7 +5,7 @@
 
 use std::net::SocketAddr;
 
-use super::diagnostic::{Code, Diagnostic, did_you_mean};
+use super::diagnostic::{Code, Diagnostic, suggest};
 use super::model::{
     AlertSeverity, AlertSink, DeploySpec, RolloutId, RouterSpec, SecretRef, SinkKind, Track,
 };
@@ -110,13 +110,12 @@ fn read_file(
     let policy = policy_name.as_ref().and_then(|(p, pos)| {
         let found = policies.get(p);
         if found.is_none() {
-            let hint = match did_you_mean(p, policies.names()) {
-                Some(near) => format!("did you mean `{near}`?"),
-                None => format!(
+            let hint = suggest(p, policies.names(), || {
+                format!(
                     "installed policies: {}",
                     policies.names().collect::<Vec<_>>().join(", ")
-                ),
-            };
+                )
+            });
             r.error(Code::UnknownPolicy, *pos, format!("no policy named `{p}`"))
                 .len(p.len())
                 .hint(hint);
@@ -291,10 +290,9 @@ fn read_router(r: &mut Reader<'_>, node: &Node) -> Option<RouterSpec> {
         "gateway-api" => &["kind", "route", "stable_backend", "canary_backend"],
         "kubernetes-replicas" => &["kind", "replicas"],
         other => {
-            let hint = match did_you_mean(other, ROUTER_KINDS) {
-                Some(near) => format!("did you mean `{near}`?"),
-                None => format!("router kinds: {}", ROUTER_KINDS.join(", ")),
-            };
+            let hint = suggest(other, ROUTER_KINDS, || {
+                format!("router kinds: {}", ROUTER_KINDS.join(", "))
+            });
             r.error(
                 Code::BadValue,
                 kind_node.pos,
@@ -396,10 +394,7 @@ fn read_sink(r: &mut Reader<'_>, node: &Node) -> Option<AlertSink> {
         "google_chat" => SinkKind::GoogleChat,
         "webhook" => SinkKind::Webhook,
         other => {
-            let hint = match did_you_mean(other, SINKS) {
-                Some(near) => format!("did you mean `{near}`?"),
-                None => format!("sinks: {}", SINKS.join(", ")),
-            };
+            let hint = suggest(other, SINKS, || format!("sinks: {}", SINKS.join(", ")));
             r.error(
                 Code::UnknownKey,
                 key.pos,

@@ -181,6 +181,18 @@ pub fn did_you_mean<'a>(
         .map(|(_, c)| c)
 }
 
+/// A hint naming the likely intended word, or `fallback` when none is close.
+pub fn suggest<'a>(
+    word: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+    fallback: impl FnOnce() -> String,
+) -> String {
+    match did_you_mean(word, candidates) {
+        Some(near) => format!("did you mean `{near}`?"),
+        None => fallback(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,7 +2,7 @@
 //! items, resolved through the policy (or their own `query:`) to a metric of a
 //! known unit, with a threshold written in that unit.
 
-use super::diagnostic::{Code, did_you_mean};
+use super::diagnostic::{Code, suggest};
 use super::model::{Comparison, Gate};
 use super::policy::{Policy, QueryTemplate, Unit, template};
 use super::reader::Reader;
@@ -93,10 +93,9 @@ fn read_gate(
                 .map(|m| (m.to_string(), c))
         });
     let Some((metric, comparison)) = split else {
-        let hint = match did_you_mean(&key.name, candidates.iter().map(String::as_str)) {
-            Some(near) => format!("did you mean `{near}`?"),
-            None => "a gate is `<metric>_less_than` or `<metric>_greater_than`, e.g. `error_rate_less_than: 1%`".into(),
-        };
+        let hint = suggest(&key.name, candidates.iter().map(String::as_str), || {
+            "a gate is `<metric>_less_than` or `<metric>_greater_than`, e.g. `error_rate_less_than: 1%`".into()
+        });
         r.error(
             Code::UnknownKey,
             key.pos,
@@ -109,9 +108,8 @@ fn read_gate(
     let defined = policy.and_then(|p| p.metrics.get(&metric));
     if defined.is_none() && query.is_none() {
         let policy = policy?;
-        let hint = match did_you_mean(&key.name, candidates.iter().map(String::as_str)) {
-            Some(near) => format!("did you mean `{near}`?"),
-            None => format!(
+        let hint = suggest(&key.name, candidates.iter().map(String::as_str), || {
+            format!(
                 "`{}` defines {}; or give this gate its own `query:`",
                 policy.name,
                 policy
@@ -120,8 +118,8 @@ fn read_gate(
                     .map(String::as_str)
                     .collect::<Vec<_>>()
                     .join(", ")
-            ),
-        };
+            )
+        });
         r.error(
             Code::UnknownMetric,
             key.pos,

@@ -1,6 +1,6 @@
 //! The `deploy:` block: steps, promotion gates, abort conditions, analysis settings.
 
-use super::diagnostic::{Code, did_you_mean};
+use super::diagnostic::{Code, suggest};
 use super::gate::read_gates;
 use super::model::{Analysis, Gate, NoDataPolicy, Rollback, Step, Strategy};
 use super::policy::Policy;
@@ -145,7 +145,7 @@ fn read_step(
     let f = r.map(node, &what, &["deploy", "duration", "metrics"])?;
     let weight_pos = f.get("deploy").map_or(node.pos, |n| n.pos);
     let weight = r.required(&f, "deploy", &what, "deploy: 5%", |r, n| {
-        let text = scalar_text(r, n, "`deploy`")?;
+        let text = r.text(n, "`deploy`")?;
         match Weight::parse(&text) {
             Ok(w) if w == Weight::ZERO => {
                 r.error(
@@ -189,13 +189,8 @@ fn read_step(
     })
 }
 
-/// Text of a scalar; numbers are accepted so `deploy: 5` gets a unit hint.
-fn scalar_text(r: &mut Reader<'_>, node: &Node, what: &str) -> Option<String> {
-    r.text(node, what)
-}
-
 fn duration(r: &mut Reader<'_>, node: &Node, what: &str) -> Option<std::time::Duration> {
-    let text = scalar_text(r, node, what)?;
+    let text = r.text(node, what)?;
     match parse_duration(&text) {
         Ok(d) => Some(d),
         Err(e) => {
@@ -311,10 +306,9 @@ fn read_analysis(r: &mut Reader<'_>, node: &Node) -> Option<Analysis> {
                 );
             }
             Some(other) => {
-                let hint = match did_you_mean(other, ["hold", "rollback", "ignore"]) {
-                    Some(near) => format!("did you mean `{near}`?"),
-                    None => "choose `hold`, `rollback` or `ignore`".to_string(),
-                };
+                let hint = suggest(other, ["hold", "rollback", "ignore"], || {
+                    "choose `hold`, `rollback` or `ignore`".to_string()
+                });
                 r.error(
                     Code::BadValue,
                     n.pos,

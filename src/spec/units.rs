@@ -142,11 +142,6 @@ impl Weight {
         f64::from(self.0) / 100.0
     }
 
-    /// The weight as a fraction of traffic (0.05 for 5%).
-    pub fn fraction(self) -> f64 {
-        f64::from(self.0) / 10_000.0
-    }
-
     /// Parses `5%`, `0.5%`, `100%`.
     pub fn parse(text: &str) -> Result<Weight, UnitError> {
         let percent = parse_percent(text)?;
