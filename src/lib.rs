@@ -3,4 +3,6 @@
 
 pub mod cli;
 pub mod engine;
+pub mod provider;
+pub mod sample;
 pub mod spec;

@@ -1,9 +1,12 @@
 //! The command line (clap): one subcommand per job, each in its own module.
 
+mod check;
+mod sample;
 mod validate;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
@@ -41,6 +44,52 @@ pub enum Command {
         #[arg(short = 'o', long, value_enum, default_value_t)]
         output: Output,
     },
+    /// Measure every gate of a deploy file once, now, on both tracks, against Prometheus.
+    ///
+    /// Prints value, threshold, verdict and the rendered PromQL of each gate.
+    /// Exit 0 when every query returned data, 3 when some reading is
+    /// inconclusive, 1 when the file is invalid.
+    Check {
+        /// The deploy file.
+        file: PathBuf,
+        /// Prometheus to ask, instead of the file's `prometheus:`
+        /// (default: the file's, else $CANARYD_PROMETHEUS_URL).
+        #[arg(long)]
+        prometheus: Option<String>,
+        /// A directory of extra metric policies (`*.yaml`).
+        #[arg(long, env = "CANARYD_POLICY_DIR")]
+        policies: Option<PathBuf>,
+        /// How long each query may take.
+        #[arg(long, default_value = "5s", value_parser = duration)]
+        timeout: Duration,
+        /// Output format.
+        #[arg(short = 'o', long, value_enum, default_value_t)]
+        output: Output,
+    },
+    /// Run the sample service of the demo and tests (exports the http-red metrics).
+    SampleApp(sample::AppArgs),
+    /// Send open-loop HTTP load at a fixed rate (the demo's traffic).
+    Load(sample::LoadArgs),
+}
+
+fn duration(text: &str) -> Result<Duration, String> {
+    crate::spec::units::parse_duration(text).map_err(|e| e.to_string())
+}
+
+/// The policy directory: the flag, else `./policies` when it exists.
+fn policy_dir(flag: Option<&Path>) -> Option<&Path> {
+    let default_dir = Path::new("policies");
+    flag.or_else(|| default_dir.is_dir().then_some(default_dir))
+}
+
+/// Logs go to stderr; `CANARYD_LOG` filters them (`info` by default).
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CANARYD_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }
 
 /// Parses the command line and runs the command; the exit code says how it went.
@@ -52,5 +101,20 @@ pub fn main() -> ExitCode {
             policies,
             output,
         } => validate::run(&files, policies.as_deref(), output),
+        Command::Check {
+            file,
+            prometheus,
+            policies,
+            timeout,
+            output,
+        } => check::run(&file, policies.as_deref(), prometheus, timeout, output),
+        Command::SampleApp(args) => {
+            init_logging();
+            sample::run_app(args)
+        }
+        Command::Load(args) => {
+            init_logging();
+            sample::run_load(args)
+        }
     }
 }

@@ -27,9 +27,7 @@ struct Report<'a> {
 
 /// Runs the command.
 pub fn run(paths: &[PathBuf], policy_dir: Option<&Path>, output: Output) -> ExitCode {
-    let default_dir = Path::new("policies");
-    let dir = policy_dir.or_else(|| default_dir.is_dir().then_some(default_dir));
-    let (policies, policy_problems) = load_policies(dir);
+    let (policies, policy_problems) = load_policies(super::policy_dir(policy_dir));
     let files = load_deploy_files(paths, &policies);
     let valid = policy_problems.is_empty() && files.iter().all(LoadedFile::is_valid);
 

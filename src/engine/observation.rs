@@ -69,6 +69,22 @@ pub enum Inconclusive {
     NotMeasured,
 }
 
+impl Inconclusive {
+    /// The reason for a NaN or infinite value, named `NaN`, `+Inf` or `-Inf`.
+    pub fn not_finite(value: f64) -> Inconclusive {
+        let text = if value.is_nan() {
+            "NaN"
+        } else if value > 0.0 {
+            "+Inf"
+        } else {
+            "-Inf"
+        };
+        Inconclusive::NotFinite {
+            value: text.to_string(),
+        }
+    }
+}
+
 impl fmt::Display for Inconclusive {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -132,15 +132,8 @@ fn classify(r: GateRef, gate: &Gate, m: &Measurement, a: &Analysis) -> Verdict {
         Ok(v) => *v,
     };
     if !value.is_finite() {
-        let shown = if value.is_nan() {
-            "NaN".to_string()
-        } else if value > 0.0 {
-            "+Inf".into()
-        } else {
-            "-Inf".into()
-        };
         return Verdict::Inconclusive {
-            reason: Inconclusive::NotFinite { value: shown },
+            reason: Inconclusive::not_finite(value),
         };
     }
     if let Some(requests) = m.canary.requests {

@@ -54,6 +54,8 @@ pub enum Code {
     UnknownPolicy,
     /// A `{{placeholder}}` in a query template canaryd does not fill.
     UnknownPlaceholder,
+    /// A query template that does not render into valid PromQL.
+    BadPromql,
     /// `rollback.on` given while `rollback.auto` is false.
     RollbackDisabled,
     /// Two files declare the same rollout.

@@ -14,6 +14,7 @@ pub mod gate;
 pub mod load;
 pub mod model;
 pub mod policy;
+pub mod promql;
 pub mod reader;
 pub mod strategy;
 pub mod units;

@@ -47,14 +47,27 @@ impl Unit {
         if !value.is_finite() {
             return value.to_string();
         }
+        // Three significant digits: a measurement, not an accounting figure.
+        let sig = |x: f64| trim_float(round_significant(x, 3));
         match self {
-            Unit::Ratio => format!("{}%", trim_float(value * 100.0)),
-            Unit::Seconds if value < 1.0 => format!("{}ms", trim_float(value * 1000.0)),
-            Unit::Seconds => format!("{}s", trim_float(value)),
-            Unit::PerSecond => format!("{}/s", trim_float(value)),
-            Unit::Number => trim_float(value),
+            Unit::Ratio => format!("{}%", sig(value * 100.0)),
+            Unit::Seconds if value < 1.0 => format!("{}ms", sig(value * 1000.0)),
+            Unit::Seconds => format!("{}s", sig(value)),
+            Unit::PerSecond => format!("{}/s", sig(value)),
+            Unit::Number => sig(value),
         }
     }
+}
+
+/// `x` rounded to `digits` significant digits (whole numbers keep all of theirs).
+fn round_significant(x: f64, digits: i32) -> f64 {
+    if x == 0.0 || !x.is_finite() {
+        return x;
+    }
+    let magnitude = x.abs().log10().floor() as i32;
+    let decimals = (digits - 1 - magnitude).max(0);
+    let scale = 10f64.powi(decimals);
+    (x * scale).round() / scale
 }
 
 impl fmt::Display for Unit {
@@ -242,11 +255,25 @@ pub struct Policy {
     pub metrics: BTreeMap<String, MetricDef>,
 }
 
+/// `("policies/NAME.yaml", <its text>)`, compiled in.
+macro_rules! shipped {
+    ($name:literal) => {
+        (
+            concat!("policies/", $name, ".yaml"),
+            include_str!(concat!("../../policies/", $name, ".yaml")),
+        )
+    };
+}
+
 /// The policies shipped in `policies/`, compiled into the binary.
-const BUILTIN: &[(&str, &str)] = &[(
-    "policies/http-red.yaml",
-    include_str!("../../policies/http-red.yaml"),
-)];
+const BUILTIN: &[(&str, &str)] = &[
+    shipped!("http-red"),
+    shipped!("canaryd-router"),
+    shipped!("istio"),
+    shipped!("linkerd"),
+    shipped!("nginx-ingress"),
+    shipped!("envoy"),
+];
 
 /// Every policy known, by name.
 #[derive(Clone, Debug, Default)]
@@ -370,7 +397,19 @@ fn read_policy(r: &mut Reader<'_>, root: &Node) -> Option<Policy> {
 pub fn template(r: &mut Reader<'_>, node: &Node, what: &str) -> Option<QueryTemplate> {
     let text = r.text(node, what)?;
     match QueryTemplate::parse(&text) {
-        Ok(t) => Some(t),
+        Ok(t) => match super::promql::check_template(&t) {
+            Ok(()) => Some(t),
+            Err(message) => {
+                let first = message.lines().next().unwrap_or("syntax error").to_string();
+                r.error(
+                    Code::BadPromql,
+                    node.pos,
+                    format!("{what} is not valid PromQL: {first}"),
+                )
+                .hint("placeholders are filled with label values, so quote them: version=\"{{version}}\"");
+                None
+            }
+        },
         Err(TemplateError::Unknown { name, offset }) => {
             let pos = offset_pos(node.pos, &text, offset);
             let hint = match super::diagnostic::did_you_mean(&name, PLACEHOLDERS) {
@@ -481,5 +520,10 @@ mod tests {
         assert_eq!(Unit::Seconds.format(0.31), "310ms");
         assert_eq!(Unit::Seconds.format(1.5), "1.5s");
         assert_eq!(Unit::PerSecond.format(4.5), "4.5/s");
+        assert_eq!(Unit::Ratio.format(0.05911824), "5.91%");
+        assert_eq!(Unit::Seconds.format(0.087525), "87.5ms");
+        assert_eq!(Unit::Seconds.format(0.3102), "310ms");
+        assert_eq!(Unit::PerSecond.format(1234.56), "1235/s");
+        assert_eq!(Unit::Ratio.format(0.0), "0%");
     }
 }

@@ -1,0 +1,196 @@
+//! The Prometheus adapter of [`MetricsSource`]: instant queries through
+//! prometheus-http-query over one shared HTTP client, each bounded by a
+//! timeout, a batch run with bounded concurrency. Every failure becomes a
+//! distinct *inconclusive* reason; error texts never carry the server URL
+//! (it may hold credentials).
+
+use std::collections::HashMap;
+use std::error::Error as _;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use futures::StreamExt;
+use prometheus_http_query::{Client, Error as QueryError};
+
+use super::{Answer, InstantQuery, MetricsSource, QueryValue, Series};
+use crate::engine::observation::Inconclusive;
+use crate::engine::time::Timestamp;
+
+/// Settings of the adapter.
+#[derive(Clone, Debug)]
+pub struct ProviderConfig {
+    /// How long one query may take (sent to Prometheus as its evaluation
+    /// timeout too); past it the reading is inconclusive (`Timeout`).
+    pub timeout: Duration,
+    /// Queries in flight at once.
+    pub max_concurrent: usize,
+}
+
+impl Default for ProviderConfig {
+    fn default() -> ProviderConfig {
+        ProviderConfig {
+            timeout: Duration::from_secs(5),
+            max_concurrent: 16,
+        }
+    }
+}
+
+/// The adapter could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum ProviderError {
+    /// The HTTP client could not be built (TLS setup).
+    #[error("cannot build the HTTP client: {0}")]
+    Client(String),
+}
+
+/// Queries Prometheus servers, one HTTP client for all of them.
+pub struct PrometheusSource {
+    http: reqwest::Client,
+    clients: Mutex<HashMap<String, Client>>,
+    config: ProviderConfig,
+}
+
+impl PrometheusSource {
+    /// An adapter with its own connection pool.
+    pub fn new(config: ProviderConfig) -> Result<PrometheusSource, ProviderError> {
+        let http = reqwest::Client::builder()
+            .timeout(config.timeout)
+            .connect_timeout(config.timeout)
+            .build()
+            .map_err(|e| ProviderError::Client(e.without_url().to_string()))?;
+        Ok(PrometheusSource::with_client(http, config))
+    }
+
+    /// An adapter sharing an existing HTTP client (and its pool).
+    pub fn with_client(http: reqwest::Client, config: ProviderConfig) -> PrometheusSource {
+        PrometheusSource {
+            http,
+            clients: Mutex::new(HashMap::new()),
+            config,
+        }
+    }
+
+    fn client(&self, server: &str) -> Result<Client, Inconclusive> {
+        let mut clients = match self.clients.lock() {
+            Ok(c) => c,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if let Some(c) = clients.get(server) {
+            return Ok(c.clone());
+        }
+        let client =
+            Client::from(self.http.clone(), server).map_err(|_| Inconclusive::ProviderError {
+                message: format!("invalid Prometheus URL `{}`", redact_url(server)),
+            })?;
+        clients.insert(server.to_string(), client.clone());
+        Ok(client)
+    }
+
+    /// Answers one query as of `at`.
+    pub async fn query(&self, query: &InstantQuery, at: Timestamp) -> Answer {
+        let client = self.client(&query.server)?;
+        let timeout = self.config.timeout;
+        let request = client
+            .query(&query.promql)
+            .query("time", format_time(at))
+            .timeout(i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX))
+            .post();
+        match tokio::time::timeout(timeout, request).await {
+            Err(_) => Err(Inconclusive::Timeout),
+            Ok(Err(e)) => Err(inconclusive(&e)),
+            Ok(Ok(result)) => convert(result.into_inner().0),
+        }
+    }
+}
+
+impl MetricsSource for PrometheusSource {
+    async fn query_batch(&self, queries: &[InstantQuery], at: Timestamp) -> Vec<Answer> {
+        let pending: Vec<_> = queries.iter().map(|q| self.query(q, at)).collect();
+        futures::stream::iter(pending)
+            .buffered(self.config.max_concurrent.max(1))
+            .collect()
+            .await
+    }
+}
+
+/// Seconds since the epoch with milliseconds, as Prometheus' `time` parameter.
+fn format_time(at: Timestamp) -> String {
+    let ms = at.millis();
+    format!("{}.{:03}", ms / 1000, ms % 1000)
+}
+
+fn convert(data: prometheus_http_query::response::Data) -> Answer {
+    use prometheus_http_query::response::Data;
+    match data {
+        Data::Scalar(sample) => Ok(QueryValue::Scalar(sample.value())),
+        Data::Vector(vector) => Ok(QueryValue::Vector(
+            vector
+                .into_iter()
+                .map(|v| {
+                    let (labels, sample) = v.into_inner();
+                    Series {
+                        labels: labels.into_iter().collect(),
+                        value: sample.value(),
+                    }
+                })
+                .collect(),
+        )),
+        Data::Matrix(_) => Err(Inconclusive::ProviderError {
+            message: "the query returned a range vector; a gate needs an instant vector or a scalar (drop the `[range]` or wrap it in a function such as rate())".to_string(),
+        }),
+    }
+}
+
+/// Maps a client error to the reason a reading is inconclusive.
+fn inconclusive(e: &QueryError) -> Inconclusive {
+    match e {
+        QueryError::Prometheus(p) if p.is_timeout() || p.is_canceled() => Inconclusive::Timeout,
+        QueryError::Prometheus(p) => Inconclusive::ProviderError {
+            message: format!("{}: {}", p.error_type(), p.message()),
+        },
+        QueryError::Client(c) => match c.inner() {
+            Some(r) if r.is_timeout() => Inconclusive::Timeout,
+            Some(r) => Inconclusive::ProviderError {
+                message: describe(c.to_string(), r),
+            },
+            None => Inconclusive::ProviderError {
+                message: c.to_string(),
+            },
+        },
+        other => Inconclusive::ProviderError {
+            message: other.to_string(),
+        },
+    }
+}
+
+/// `failed to send request to server: HTTP 503` / `…: tcp connect error: Connection refused`,
+/// built from the error chain without the URL.
+fn describe(context: String, e: &reqwest::Error) -> String {
+    let mut parts = vec![context];
+    if let Some(status) = e.status() {
+        parts.push(format!("HTTP {status}"));
+    }
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !text.contains("://") && !parts.contains(&text) {
+            parts.push(text);
+        }
+        source = s.source();
+    }
+    parts.join(": ")
+}
+
+/// The URL without user, password, query or fragment, for messages and output.
+pub fn redact_url(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut u) => {
+            let _ = u.set_username("");
+            let _ = u.set_password(None);
+            u.set_query(None);
+            u.set_fragment(None);
+            u.to_string()
+        }
+        Err(_) => "<unparsable URL>".to_string(),
+    }
+}

@@ -1,0 +1,54 @@
+//! Real components for integration tests: a Prometheus server, sample apps
+//! with load, and bounded waiting on conditions (never fixed sleeps).
+#![allow(dead_code)]
+
+pub mod prometheus;
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+pub use prometheus::Prometheus;
+
+use canaryd::sample::{Behaviour, SampleApp, SampleAppConfig, load};
+
+/// Polls `probe` every 100 ms until it returns `Some`, or panics after `limit`
+/// saying what was awaited and the last state seen.
+pub async fn wait_for<T, F, Fut>(what: &str, limit: Duration, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, String>>,
+{
+    let started = Instant::now();
+    loop {
+        let last = match probe().await {
+            Ok(value) => return value,
+            Err(state) => state,
+        };
+        assert!(
+            started.elapsed() < limit,
+            "timed out after {limit:?} waiting for {what}; last state: {last}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A sample app on a free loopback port.
+pub async fn sample_app(service: &str, version: &str, behaviour: Behaviour) -> SampleApp {
+    SampleApp::start(SampleAppConfig {
+        service: service.to_string(),
+        version: version.to_string(),
+        listen: "127.0.0.1:0".parse().expect("loopback address"),
+        behaviour,
+    })
+    .await
+    .expect("sample app starts")
+}
+
+/// Open-loop load at `rps` to `app`.
+pub fn load_on(app: &SampleApp, rps: f64) -> load::LoadHandle {
+    load::spawn(load::LoadConfig::new(
+        format!("http://{}/", app.addr()),
+        rps,
+    ))
+    .expect("load generator starts")
+}

@@ -1,0 +1,169 @@
+//! Starts Debian's `prometheus` on a free loopback port with a temporary
+//! storage path, a 1 s scrape interval and a scrape config for the test's
+//! targets; waits (bounded) until it is ready and every target is up; kills it
+//! on drop.
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use super::wait_for;
+
+/// A running Prometheus server owned by one test.
+pub struct Prometheus {
+    child: Option<Child>,
+    url: String,
+    dir: tempfile::TempDir,
+}
+
+/// The binary: `$PROMETHEUS_BIN`, else `prometheus` on the PATH.
+fn binary() -> PathBuf {
+    std::env::var_os("PROMETHEUS_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("prometheus"))
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+impl Prometheus {
+    /// Starts Prometheus scraping `targets` every second (job `apps`) and
+    /// returns once it is ready and has scraped every target successfully.
+    pub async fn start(targets: &[SocketAddr]) -> Prometheus {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let list = targets
+            .iter()
+            .map(|t| format!("'{t}'"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let config = format!(
+            "global: {{scrape_interval: 1s, evaluation_interval: 1s, scrape_timeout: 900ms}}\n\
+             scrape_configs:\n  - job_name: apps\n    static_configs: [{{targets: [{list}]}}]\n"
+        );
+        let config_path = dir.path().join("prometheus.yml");
+        std::fs::write(&config_path, config).expect("write prometheus.yml");
+        let mut prom = Prometheus {
+            child: None,
+            url: String::new(),
+            dir,
+        };
+        // A port found free can be taken before Prometheus binds it: retry.
+        for attempt in 1..=3 {
+            let port = free_port();
+            let path = prom.dir.path().to_path_buf();
+            let log = std::fs::File::create(path.join("prometheus.log")).expect("log file");
+            let child = Command::new(binary())
+                .arg(format!("--config.file={}", config_path.display()))
+                .arg(format!(
+                    "--storage.tsdb.path={}",
+                    path.join(format!("data-{attempt}")).display()
+                ))
+                .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+                .arg("--web.enable-lifecycle")
+                .arg("--log.level=warn")
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .unwrap_or_else(|e| {
+                    panic!(
+                        "cannot start `{}`: {e}. Install it with `apt-get install -y prometheus` \
+                         (or set PROMETHEUS_BIN)",
+                        binary().display()
+                    )
+                });
+            prom.child = Some(child);
+            prom.url = format!("http://127.0.0.1:{port}");
+            match prom.wait_ready().await {
+                Ok(()) => {
+                    prom.wait_targets_up(targets.len()).await;
+                    return prom;
+                }
+                Err(why) if attempt < 3 => {
+                    eprintln!("prometheus attempt {attempt} failed ({why}); retrying");
+                    prom.stop();
+                }
+                Err(why) => panic!("prometheus did not start: {why}"),
+            }
+        }
+        unreachable!("the last attempt returns or panics")
+    }
+
+    /// The base URL (`http://127.0.0.1:PORT`).
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// What Prometheus logged so far (warnings and errors).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("prometheus.log")).unwrap_or_default()
+    }
+
+    async fn wait_ready(&mut self) -> Result<(), String> {
+        let client = reqwest::Client::new();
+        let url = format!("{}/-/ready", self.url);
+        let started = std::time::Instant::now();
+        loop {
+            if let Some(child) = self.child.as_mut()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                return Err(format!("exited with {status}: {}", self.log()));
+            }
+            if let Ok(r) = client.get(&url).send().await
+                && r.status().is_success()
+            {
+                return Ok(());
+            }
+            if started.elapsed() > Duration::from_secs(30) {
+                return Err(format!("not ready after 30s: {}", self.log()));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits until `count` targets are up (each scraped successfully once).
+    pub async fn wait_targets_up(&self, count: usize) {
+        let client = reqwest::Client::new();
+        let url = format!("{}/api/v1/targets?state=active", self.url);
+        wait_for("every scrape target up", Duration::from_secs(30), || {
+            let request = client.get(&url).send();
+            async move {
+                let body: serde_json::Value = request
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .json()
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let targets = body["data"]["activeTargets"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default();
+                let up = targets.iter().filter(|t| t["health"] == "up").count();
+                if up >= count {
+                    Ok(())
+                } else {
+                    Err(format!("{up}/{count} up: {targets:?}"))
+                }
+            }
+        })
+        .await;
+    }
+
+    /// Kills the server (as an outage would) and waits for it to exit.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

@@ -1,0 +1,202 @@
+//! The shipped metric policies, rendered and parsed (promql-parser): every
+//! query selects only metric names and labels its stack publishes, and every
+//! placeholder value arrives in its label matcher exactly, however hostile.
+
+use std::time::Duration;
+
+use canaryd::spec::policy::{PolicySet, TemplateVars, Unit};
+use canaryd::spec::promql::selectors;
+
+/// What each stack publishes: metric names and the labels a policy may match on.
+/// Sources: the stacks' metric references (Istio "Standard Metrics", Linkerd
+/// "Proxy Metrics", ingress-nginx "Monitoring", Envoy cluster statistics).
+struct Stack {
+    policy: &'static str,
+    metrics: &'static [&'static str],
+    labels: &'static [&'static str],
+    /// The label that tells the tracks apart, and what it should hold.
+    track_label: &'static str,
+    track_value: fn(&TemplateVars<'_>) -> String,
+}
+
+const STACKS: &[Stack] = &[
+    Stack {
+        policy: "http-red",
+        metrics: &[
+            "http_requests_total",
+            "http_request_duration_seconds_bucket",
+        ],
+        labels: &["service", "version", "code", "le"],
+        track_label: "version",
+        track_value: |v| v.version.to_string(),
+    },
+    Stack {
+        policy: "canaryd-router",
+        metrics: &[
+            "canaryd_router_requests_total",
+            "canaryd_router_request_duration_seconds_bucket",
+        ],
+        labels: &["namespace", "route", "track", "code", "le"],
+        track_label: "track",
+        track_value: |v| v.track.to_string(),
+    },
+    Stack {
+        policy: "istio",
+        metrics: &[
+            "istio_requests_total",
+            "istio_request_duration_milliseconds_bucket",
+        ],
+        labels: &[
+            "reporter",
+            "destination_workload_namespace",
+            "destination_canonical_service",
+            "destination_canonical_revision",
+            "response_code",
+            "le",
+        ],
+        track_label: "destination_canonical_revision",
+        track_value: |v| v.version.to_string(),
+    },
+    Stack {
+        policy: "linkerd",
+        metrics: &[
+            "request_total",
+            "response_total",
+            "response_latency_ms_bucket",
+        ],
+        labels: &[
+            "direction",
+            "namespace",
+            "deployment",
+            "classification",
+            "le",
+        ],
+        track_label: "deployment",
+        track_value: |v| format!("{}-{}", v.service, v.track),
+    },
+    Stack {
+        policy: "nginx-ingress",
+        metrics: &[
+            "nginx_ingress_controller_requests",
+            "nginx_ingress_controller_request_duration_seconds_bucket",
+        ],
+        labels: &["namespace", "ingress", "service", "status", "le"],
+        track_label: "service",
+        track_value: |v| format!("{}-{}", v.service, v.track),
+    },
+    Stack {
+        policy: "envoy",
+        metrics: &[
+            "envoy_cluster_upstream_rq_total",
+            "envoy_cluster_upstream_rq_xx",
+            "envoy_cluster_upstream_rq_time_bucket",
+        ],
+        labels: &["envoy_cluster_name", "envoy_response_code_class", "le"],
+        track_label: "envoy_cluster_name",
+        track_value: |v| format!("{}-{}", v.service, v.track),
+    },
+];
+
+fn hostile() -> TemplateVars<'static> {
+    TemplateVars {
+        service: "web\"} or vector(1) #",
+        namespace: "prod\\",
+        version: "1.2\n\"3",
+        track: "canary",
+        window: Duration::from_secs(90),
+    }
+}
+
+#[test]
+fn every_shipped_policy_has_a_stack_table_here() {
+    let policies = PolicySet::builtin();
+    let names: Vec<&str> = policies.names().collect();
+    let mut tested: Vec<&str> = STACKS.iter().map(|s| s.policy).collect();
+    tested.sort_unstable();
+    assert_eq!(names, tested);
+}
+
+#[test]
+fn every_policy_defines_error_rate_latency_p99_and_request_rate_in_their_units() {
+    let policies = PolicySet::builtin();
+    for name in policies.names() {
+        let p = policies.get(name).expect("listed");
+        for (metric, unit) in [
+            ("error_rate", Unit::Ratio),
+            ("latency_p50", Unit::Seconds),
+            ("latency_p95", Unit::Seconds),
+            ("latency_p99", Unit::Seconds),
+            ("request_rate", Unit::PerSecond),
+        ] {
+            let def = p
+                .metrics
+                .get(metric)
+                .unwrap_or_else(|| panic!("{name}: no {metric}"));
+            assert_eq!(def.unit, unit, "{name} {metric}");
+        }
+    }
+}
+
+#[test]
+fn rendered_queries_select_only_published_metrics_and_labels() {
+    let policies = PolicySet::builtin();
+    let vars = hostile();
+    for stack in STACKS {
+        let p = policies.get(stack.policy).expect("shipped");
+        let rendered = std::iter::once(("requests".to_string(), p.requests.render(&vars))).chain(
+            p.metrics
+                .iter()
+                .map(|(m, d)| (m.clone(), d.query.render(&vars))),
+        );
+        for (what, query) in rendered {
+            let sels = selectors(&query)
+                .unwrap_or_else(|e| panic!("{} {what}: {e}\n{query}", stack.policy));
+            assert!(!sels.is_empty(), "{} {what} selects nothing", stack.policy);
+            for s in sels {
+                // `vector(0)` has no selector; every real selector names a metric.
+                let metric = s.metric.as_deref().unwrap_or("<none>");
+                assert!(
+                    stack.metrics.contains(&metric),
+                    "{} {what}: `{metric}` is not published by the stack",
+                    stack.policy
+                );
+                for (label, _, _) in &s.matchers {
+                    assert!(
+                        stack.labels.contains(&label.as_str()),
+                        "{} {what}: label `{label}` is not on `{metric}`",
+                        stack.policy
+                    );
+                }
+                // The track's own series, selected by the exact (hostile) value.
+                assert_eq!(
+                    s.equals(stack.track_label),
+                    Some((stack.track_value)(&vars).as_str()),
+                    "{} {what}: {query}",
+                    stack.policy
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn error_rates_count_zero_errors_as_zero_and_no_requests_as_no_data() {
+    // `(errors or vector(0)) / total`: the numerator may be absent, the
+    // denominator may not.
+    let policies = PolicySet::builtin();
+    for stack in STACKS {
+        let q = policies.get(stack.policy).expect("shipped").metrics["error_rate"]
+            .query
+            .render(&hostile());
+        let (numerator, denominator) = q
+            .split_once("\n/ ")
+            .or_else(|| q.split_once(" / "))
+            .expect("a ratio");
+        assert!(
+            numerator.trim_end().ends_with("or vector(0))"),
+            "{}: {q}",
+            stack.policy
+        );
+        assert!(!denominator.contains("vector(0)"), "{}: {q}", stack.policy);
+    }
+}
