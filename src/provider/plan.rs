@@ -115,11 +115,11 @@ pub fn plan_rollout(
         let gate = gate_ref
             .resolve(spec)
             .ok_or(PlanError::UnknownGate(gate_ref))?;
-        // A policy metric comes with the policy's request count; a custom
-        // `query:` is judged on its value alone.
-        let (template, counted): (&QueryTemplate, bool) =
+        // Every gate comes with the track's request count from the policy,
+        // custom `query:` gates too: without traffic nothing can pass.
+        let template: &QueryTemplate =
             match &gate.query {
-                Some(custom) => (custom, false),
+                Some(custom) => custom,
                 None => {
                     let def = policy.metrics.get(&gate.metric).ok_or_else(|| {
                         PlanError::UnknownMetric {
@@ -127,7 +127,7 @@ pub fn plan_rollout(
                             metric: gate.metric.clone(),
                         }
                     })?;
-                    (&def.query, true)
+                    &def.query
                 }
             };
         let mut track = |track: &Track, name: &str| {
@@ -137,6 +137,7 @@ pub fn plan_rollout(
                 version: &track.version,
                 track: name,
                 window,
+                track_selector: policy.track_selectors.of(name),
             };
             let mut ask = |t: &QueryTemplate| {
                 batch.intern(InstantQuery {
@@ -146,7 +147,7 @@ pub fn plan_rollout(
             };
             TrackPlan {
                 value: ask(template),
-                requests: counted.then(|| ask(&policy.requests)),
+                requests: Some(ask(&policy.requests)),
             }
         };
         plan.gates.push(GatePlan {
@@ -176,6 +177,11 @@ impl RolloutPlan {
                 .transpose();
             match (value, requests) {
                 (Ok(v), Ok(requests)) => Reading::value(query, v, requests),
+                // A track without a single request has no data, whatever
+                // shape the query's emptiness takes (0/0 is NaN).
+                (Err(Inconclusive::NotFinite { .. }), Ok(Some(n))) if n <= 0.0 => {
+                    Reading::inconclusive(query, Inconclusive::NoData)
+                }
                 (Err(why), _) | (Ok(_), Err(why)) => Reading::inconclusive(query, why),
             }
         };

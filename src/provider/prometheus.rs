@@ -78,8 +78,13 @@ impl PrometheusSource {
         if let Some(c) = clients.get(server) {
             return Ok(c.clone());
         }
+        // `http://host/prom/` and `http://host/prom` are the same server.
+        let base = match server.trim_end_matches('/') {
+            "" => server,
+            trimmed => trimmed,
+        };
         let client =
-            Client::from(self.http.clone(), server).map_err(|_| Inconclusive::ProviderError {
+            Client::from(self.http.clone(), base).map_err(|_| Inconclusive::ProviderError {
                 message: format!("invalid Prometheus URL `{}`", redact_url(server)),
             })?;
         clients.insert(server.to_string(), client.clone());
@@ -192,5 +197,40 @@ pub fn redact_url(url: &str) -> String {
             u.to_string()
         }
         Err(_) => "<unparsable URL>".to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_shown_without_credentials_or_query() {
+        assert_eq!(
+            redact_url("https://bot:s3cret@prom.example:9090/prom/?token=abc#x"),
+            "https://prom.example:9090/prom/"
+        );
+        assert_eq!(redact_url("http://[oops"), "<unparsable URL>");
+    }
+
+    #[tokio::test]
+    async fn an_invalid_url_is_a_provider_error_that_keeps_the_secret() {
+        let source = PrometheusSource::new(ProviderConfig::default()).expect("client");
+        let answer = source
+            .query(
+                &InstantQuery {
+                    server: "http//bot:s3cret@prom".into(),
+                    promql: "vector(1)".into(),
+                },
+                Timestamp::from_millis(0),
+            )
+            .await;
+        match answer {
+            Err(Inconclusive::ProviderError { message }) => {
+                assert!(message.contains("invalid Prometheus URL"), "{message}");
+                assert!(!message.contains("s3cret"), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }

@@ -145,6 +145,19 @@ fn router(config: SampleAppConfig) -> Router {
         "Time to answer an HTTP request",
         durations.clone(),
     );
+    // Every series exists from the start at zero, so the first failure is a
+    // rise that rate() sees, not the birth of a series it cannot rate yet.
+    for code in ["200", "500"] {
+        drop(requests.get_or_create(&RequestLabels {
+            service: config.service.clone(),
+            version: config.version.clone(),
+            code: code.to_string(),
+        }));
+    }
+    drop(durations.get_or_create(&TrackLabels {
+        service: config.service.clone(),
+        version: config.version.clone(),
+    }));
     let shared = Arc::new(Shared {
         service: config.service,
         version: config.version,

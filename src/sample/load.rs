@@ -86,7 +86,13 @@ pub fn spawn(config: LoadConfig) -> Result<LoadHandle, reqwest::Error> {
         .build()?;
     let counters = Arc::new(Counters::default());
     let (stop, mut stopped) = oneshot::channel::<()>();
-    let period = Duration::from_secs_f64(1.0 / config.rps.max(0.001));
+    // Clamped: `interval` needs a period above zero.
+    let rps = if config.rps.is_finite() {
+        config.rps.clamp(0.001, 1e6)
+    } else {
+        1.0
+    };
+    let period = Duration::from_secs_f64(1.0 / rps);
     let permits = Arc::new(Semaphore::new(config.max_in_flight.max(1)));
     let c = counters.clone();
     let task = tokio::spawn(async move {

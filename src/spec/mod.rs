@@ -17,5 +17,6 @@ pub mod policy;
 pub mod promql;
 pub mod reader;
 pub mod strategy;
+pub mod template;
 pub mod units;
 pub mod yaml;

@@ -6,13 +6,15 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::time::Duration;
 
 use serde::Serialize;
 
 use super::diagnostic::{Code, Diagnostic};
 use super::reader::Reader;
-use super::units::{promql_duration, trim_float};
+pub use super::template::{
+    PLACEHOLDERS, QueryTemplate, TemplateError, TemplateVars, escape_label_value,
+};
+use super::units::trim_float;
 use super::yaml::{self, Node, Pos};
 
 /// The unit a metric's value is reported in; decides how thresholds are written.
@@ -82,153 +84,6 @@ impl fmt::Display for Unit {
     }
 }
 
-// === Query templates ===
-
-/// The placeholders a query template may use.
-pub const PLACEHOLDERS: [&str; 6] = [
-    "service",
-    "namespace",
-    "rollout",
-    "version",
-    "track",
-    "window",
-];
-
-/// A PromQL text with `{{placeholder}}`s, checked to use only known ones.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-#[serde(transparent)]
-pub struct QueryTemplate(String);
-
-/// A placeholder a template does not know, or a `{{` never closed.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum TemplateError {
-    /// `{{name}}` where `name` is not a placeholder.
-    Unknown {
-        /// The name written.
-        name: String,
-        /// Byte offset of the `{{`.
-        offset: usize,
-    },
-    /// `{{` without `}}`.
-    Unclosed {
-        /// Byte offset of the `{{`.
-        offset: usize,
-    },
-}
-
-/// The values that fill a template for one track of one rollout.
-#[derive(Clone, Debug)]
-pub struct TemplateVars<'a> {
-    /// `service` (the rollout name).
-    pub service: &'a str,
-    /// `namespace`.
-    pub namespace: &'a str,
-    /// `version` of the track measured.
-    pub version: &'a str,
-    /// `track`: `canary` or `stable`.
-    pub track: &'a str,
-    /// `window`: the PromQL range.
-    pub window: Duration,
-}
-
-impl QueryTemplate {
-    /// Checks the placeholders of `text`.
-    pub fn parse(text: &str) -> Result<QueryTemplate, TemplateError> {
-        for piece in pieces(text) {
-            if let Piece::Var { name, offset } = piece?
-                && !PLACEHOLDERS.contains(&name)
-            {
-                return Err(TemplateError::Unknown {
-                    name: name.to_string(),
-                    offset,
-                });
-            }
-        }
-        Ok(QueryTemplate(text.trim().to_string()))
-    }
-
-    /// The template as written.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
-    /// Fills the placeholders. Label values are escaped for PromQL double-quoted
-    /// strings, so no value can end its string and change the query.
-    pub fn render(&self, vars: &TemplateVars<'_>) -> String {
-        let mut out = String::with_capacity(self.0.len() + 32);
-        for piece in pieces(&self.0).flatten() {
-            match piece {
-                Piece::Text(t) => out.push_str(t),
-                Piece::Var { name, .. } => match name {
-                    "service" | "rollout" => out.push_str(&escape_label_value(vars.service)),
-                    "namespace" => out.push_str(&escape_label_value(vars.namespace)),
-                    "version" => out.push_str(&escape_label_value(vars.version)),
-                    "track" => out.push_str(&escape_label_value(vars.track)),
-                    "window" => out.push_str(&promql_duration(vars.window)),
-                    _ => {}
-                },
-            }
-        }
-        out
-    }
-}
-
-/// Escapes a value for use inside a double-quoted PromQL string literal.
-/// (PromQL only lets a string escape its own quote, so templates quote
-/// placeholders with `"`; the shipped policies all do.)
-pub fn escape_label_value(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    for c in value.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '"' => out.push_str("\\\""),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if c.is_control() => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-enum Piece<'a> {
-    Text(&'a str),
-    Var { name: &'a str, offset: usize },
-}
-
-fn pieces(text: &str) -> impl Iterator<Item = Result<Piece<'_>, TemplateError>> {
-    let mut rest = 0usize;
-    std::iter::from_fn(move || {
-        if rest >= text.len() {
-            return None;
-        }
-        let tail = &text[rest..];
-        match tail.find("{{") {
-            Some(0) => {
-                let offset = rest;
-                let Some(end) = tail.find("}}") else {
-                    rest = text.len();
-                    return Some(Err(TemplateError::Unclosed { offset }));
-                };
-                rest += end + 2;
-                Some(Ok(Piece::Var {
-                    name: tail[2..end].trim(),
-                    offset,
-                }))
-            }
-            Some(start) => {
-                rest += start;
-                Some(Ok(Piece::Text(&tail[..start])))
-            }
-            None => {
-                rest = text.len();
-                Some(Ok(Piece::Text(tail)))
-            }
-        }
-    })
-}
-
 // === Policies ===
 
 /// One metric of a policy.
@@ -253,6 +108,30 @@ pub struct Policy {
     pub requests: QueryTemplate,
     /// Metric name → definition.
     pub metrics: BTreeMap<String, MetricDef>,
+    /// What `{{track_selector}}` becomes for each track (empty when not given):
+    /// label matchers for stacks that tell tracks apart by something other
+    /// than a label value (ingress-nginx: `canary!=""` / `canary=""`).
+    pub track_selectors: TrackSelectors,
+}
+
+/// The policy's `tracks:` map.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct TrackSelectors {
+    /// Matchers selecting the canary's series.
+    pub canary: String,
+    /// Matchers selecting the stable version's series.
+    pub stable: String,
+}
+
+impl TrackSelectors {
+    /// The matchers of `track` (`canary` or `stable`).
+    pub fn of(&self, track: &str) -> &str {
+        if track == "canary" {
+            &self.canary
+        } else {
+            &self.stable
+        }
+    }
 }
 
 /// `("policies/NAME.yaml", <its text>)`, compiled in.
@@ -325,7 +204,7 @@ fn read_policy(r: &mut Reader<'_>, root: &Node) -> Option<Policy> {
     let f = r.map(
         root,
         "the policy",
-        &["name", "description", "requests", "metrics"],
+        &["name", "description", "tracks", "requests", "metrics"],
     )?;
     let name = r.required(&f, "name", "the policy", "name: my-policy", |r, n| {
         r.text(n, "`name`")
@@ -385,12 +264,47 @@ fn read_policy(r: &mut Reader<'_>, root: &Node) -> Option<Policy> {
             "metrics: { error_rate: { unit: ratio, query: ... } }",
         );
     }
+    let track_selectors = f
+        .get("tracks")
+        .map(|n| read_track_selectors(r, n))
+        .unwrap_or_default();
     Some(Policy {
         name: name?,
         description,
         requests: requests?,
         metrics,
+        track_selectors,
     })
+}
+
+/// `tracks: { canary: 'canary!=""', stable: 'canary=""' }`: label matchers,
+/// each checked to parse inside a selector.
+fn read_track_selectors(r: &mut Reader<'_>, node: &Node) -> TrackSelectors {
+    let mut selectors = TrackSelectors::default();
+    let Some(f) = r.map(node, "`tracks`", &["canary", "stable"]) else {
+        return selectors;
+    };
+    for (track, slot) in [
+        ("canary", &mut selectors.canary),
+        ("stable", &mut selectors.stable),
+    ] {
+        let Some(n) = f.get(track) else { continue };
+        let Some(text) = r.text(n, "a track selector") else {
+            continue;
+        };
+        match super::promql::check_matchers(&text) {
+            Ok(()) => *slot = text,
+            Err(message) => {
+                r.error(
+                    Code::BadPromql,
+                    n.pos,
+                    format!("the {track} selector is not a list of label matchers: {message}"),
+                )
+                .hint(r#"write matchers as inside `{…}`, e.g. canary!="""#);
+            }
+        }
+    }
+    selectors
 }
 
 /// Reads a query template, pointing at a bad placeholder when there is one.
@@ -428,6 +342,24 @@ pub fn template(r: &mut Reader<'_>, node: &Node, what: &str) -> Option<QueryTemp
             .hint(hint);
             None
         }
+        Err(TemplateError::Misplaced { name, offset }) => {
+            let pos = offset_pos(node.pos, &text, offset);
+            let hint = if name == "window" || name == "track_selector" {
+                format!("`{{{{{name}}}}}` is PromQL syntax, not a value: put it outside quotes")
+            } else {
+                format!(
+                    "put it inside double quotes, e.g. {name}=\"{{{{{name}}}}}\": canaryd escapes values for double-quoted strings only"
+                )
+            };
+            r.error(
+                Code::BadPromql,
+                pos,
+                format!("`{{{{{name}}}}}` cannot stand here in {what}"),
+            )
+            .len(name.len() + 4)
+            .hint(hint);
+            None
+        }
         Err(TemplateError::Unclosed { offset }) => {
             let pos = offset_pos(node.pos, &text, offset);
             r.error(
@@ -456,6 +388,7 @@ fn offset_pos(start: Pos, text: &str, offset: usize) -> Pos {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     fn vars<'a>(service: &'a str, version: &'a str) -> TemplateVars<'a> {
         TemplateVars {
@@ -464,6 +397,7 @@ mod tests {
             version,
             track: "canary",
             window: Duration::from_secs(30),
+            track_selector: "",
         }
     }
 
@@ -489,28 +423,6 @@ mod tests {
                 r#"http_requests_total{service="checkout", version="v2", code=~"5.."}[30s]"#
             ),
             "{q}"
-        );
-    }
-
-    #[test]
-    fn hostile_label_values_cannot_close_their_string() {
-        let t = QueryTemplate::parse(r#"up{version="{{version}}"}"#).expect("valid");
-        let q = t.render(&vars("svc", "v1\"} or vector(1) or up{x=\"\\\n"));
-        assert_eq!(q, r#"up{version="v1\"} or vector(1) or up{x=\"\\\n"}"#);
-    }
-
-    #[test]
-    fn unknown_placeholders_are_refused() {
-        assert_eq!(
-            QueryTemplate::parse("up{v=\"{{versoin}}\"}"),
-            Err(TemplateError::Unknown {
-                name: "versoin".into(),
-                offset: 6
-            })
-        );
-        assert_eq!(
-            QueryTemplate::parse("up{{"),
-            Err(TemplateError::Unclosed { offset: 2 })
         );
     }
 

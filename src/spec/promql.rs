@@ -18,8 +18,18 @@ pub fn check_template(template: &QueryTemplate) -> Result<(), String> {
         version: "v1",
         track: "canary",
         window: Duration::from_secs(60),
+        track_selector: r#"canaryd_track="canary""#,
     };
     parser::parse(&template.render(&vars)).map(|_| ())
+}
+
+/// Checks that `text` is a list of label matchers (what goes inside `{…}`).
+pub fn check_matchers(text: &str) -> Result<(), String> {
+    let expr = parser::parse(&format!("canaryd_probe{{{text}}}"))?;
+    match expr {
+        Expr::VectorSelector(_) => Ok(()),
+        _ => Err("not a plain list of matchers".to_string()),
+    }
 }
 
 /// One vector selector of a query: `metric{label op "value", …}`.

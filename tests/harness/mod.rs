@@ -1,6 +1,6 @@
 //! Real components for integration tests: a Prometheus server, sample apps
 //! with load, and bounded waiting on conditions (never fixed sleeps).
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 pub mod prometheus;
 

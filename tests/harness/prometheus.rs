@@ -57,7 +57,14 @@ impl Prometheus {
             let port = free_port();
             let path = prom.dir.path().to_path_buf();
             let log = std::fs::File::create(path.join("prometheus.log")).expect("log file");
-            let child = Command::new(binary())
+            // Through a shell that kills Prometheus when our end of its stdin
+            // closes: on drop, and also when the test process dies without
+            // running destructors (a runner timeout, SIGKILL).
+            let child = Command::new("sh")
+                .arg("-c")
+                .arg(r#"exec 3<&0; "$@" & pid=$!; (read _ <&3; kill $pid 2>/dev/null) & wait $pid"#)
+                .arg("prometheus-harness")
+                .arg(binary())
                 .arg(format!("--config.file={}", config_path.display()))
                 .arg(format!(
                     "--storage.tsdb.path={}",
@@ -66,16 +73,11 @@ impl Prometheus {
                 .arg(format!("--web.listen-address=127.0.0.1:{port}"))
                 .arg("--web.enable-lifecycle")
                 .arg("--log.level=warn")
+                .stdin(Stdio::piped())
                 .stdout(Stdio::null())
                 .stderr(log)
                 .spawn()
-                .unwrap_or_else(|e| {
-                    panic!(
-                        "cannot start `{}`: {e}. Install it with `apt-get install -y prometheus` \
-                         (or set PROMETHEUS_BIN)",
-                        binary().display()
-                    )
-                });
+                .expect("sh starts");
             prom.child = Some(child);
             prom.url = format!("http://127.0.0.1:{port}");
             match prom.wait_ready().await {
@@ -87,7 +89,10 @@ impl Prometheus {
                     eprintln!("prometheus attempt {attempt} failed ({why}); retrying");
                     prom.stop();
                 }
-                Err(why) => panic!("prometheus did not start: {why}"),
+                Err(why) => panic!(
+                    "prometheus did not start: {why}\n(is it installed? `apt-get install -y prometheus`, \
+                     or set PROMETHEUS_BIN)"
+                ),
             }
         }
         unreachable!("the last attempt returns or panics")
@@ -103,19 +108,25 @@ impl Prometheus {
         std::fs::read_to_string(self.dir.path().join("prometheus.log")).unwrap_or_default()
     }
 
+    /// Ready means: our child is alive and the server on the port is a
+    /// Prometheus (another test's server could hold a port we thought free).
     async fn wait_ready(&mut self) -> Result<(), String> {
-        let client = reqwest::Client::new();
-        let url = format!("{}/-/ready", self.url);
+        let client = http();
+        let url = format!("{}/api/v1/status/buildinfo", self.url);
         let started = std::time::Instant::now();
         loop {
-            if let Some(child) = self.child.as_mut()
-                && let Ok(Some(status)) = child.try_wait()
-            {
-                return Err(format!("exited with {status}: {}", self.log()));
-            }
-            if let Ok(r) = client.get(&url).send().await
-                && r.status().is_success()
-            {
+            let answered = match client.get(&url).send().await {
+                Ok(r) => r.json::<serde_json::Value>().await.ok(),
+                Err(_) => None,
+            };
+            let alive = match self.child.as_mut().map(Child::try_wait) {
+                Some(Ok(None)) => true,
+                Some(Ok(Some(status))) => {
+                    return Err(format!("exited with {status}: {}", self.log()));
+                }
+                _ => false,
+            };
+            if alive && answered.is_some_and(|b| b["status"] == "success") {
                 return Ok(());
             }
             if started.elapsed() > Duration::from_secs(30) {
@@ -127,7 +138,7 @@ impl Prometheus {
 
     /// Waits until `count` targets are up (each scraped successfully once).
     pub async fn wait_targets_up(&self, count: usize) {
-        let client = reqwest::Client::new();
+        let client = http();
         let url = format!("{}/api/v1/targets?state=active", self.url);
         wait_for("every scrape target up", Duration::from_secs(30), || {
             let request = client.get(&url).send();
@@ -156,7 +167,8 @@ impl Prometheus {
     /// Kills the server (as an outage would) and waits for it to exit.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
+            // Closing its stdin makes the shell kill Prometheus and exit.
+            drop(child.stdin.take());
             let _ = child.wait();
         }
     }
@@ -166,4 +178,12 @@ impl Drop for Prometheus {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// An HTTP client that gives up: a silent server must not hang a test.
+fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()
+        .expect("HTTP client")
 }
