@@ -6,3 +6,4 @@ pub mod engine;
 pub mod provider;
 pub mod sample;
 pub mod spec;
+pub mod store;
