@@ -4,6 +4,7 @@
 pub mod cli;
 pub mod engine;
 pub mod provider;
+pub mod router;
 pub mod sample;
 pub mod spec;
 pub mod store;

@@ -75,7 +75,9 @@ fn a_decision_committed_twice_is_recorded_and_queued_once() {
     store
         .commit(std::slice::from_ref(&c), sim.now)
         .expect("commit");
-    store.commit(std::slice::from_ref(&c), sim.now).expect("commit again");
+    store
+        .commit(std::slice::from_ref(&c), sim.now)
+        .expect("commit again");
     assert_eq!(
         store.decisions(&sim.spec.id, 100).expect("log").len(),
         c.records.len()

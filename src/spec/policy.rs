@@ -320,7 +320,7 @@ pub fn template(r: &mut Reader<'_>, node: &Node, what: &str) -> Option<QueryTemp
                     node.pos,
                     format!("{what} is not valid PromQL: {first}"),
                 )
-                .hint("placeholders are filled with label values, so quote them: version=\"{{version}}\"");
+                .hint("try the query in Prometheus' expression browser ({{window}} becomes a range such as 1m)");
                 None
             }
         },

@@ -1,0 +1,66 @@
+//! Traffic routers: shifting a share of requests to the canary. Each adapter
+//! sets the weight idempotently, reads it back, and says whether each track's
+//! upstream is ready (a canary that is not gets no traffic).
+//!
+//! Adapters: [`builtin`] (canaryd's own reverse proxy). The controller holds
+//! them in [`Router`], one per rollout.
+
+pub mod builtin;
+pub mod metrics;
+
+use crate::spec::units::Weight;
+
+pub use builtin::{BuiltinConfig, BuiltinRouter};
+pub use metrics::RouterMetrics;
+
+/// A router could not do what was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum RouterError {
+    /// The listener or socket failed.
+    #[error("router I/O: {0}")]
+    Io(#[from] std::io::Error),
+    /// The router refused or misreported a weight.
+    #[error("router: {0}")]
+    Refused(String),
+}
+
+/// Readiness of the two upstreams, from the router's health checks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize)]
+pub struct Health {
+    /// The stable upstream answers its health check.
+    pub stable: bool,
+    /// The canary upstream answers its health check.
+    pub canary: bool,
+}
+
+/// One rollout's router.
+pub enum Router {
+    /// canaryd's own reverse proxy.
+    Builtin(BuiltinRouter),
+}
+
+impl Router {
+    /// Sets the canary's share of traffic (idempotent).
+    pub async fn set_weight(&self, weight: Weight) -> Result<(), RouterError> {
+        match self {
+            Router::Builtin(r) => {
+                r.set_weight(weight);
+                Ok(())
+            }
+        }
+    }
+
+    /// The canary weight the router applies now (read back, not remembered).
+    pub async fn weight(&self) -> Result<Weight, RouterError> {
+        match self {
+            Router::Builtin(r) => Ok(r.weight()),
+        }
+    }
+
+    /// Whether each upstream is ready.
+    pub async fn health(&self) -> Health {
+        match self {
+            Router::Builtin(r) => r.health(),
+        }
+    }
+}

@@ -1,0 +1,273 @@
+//! The built-in router over real sockets, in front of real sample apps.
+
+mod harness;
+
+use std::time::Duration;
+
+use canaryd::router::{BuiltinConfig, BuiltinRouter, RouterMetrics};
+use canaryd::sample::{Behaviour, SampleApp};
+use canaryd::spec::units::Weight;
+use harness::{sample_app, wait_for};
+use prometheus_client::registry::Registry;
+
+struct Setup {
+    stable: SampleApp,
+    canary: SampleApp,
+    router: BuiltinRouter,
+    registry: Registry,
+    http: reqwest::Client,
+}
+
+/// No added latency: these tests send thousands of requests one by one.
+fn fast() -> Behaviour {
+    Behaviour {
+        latency_p50: Duration::ZERO,
+        latency_p99: Duration::ZERO,
+        ..Behaviour::default()
+    }
+}
+
+async fn setup(canary: Behaviour) -> Setup {
+    let stable = sample_app("checkout", "v1", fast()).await;
+    let canary = sample_app("checkout", "v2", canary).await;
+    let mut registry = Registry::default();
+    let metrics = RouterMetrics::register(&mut registry);
+    let router = BuiltinRouter::start(
+        BuiltinConfig {
+            listen: "127.0.0.1:0".parse().expect("address"),
+            namespace: "default".into(),
+            route: "checkout".into(),
+            stable: stable.addr().to_string(),
+            canary: canary.addr().to_string(),
+            health_interval: Duration::from_millis(100),
+        },
+        metrics,
+    )
+    .await
+    .expect("router starts");
+    Setup {
+        stable,
+        canary,
+        router,
+        registry,
+        http: reqwest::Client::new(),
+    }
+}
+
+fn weight(text: &str) -> Weight {
+    Weight::parse(text).expect("weight")
+}
+
+impl Setup {
+    fn url(&self) -> String {
+        format!("http://{}/pay?x=1", self.router.addr())
+    }
+
+    /// Sends `n` requests; returns how many the canary answered.
+    async fn canary_share(&self, n: usize) -> usize {
+        let mut canary = 0;
+        for _ in 0..n {
+            let r = self.http.get(self.url()).send().await.expect("request");
+            let version = r.headers()["x-canaryd-version"].clone();
+            let track = r.headers()["x-canaryd-track"].clone();
+            assert_eq!(r.status(), 200);
+            // The track header and the app that answered agree.
+            assert_eq!(track == "canary", version == "v2");
+            canary += usize::from(track == "canary");
+        }
+        canary
+    }
+
+    fn metrics_text(&self) -> String {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &self.registry).expect("encode");
+        text
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_canary_gets_its_weight_of_requests_and_the_weight_reads_back() {
+    let s = setup(fast()).await;
+    assert_eq!(s.router.weight(), Weight::ZERO);
+    assert_eq!(s.canary_share(100).await, 0, "weight 0: stable only");
+
+    s.router.set_weight(weight("25%"));
+    assert_eq!(s.router.weight(), weight("25%"));
+    let n = 2000;
+    let share = s.canary_share(n).await as f64 / n as f64;
+    // Binomial: σ ≈ 0.97 points at n = 2000; ±4 points is 4σ.
+    assert!((share - 0.25).abs() < 0.04, "canary share {share}");
+
+    s.router.set_weight(Weight::FULL);
+    assert_eq!(s.canary_share(100).await, 100, "weight 100%: canary only");
+    let _ = (&s.stable, &s.canary);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unready_canary_gets_no_traffic_whatever_its_weight() {
+    let s = setup(fast()).await;
+    assert!(s.router.health().canary && s.router.health().stable);
+    let admin = format!("http://{}/admin/behaviour", s.canary.addr());
+    s.http
+        .put(&admin)
+        .body(r#"{"ready": false}"#)
+        .send()
+        .await
+        .expect("admin");
+    wait_for(
+        "the canary to be seen unready",
+        Duration::from_secs(10),
+        || async {
+            if s.router.health().canary {
+                Err("still ready".to_string())
+            } else {
+                Ok(())
+            }
+        },
+    )
+    .await;
+    s.router.set_weight(weight("50%"));
+    assert_eq!(s.canary_share(200).await, 0);
+
+    s.http
+        .put(&admin)
+        .body(r#"{"ready": true}"#)
+        .send()
+        .await
+        .expect("admin");
+    wait_for(
+        "the canary to be ready again",
+        Duration::from_secs(10),
+        || async {
+            if s.router.health().canary {
+                Ok(())
+            } else {
+                Err("unready".to_string())
+            }
+        },
+    )
+    .await;
+    assert!(s.canary_share(200).await > 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn weight_changes_drop_no_request_in_flight() {
+    let slow = Behaviour {
+        latency_p50: Duration::from_millis(200),
+        latency_p99: Duration::from_millis(400),
+        ..Behaviour::default()
+    };
+    let s = setup(slow.clone()).await;
+    let admin = format!("http://{}/admin/behaviour", s.stable.addr());
+    s.http
+        .put(&admin)
+        .body(r#"{"latency_p50": "200ms", "latency_p99": "400ms"}"#)
+        .send()
+        .await
+        .expect("admin");
+    s.router.set_weight(weight("50%"));
+    let requests: Vec<_> = (0..200)
+        .map(|_| {
+            let (http, url) = (s.http.clone(), s.url());
+            tokio::spawn(async move { http.get(url).send().await.map(|r| r.status().as_u16()) })
+        })
+        .collect();
+    // Flip the weight back and forth while those are in flight.
+    for w in ["0%", "100%", "5%", "50%", "0%"] {
+        s.router.set_weight(weight(w));
+        tokio::task::yield_now().await;
+    }
+    for r in requests {
+        assert_eq!(r.await.expect("task").expect("answered"), 200);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_and_response_bodies_stream_through_unchanged() {
+    // An upstream that echoes what it receives.
+    let echo = axum::Router::new().fallback(|body: axum::body::Body| async move { body });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("listener");
+    let echo_addr = listener.local_addr().expect("address");
+    tokio::spawn(async move { axum::serve(listener, echo).await });
+    let mut registry = Registry::default();
+    let router = BuiltinRouter::start(
+        BuiltinConfig {
+            listen: "127.0.0.1:0".parse().expect("address"),
+            namespace: "default".into(),
+            route: "echo".into(),
+            stable: echo_addr.to_string(),
+            canary: echo_addr.to_string(),
+            health_interval: Duration::from_secs(1),
+        },
+        RouterMetrics::register(&mut registry),
+    )
+    .await
+    .expect("router");
+    let payload: Vec<u8> = (0..8 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
+    // Sent in 64 KiB chunks as a stream (chunked encoding), not one buffer.
+    let chunks: Vec<Result<hyper::body::Frame<bytes::Bytes>, std::io::Error>> = payload
+        .chunks(64 * 1024)
+        .map(|c| Ok(hyper::body::Frame::data(bytes::Bytes::copy_from_slice(c))))
+        .collect();
+    let body = reqwest::Body::wrap(http_body_util::StreamBody::new(futures::stream::iter(
+        chunks,
+    )));
+    let back = reqwest::Client::new()
+        .post(format!("http://{}/upload", router.addr()))
+        .body(body)
+        .send()
+        .await
+        .expect("request")
+        .bytes()
+        .await
+        .expect("body");
+    assert_eq!(back.len(), payload.len());
+    assert!(
+        back.as_ref() == payload.as_slice(),
+        "bytes changed on the way"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_are_counted_by_track_and_status_under_the_policy_names() {
+    let s = setup(Behaviour {
+        error_rate: 1.0,
+        ..fast()
+    })
+    .await;
+    s.router.set_weight(Weight::FULL);
+    for _ in 0..7 {
+        let r = s.http.get(s.url()).send().await.expect("request");
+        assert_eq!(r.status(), 500);
+    }
+    s.router.set_weight(Weight::ZERO);
+    for _ in 0..3 {
+        s.http.get(s.url()).send().await.expect("request");
+    }
+    let text = s.metrics_text();
+    for line in [
+        r#"canaryd_router_requests_total{namespace="default",route="checkout",track="canary",code="500"} 7"#,
+        r#"canaryd_router_requests_total{namespace="default",route="checkout",track="stable",code="200"} 3"#,
+        r#"canaryd_router_request_duration_seconds_count{namespace="default",route="checkout",track="canary"} 7"#,
+    ] {
+        assert!(text.contains(line), "missing {line}\n{text}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_upstream_is_a_502_counted_against_its_track() {
+    let s = setup(fast()).await;
+    s.stable.stop().await.expect("stop stable");
+    let r = reqwest::Client::new()
+        .get(format!("http://{}/", s.router.addr()))
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(r.status(), 502);
+    assert_eq!(r.headers()["x-canaryd-track"], "stable");
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &s.registry).expect("encode");
+    assert!(text.contains(r#"track="stable",code="502"} 1"#), "{text}");
+}
