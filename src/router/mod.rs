@@ -2,15 +2,17 @@
 //! sets the weight idempotently, reads it back, and says whether each track's
 //! upstream is ready (a canary that is not gets no traffic).
 //!
-//! Adapters: [`builtin`] (canaryd's own reverse proxy). The controller holds
-//! them in [`Router`], one per rollout.
+//! Adapters: [`builtin`] (canaryd's own reverse proxy) and [`haproxy`] (its
+//! Runtime API). The controller holds them in [`Router`], one per rollout.
 
 pub mod builtin;
+pub mod haproxy;
 pub mod metrics;
 
 use crate::spec::units::Weight;
 
 pub use builtin::{BuiltinConfig, BuiltinRouter};
+pub use haproxy::{HaproxyConfig, HaproxyRouter};
 pub use metrics::RouterMetrics;
 
 /// A router could not do what was asked.
@@ -37,6 +39,8 @@ pub struct Health {
 pub enum Router {
     /// canaryd's own reverse proxy.
     Builtin(BuiltinRouter),
+    /// A running HAProxy, through its Runtime API.
+    Haproxy(HaproxyRouter),
 }
 
 impl Router {
@@ -47,6 +51,7 @@ impl Router {
                 r.set_weight(weight);
                 Ok(())
             }
+            Router::Haproxy(r) => r.set_weight(weight).await,
         }
     }
 
@@ -54,6 +59,7 @@ impl Router {
     pub async fn weight(&self) -> Result<Weight, RouterError> {
         match self {
             Router::Builtin(r) => Ok(r.weight()),
+            Router::Haproxy(r) => r.weight().await,
         }
     }
 
@@ -61,6 +67,7 @@ impl Router {
     pub async fn health(&self) -> Health {
         match self {
             Router::Builtin(r) => r.health(),
+            Router::Haproxy(r) => r.health().await,
         }
     }
 }

@@ -2,6 +2,7 @@
 //! with load, and bounded waiting on conditions (never fixed sleeps).
 #![allow(dead_code, unused_imports)]
 
+pub mod haproxy;
 pub mod prometheus;
 
 use std::future::Future;
