@@ -1,7 +1,9 @@
 //! canaryd: a progressive-delivery canary controller.
 #![forbid(unsafe_code)]
 
+pub mod api;
 pub mod cli;
+pub mod controller;
 pub mod engine;
 pub mod provider;
 pub mod router;

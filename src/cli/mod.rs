@@ -1,6 +1,8 @@
 //! The command line (clap): one subcommand per job, each in its own module.
 
 mod check;
+mod control;
+pub mod run;
 mod sample;
 mod validate;
 
@@ -66,6 +68,22 @@ pub enum Command {
         #[arg(short = 'o', long, value_enum, default_value_t)]
         output: Output,
     },
+    /// Run the daemon: watch the deploy directory, shift traffic, judge on Prometheus, roll back.
+    Run(run::RunArgs),
+    /// Show rollouts (a table, or `-o json`), from a running daemon's API.
+    Status(control::StatusArgs),
+    /// Pause a rollout (hold its weight).
+    Pause(control::CommandArgs),
+    /// Resume a paused rollout.
+    Resume(control::CommandArgs),
+    /// Promote now: skip the remaining steps.
+    Promote(control::CommandArgs),
+    /// Abort: all traffic back to stable.
+    Abort(control::CommandArgs),
+    /// Retry a rolled-back or aborted version from the first step.
+    Retry(control::CommandArgs),
+    /// For CD pipelines: follow a rollout until it ends; exit 0 promoted, 1 rolled back, 2 aborted.
+    Wait(control::WaitArgs),
     /// Run the sample service of the demo and tests (exports the http-red metrics).
     SampleApp(sample::AppArgs),
     /// Send open-loop HTTP load at a fixed rate (the demo's traffic).
@@ -108,6 +126,17 @@ pub fn main() -> ExitCode {
             timeout,
             output,
         } => check::run(&file, policies.as_deref(), prometheus, timeout, output),
+        Command::Run(args) => {
+            init_logging();
+            run::run(args)
+        }
+        Command::Status(args) => control::status(args),
+        Command::Pause(args) => control::command(crate::engine::Command::Pause, args),
+        Command::Resume(args) => control::command(crate::engine::Command::Resume, args),
+        Command::Promote(args) => control::command(crate::engine::Command::Promote, args),
+        Command::Abort(args) => control::command(crate::engine::Command::Abort, args),
+        Command::Retry(args) => control::command(crate::engine::Command::Retry, args),
+        Command::Wait(args) => control::wait(args),
         Command::SampleApp(args) => {
             init_logging();
             sample::run_app(args)

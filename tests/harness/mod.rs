@@ -45,6 +45,11 @@ pub async fn sample_app(service: &str, version: &str, behaviour: Behaviour) -> S
     .expect("sample app starts")
 }
 
+/// Open-loop load at `rps` to `url`.
+pub fn load_on_url(url: &str, rps: f64) -> load::LoadHandle {
+    load::spawn(load::LoadConfig::new(url, rps)).expect("load generator starts")
+}
+
 /// Open-loop load at `rps` to `app`.
 pub fn load_on(app: &SampleApp, rps: f64) -> load::LoadHandle {
     load::spawn(load::LoadConfig::new(

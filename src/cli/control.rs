@@ -1,0 +1,270 @@
+//! The API's command-line clients: `status`, `pause|resume|promote|abort|retry`
+//! and `wait` (for CD pipelines).
+
+use std::io::Write;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use super::{Output, duration};
+use crate::engine::Command;
+
+/// Where the daemon's API is.
+#[derive(Debug, clap::Args)]
+pub struct Server {
+    /// The daemon's API.
+    #[arg(long, env = "CANARYD_SERVER", default_value = "http://127.0.0.1:9900")]
+    server: String,
+}
+
+/// Flags of `canaryd status`.
+#[derive(Debug, clap::Args)]
+pub struct StatusArgs {
+    /// One rollout (`name` or `namespace/name`); all when absent.
+    name: Option<String>,
+    #[command(flatten)]
+    server: Server,
+    /// Output format.
+    #[arg(short = 'o', long, value_enum, default_value_t)]
+    output: Output,
+}
+
+/// Flags of the commands.
+#[derive(Debug, clap::Args)]
+pub struct CommandArgs {
+    /// The rollout (`name` or `namespace/name`).
+    name: String,
+    #[command(flatten)]
+    server: Server,
+}
+
+/// Flags of `canaryd wait`.
+#[derive(Debug, clap::Args)]
+pub struct WaitArgs {
+    /// The rollout (`name` or `namespace/name`).
+    name: String,
+    /// Wait for this canary version's outcome (default: whatever is in flight).
+    #[arg(long)]
+    version: Option<String>,
+    /// Give up after this long (exit 3).
+    #[arg(long, default_value = "1h", value_parser = duration)]
+    timeout: Duration,
+    #[command(flatten)]
+    server: Server,
+}
+
+fn path(name: &str) -> String {
+    match name.split_once('/') {
+        Some((ns, n)) => format!("{ns}/{n}"),
+        None => format!("default/{name}"),
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())
+}
+
+async fn get(http: &reqwest::Client, url: &str) -> Result<Value, String> {
+    let r = http
+        .get(url)
+        .send()
+        .await
+        .map_err(|e| format!("cannot reach canaryd: {}", e.without_url()))?;
+    let status = r.status();
+    let body: Value = r.json().await.map_err(|e| e.without_url().to_string())?;
+    if status.is_success() {
+        Ok(body)
+    } else {
+        Err(body["error"]["message"]
+            .as_str()
+            .unwrap_or("error")
+            .to_string())
+    }
+}
+
+fn text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => "-".into(),
+        other => other.to_string(),
+    }
+}
+
+fn row(r: &Value) -> [String; 7] {
+    let last = &r["last_decision"];
+    [
+        format!("{}/{}", text(&r["namespace"]), text(&r["name"])),
+        text(&r["phase"]),
+        format!("{}/{}", text(&r["step"]), text(&r["steps"])),
+        format!("{}%", text(&r["canary_weight"])),
+        text(&r["stable_version"]),
+        text(&r["canary_version"]),
+        if last.is_null() {
+            "-".into()
+        } else {
+            format!("{}: {}", text(&last["action"]), text(&last["reason"]))
+        },
+    ]
+}
+
+/// `canaryd status [NAME]`.
+pub fn status(args: StatusArgs) -> ExitCode {
+    let result = runtime().and_then(|rt| {
+        rt.block_on(async {
+            let http = reqwest::Client::new();
+            let base = args.server.server.trim_end_matches('/');
+            match &args.name {
+                Some(name) => get(&http, &format!("{base}/api/v1/rollouts/{}", path(name)))
+                    .await
+                    .map(|r| vec![r]),
+                None => get(&http, &format!("{base}/api/v1/rollouts"))
+                    .await
+                    .map(|v| v["rollouts"].as_array().cloned().unwrap_or_default()),
+            }
+        })
+    });
+    let rollouts = match result {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut out = std::io::stdout().lock();
+    let written = match args.output {
+        Output::Json => serde_json::to_writer_pretty(&mut out, &rollouts)
+            .map_err(std::io::Error::other)
+            .and_then(|()| writeln!(out)),
+        Output::Text => {
+            let mut lines = vec![
+                [
+                    "ROLLOUT",
+                    "PHASE",
+                    "STEP",
+                    "WEIGHT",
+                    "STABLE",
+                    "CANARY",
+                    "LAST DECISION",
+                ]
+                .map(String::from),
+            ];
+            lines.extend(rollouts.iter().map(row));
+            let mut widths = [0usize; 7];
+            for l in &lines {
+                for (w, c) in widths.iter_mut().zip(l) {
+                    *w = (*w).max(c.chars().count());
+                }
+            }
+            lines.iter().try_for_each(|l| {
+                let mut s = String::new();
+                for (i, c) in l.iter().enumerate() {
+                    s.push_str(&format!("{c:<w$}  ", w = widths[i]));
+                }
+                writeln!(out, "{}", s.trim_end())
+            })
+        }
+    };
+    if written.is_err() {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// `canaryd pause|resume|promote|abort|retry NAME`.
+pub fn command(command: Command, args: CommandArgs) -> ExitCode {
+    let token = std::env::var("CANARYD_API_TOKEN").ok();
+    let result = runtime().and_then(|rt| {
+        rt.block_on(async {
+            let url = format!(
+                "{}/api/v1/rollouts/{}/{command}",
+                args.server.server.trim_end_matches('/'),
+                path(&args.name)
+            );
+            let mut req = reqwest::Client::new().post(url);
+            if let Some(t) = &token {
+                req = req.bearer_auth(t);
+            }
+            let r = req
+                .send()
+                .await
+                .map_err(|e| format!("cannot reach canaryd: {}", e.without_url()))?;
+            let ok = r.status().is_success();
+            let body: Value = r.json().await.map_err(|e| e.without_url().to_string())?;
+            if ok {
+                Ok(body)
+            } else {
+                Err(body["error"]["message"]
+                    .as_str()
+                    .unwrap_or("refused")
+                    .to_string())
+            }
+        })
+    });
+    match result {
+        Ok(r) => {
+            let [name, phase, step, weight, ..] = row(&r);
+            println!("{name}: {command} done — {phase}, step {step}, canary weight {weight}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {command} {}: {e}", args.name);
+            if token.is_none() {
+                eprintln!("hint: commands need the daemon's token in CANARYD_API_TOKEN");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `canaryd wait NAME`: prints each decision; exit 0 promoted, 1 rolled back, 2 aborted, 3 timeout.
+pub fn wait(args: WaitArgs) -> ExitCode {
+    let outcome = runtime().and_then(|rt| {
+        rt.block_on(async {
+            let http = reqwest::Client::new();
+            let url = format!("{}/api/v1/rollouts/{}", args.server.server.trim_end_matches('/'), path(&args.name));
+            let started = Instant::now();
+            let mut last_seen = String::new();
+            loop {
+                match get(&http, &url).await {
+                    Ok(r) => {
+                        let line = {
+                            let [name, phase, step, weight, stable, canary, last] = row(&r);
+                            format!("{name}: {phase} step {step} weight {weight} ({stable} → {canary}) — {last}")
+                        };
+                        if line != last_seen {
+                            println!("{line}");
+                            last_seen = line;
+                        }
+                        let version_matches = args.version.as_deref().is_none_or(|v| r["canary_version"] == v);
+                        let phase = text(&r["phase"]);
+                        if version_matches {
+                            match phase.as_str() {
+                                "Promoted" => return Ok(0u8),
+                                "RolledBack" => return Ok(1),
+                                "Aborted" => return Ok(2),
+                                _ => {}
+                            }
+                        }
+                    }
+                    Err(e) => eprintln!("waiting: {e}"),
+                }
+                if started.elapsed() > args.timeout {
+                    return Ok(3);
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        })
+    });
+    match outcome {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

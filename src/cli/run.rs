@@ -1,0 +1,245 @@
+//! `canaryd run`: the daemon. Settings come from flags, then `CANARYD_*`
+//! environment variables, then an optional config file (`--config`, YAML or
+//! TOML), then defaults. The API token comes from `CANARYD_API_TOKEN` only
+//! (never a flag: flags show in `ps`).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus_client::registry::Registry;
+use serde::Deserialize;
+use tokio::sync::mpsc;
+
+use super::policy_dir;
+use crate::api::{self, ApiState};
+use crate::controller::{Controller, Metrics, Parts, Settings, View};
+use crate::provider::{PrometheusSource, ProviderConfig, redact_url};
+use crate::router::RouterMetrics;
+use crate::spec::load::load_policies;
+use crate::spec::units::parse_duration;
+use crate::store::SqliteStore;
+
+/// Flags of `canaryd run`.
+#[derive(Debug, Default, clap::Args)]
+pub struct RunArgs {
+    /// A config file (YAML or TOML) with the keys below, snake_case.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Directory of deploy files, watched for changes [env: CANARYD_DEPLOY_DIR] [default: deploy]
+    #[arg(long)]
+    pub deploy_dir: Option<PathBuf>,
+    /// Address of the API and dashboard [env: CANARYD_LISTEN] [default: 127.0.0.1:9900]
+    #[arg(long)]
+    pub listen: Option<String>,
+    /// SQLite state file [env: CANARYD_STATE] [default: canaryd.db]
+    #[arg(long)]
+    pub state: Option<PathBuf>,
+    /// Prometheus for deploy files that name none [env: CANARYD_PROMETHEUS_URL]
+    #[arg(long)]
+    pub prometheus: Option<String>,
+    /// Extra metric policies [env: CANARYD_POLICY_DIR]
+    #[arg(long)]
+    pub policies: Option<PathBuf>,
+}
+
+/// The daemon's settings after every source is merged.
+#[derive(Debug, Deserialize)]
+pub struct DaemonConfig {
+    /// Directory of deploy files.
+    pub deploy_dir: PathBuf,
+    /// API address.
+    pub listen: String,
+    /// State file.
+    pub state: PathBuf,
+    /// Default Prometheus.
+    pub prometheus_url: Option<String>,
+    /// Extra policies.
+    pub policy_dir: Option<PathBuf>,
+    /// Bearer token of the mutating endpoints.
+    pub api_token: Option<String>,
+    /// Per-query timeout (`5s`).
+    pub query_timeout: String,
+    /// Deploy directory scan period (`1s`).
+    pub reload_every: String,
+}
+
+impl DaemonConfig {
+    /// Merges defaults, the config file, `CANARYD_*` and the flags.
+    pub fn load(args: &RunArgs) -> Result<DaemonConfig, String> {
+        let mut b = config::Config::builder()
+            .set_default("deploy_dir", "deploy")
+            .and_then(|b| b.set_default("listen", "127.0.0.1:9900"))
+            .and_then(|b| b.set_default("state", "canaryd.db"))
+            .and_then(|b| b.set_default("query_timeout", "5s"))
+            .and_then(|b| b.set_default("reload_every", "1s"))
+            .map_err(|e| e.to_string())?;
+        if let Some(file) = &args.config {
+            b = b.add_source(config::File::from(file.as_path()).required(true));
+        }
+        b = b.add_source(config::Environment::with_prefix("CANARYD").try_parsing(false));
+        let path = |p: &Option<PathBuf>| p.as_ref().map(|p| p.display().to_string());
+        b = b
+            .set_override_option("deploy_dir", path(&args.deploy_dir))
+            .and_then(|b| b.set_override_option("listen", args.listen.clone()))
+            .and_then(|b| b.set_override_option("state", path(&args.state)))
+            .and_then(|b| b.set_override_option("prometheus_url", args.prometheus.clone()))
+            .and_then(|b| b.set_override_option("policy_dir", path(&args.policies)))
+            .map_err(|e| e.to_string())?;
+        b.build()
+            .and_then(|c| c.try_deserialize())
+            .map_err(|e| format!("configuration: {e}"))
+    }
+}
+
+/// Runs the daemon until Ctrl-C or SIGTERM.
+pub fn run(args: RunArgs) -> ExitCode {
+    let config = match DaemonConfig::load(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(serve(config, shutdown_signal())) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let term = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+    tracing::info!("stopping");
+}
+
+fn duration(key: &str, text: &str) -> Result<Duration, String> {
+    parse_duration(text).map_err(|e| format!("{key}: {e}"))
+}
+
+/// Starts the controller and the API with `config`, until `shutdown`.
+pub async fn serve(
+    config: DaemonConfig,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), String> {
+    let (policies, problems) = load_policies(policy_dir(config.policy_dir.as_deref()));
+    if let Some((path, text, diags)) = problems.first() {
+        let rendered: Vec<String> = diags.iter().map(|d| d.render(Some(text))).collect();
+        return Err(format!(
+            "policy {} is invalid:\n{}",
+            path.display(),
+            rendered.join("\n")
+        ));
+    }
+    let store = Arc::new(open_store(&config.state)?);
+    let mut registry = Registry::default();
+    let metrics = Metrics::register(&mut registry);
+    let router_metrics = RouterMetrics::register(&mut registry);
+    let source = PrometheusSource::new(ProviderConfig {
+        timeout: duration("query_timeout", &config.query_timeout)?,
+        ..ProviderConfig::default()
+    })
+    .map_err(|e| e.to_string())?;
+    let view = Arc::new(View::default());
+    let listen: SocketAddr = config.listen.parse().map_err(|_| {
+        format!(
+            "listen: `{}` is not an address such as 127.0.0.1:9900",
+            config.listen
+        )
+    })?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+    let settings = Settings {
+        deploy_dir: config.deploy_dir.clone(),
+        default_prometheus: config.prometheus_url.clone(),
+        reload_every: duration("reload_every", &config.reload_every)?,
+        health_interval: Duration::from_secs(1),
+    };
+    let controller = Controller::start(
+        settings,
+        Parts {
+            policies,
+            store: store.clone(),
+            source,
+            view: view.clone(),
+            metrics,
+            router_metrics,
+        },
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    let (commands, requests) = mpsc::channel(64);
+    if config.api_token.is_none() {
+        tracing::warn!(
+            "CANARYD_API_TOKEN is not set: pause/resume/promote/abort/retry are disabled"
+        );
+    }
+    let state = Arc::new(ApiState {
+        view,
+        store,
+        commands,
+        token: config.api_token.clone(),
+        registry: Arc::new(registry),
+    });
+    tracing::info!(
+        api = %format!("http://{}/", listener.local_addr().unwrap_or(listen)),
+        deploy_dir = %config.deploy_dir.display(),
+        state = %config.state.display(),
+        prometheus = %config.prometheus_url.as_deref().map(redact_url).unwrap_or_else(|| "(per file)".into()),
+        "canaryd running"
+    );
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let api = tokio::spawn(async move {
+        let mut stopped = stopped;
+        axum::serve(listener, api::router(state))
+            .with_graceful_shutdown(async move {
+                let _ = stopped.changed().await;
+            })
+            .await
+    });
+    controller.run(requests, shutdown).await;
+    let _ = stop.send(true);
+    let _ = api.await;
+    Ok(())
+}
+
+fn open_store(path: &Path) -> Result<SqliteStore, String> {
+    if path.as_os_str() == ":memory:" {
+        return SqliteStore::in_memory().map_err(|e| e.to_string());
+    }
+    SqliteStore::open(path).map_err(|e| format!("{} ({})", e, path.display()))
+}

@@ -1,0 +1,202 @@
+//! What the API and the dashboard see of each rollout (BRIEF §5's rollout
+//! object), kept current by the controller, and the event stream of every
+//! decision and state change.
+
+use std::collections::BTreeMap;
+use std::sync::RwLock;
+
+use serde::Serialize;
+use tokio::sync::broadcast;
+
+use crate::engine::{DecisionRecord, GateResult, PauseReason, Phase, RolloutState, Timestamp};
+use crate::router::Health;
+use crate::spec::model::{DeploySpec, RolloutId};
+
+/// `{at, action, reason}` of the last decision.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct LastDecision {
+    /// When.
+    pub at: Timestamp,
+    /// What (`rollback`, `advance`…).
+    pub action: String,
+    /// Why, for people.
+    pub reason: String,
+}
+
+/// A rollout as the API shows it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct RolloutView {
+    /// Namespace.
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+    /// Phase.
+    pub phase: Phase,
+    /// Why paused, when paused.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pause_reason: Option<PauseReason>,
+    /// The current step, 1-based.
+    pub step: usize,
+    /// Number of steps.
+    pub steps: usize,
+    /// Canary weight, 0–100.
+    pub canary_weight: f64,
+    /// The version taking the rest of the traffic.
+    pub stable_version: String,
+    /// The version being rolled out (or last rolled out).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub canary_version: Option<String>,
+    /// The canary version the deploy file asks for.
+    pub desired_canary_version: String,
+    /// Watched time in the current step, in seconds.
+    pub step_elapsed_seconds: f64,
+    /// The current step's duration, in seconds (none for the last step).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub step_duration_seconds: Option<f64>,
+    /// When the state last changed.
+    pub updated_at: Timestamp,
+    /// The last decision.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_decision: Option<LastDecision>,
+    /// The gates judged on the last tick.
+    pub gates: Vec<GateResult>,
+    /// Upstream readiness seen by the router.
+    pub health: Health,
+    /// The deploy file.
+    pub file: String,
+    /// Why the latest edit of the file was rejected (the previous version runs).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file_error: Option<String>,
+}
+
+impl RolloutView {
+    /// The view of a rollout's state.
+    pub fn of(spec: &DeploySpec, state: &RolloutState, file: &str) -> RolloutView {
+        let step = state.step.min(spec.strategy.steps.len().saturating_sub(1));
+        RolloutView {
+            namespace: spec.id.namespace.clone(),
+            name: spec.id.name.clone(),
+            phase: state.phase,
+            pause_reason: state.pause,
+            step: step + 1,
+            steps: spec.strategy.steps.len(),
+            canary_weight: state.weight.percent(),
+            stable_version: state.stable_version.clone(),
+            canary_version: state.canary_version.clone(),
+            desired_canary_version: spec.canary.version.clone(),
+            step_elapsed_seconds: state.step_elapsed.as_secs_f64(),
+            step_duration_seconds: spec
+                .strategy
+                .steps
+                .get(step)
+                .and_then(|s| s.duration)
+                .map(|d| d.as_secs_f64()),
+            updated_at: state.last_tick.unwrap_or(state.since),
+            last_decision: None,
+            gates: Vec::new(),
+            health: Health::default(),
+            file: file.to_string(),
+            file_error: None,
+        }
+    }
+}
+
+/// One entry of the event stream.
+#[derive(Clone, Debug, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Event {
+    /// A decision was taken (and committed).
+    Decision {
+        /// The rollout after it.
+        rollout: Box<RolloutView>,
+        /// The record.
+        decision: Box<DecisionRecord>,
+    },
+    /// The rollout's state changed without a decision (a tick, new health).
+    State {
+        /// The rollout now.
+        rollout: Box<RolloutView>,
+    },
+    /// A deploy file was rejected; the previous version keeps running.
+    FileRejected {
+        /// The file.
+        file: String,
+        /// The `validate` report.
+        errors: String,
+    },
+}
+
+/// The shared picture of every rollout, plus the event stream.
+pub struct View {
+    rollouts: RwLock<BTreeMap<RolloutId, RolloutView>>,
+    events: broadcast::Sender<Event>,
+    ready: std::sync::atomic::AtomicBool,
+}
+
+impl Default for View {
+    fn default() -> View {
+        View {
+            rollouts: RwLock::new(BTreeMap::new()),
+            events: broadcast::channel(1024).0,
+            ready: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+}
+
+impl View {
+    /// Every rollout, by namespace and name.
+    pub fn list(&self) -> Vec<RolloutView> {
+        match self.rollouts.read() {
+            Ok(r) => r.values().cloned().collect(),
+            Err(poisoned) => poisoned.into_inner().values().cloned().collect(),
+        }
+    }
+
+    /// One rollout.
+    pub fn get(&self, id: &RolloutId) -> Option<RolloutView> {
+        match self.rollouts.read() {
+            Ok(r) => r.get(id).cloned(),
+            Err(poisoned) => poisoned.into_inner().get(id).cloned(),
+        }
+    }
+
+    /// Replaces a rollout's view.
+    pub fn put(&self, view: RolloutView) {
+        let id = RolloutId {
+            namespace: view.namespace.clone(),
+            name: view.name.clone(),
+        };
+        match self.rollouts.write() {
+            Ok(mut r) => r.insert(id, view),
+            Err(poisoned) => poisoned.into_inner().insert(id, view),
+        };
+    }
+
+    /// Forgets a rollout (its file was removed).
+    pub fn remove(&self, id: &RolloutId) {
+        match self.rollouts.write() {
+            Ok(mut r) => r.remove(id),
+            Err(poisoned) => poisoned.into_inner().remove(id),
+        };
+    }
+
+    /// Publishes an event to every subscriber (none is fine).
+    pub fn publish(&self, event: Event) {
+        let _ = self.events.send(event);
+    }
+
+    /// A new subscription to the event stream.
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.events.subscribe()
+    }
+
+    /// Marks the controller as having loaded its state and files.
+    pub fn set_ready(&self) {
+        self.ready.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Whether the controller is running its loop.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}

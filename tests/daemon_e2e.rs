@@ -1,0 +1,437 @@
+//! The daemon end to end: `canaryd run` as a process, a real Prometheus, two
+//! sample apps behind the built-in router under load.
+
+mod harness;
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use canaryd::sample::{Behaviour, SampleApp};
+use harness::{Prometheus, load_on_url, sample_app, wait_for};
+use serde_json::Value;
+
+const TOKEN: &str = "e2e-t0ken";
+
+fn free_addr() -> String {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.to_string())
+        .expect("free port")
+}
+
+struct Daemon {
+    child: Child,
+    api: String,
+}
+
+impl Daemon {
+    fn start(dir: &Path, prometheus: &str) -> Daemon {
+        let api = free_addr();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("canaryd.log"))
+            .expect("log");
+        let child = Command::new(env!("CARGO_BIN_EXE_canaryd"))
+            .args(["run", "--listen", &api, "--prometheus", prometheus])
+            .arg("--deploy-dir")
+            .arg(dir.join("deploy"))
+            .arg("--state")
+            .arg(dir.join("state.db"))
+            .env("CANARYD_API_TOKEN", TOKEN)
+            .env("CANARYD_LOG", "info")
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("canaryd starts");
+        Daemon {
+            child,
+            api: format!("http://{api}"),
+        }
+    }
+
+    async fn rollout(&self) -> Result<Value, String> {
+        let r = reqwest::get(format!("{}/api/v1/rollouts/default/checkout", self.api))
+            .await
+            .map_err(|e| e.to_string())?;
+        r.json().await.map_err(|e| e.to_string())
+    }
+
+    async fn wait_phase(&self, phase: &str, limit: Duration) -> Value {
+        wait_for(&format!("phase {phase}"), limit, || async {
+            let r = self.rollout().await?;
+            if r["phase"] == phase {
+                Ok(r)
+            } else {
+                Err(r.to_string())
+            }
+        })
+        .await
+    }
+
+    async fn decisions(&self) -> Vec<Value> {
+        let r: Value = reqwest::get(format!(
+            "{}/api/v1/rollouts/default/checkout/decisions",
+            self.api
+        ))
+        .await
+        .expect("decisions")
+        .json()
+        .await
+        .expect("JSON");
+        r["decisions"].as_array().cloned().unwrap_or_default()
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn write_deploy(dir: &Path, router: &str, stable: &SampleApp, canary: &SampleApp, steps: &str) {
+    let deploy = dir.join("deploy");
+    std::fs::create_dir_all(&deploy).expect("deploy dir");
+    let text = format!(
+        r#"service: checkout
+policy: http-red
+router: {{ kind: builtin, listen: "{router}" }}
+stable: {{ version: v1, address: "{}" }}
+canary: {{ version: v2, address: "{}" }}
+deploy:
+  strategy: canary
+  steps:
+{steps}
+  rollback:
+    auto: true
+    on:
+      - error_rate_greater_than: 5%
+      - latency_p99_greater_than: 400ms
+  analysis:
+    interval: 1s
+    window: 5s
+    min_requests: 5
+"#,
+        stable.addr(),
+        canary.addr()
+    );
+    // Written then renamed, as a deploy tool would, so no half file is read.
+    let tmp = deploy.join(".checkout.yaml.tmp");
+    std::fs::write(&tmp, text).expect("write");
+    std::fs::rename(&tmp, deploy.join("checkout.yaml")).expect("rename");
+}
+
+fn fast() -> Behaviour {
+    Behaviour {
+        latency_p50: Duration::from_millis(5),
+        latency_p99: Duration::from_millis(20),
+        ..Behaviour::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_healthy_canary_is_promoted_step_by_step() {
+    let stable = sample_app("checkout", "v1", fast()).await;
+    let canary = sample_app("checkout", "v2", fast()).await;
+    let prom = Prometheus::start(&[stable.addr(), canary.addr()]).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let router = free_addr();
+    write_deploy(
+        dir.path(),
+        &router,
+        &stable,
+        &canary,
+        "    - deploy: 20%\n      duration: 3s\n      metrics:\n        - error_rate_less_than: 1%\n    - deploy: 50%\n      duration: 3s\n    - deploy: 100%",
+    );
+    let daemon = Daemon::start(dir.path(), prom.url());
+    let _load = load_on_url(&format!("http://{router}/"), 100.0);
+
+    let done = daemon.wait_phase("Promoted", Duration::from_secs(90)).await;
+    assert_eq!(done["canary_weight"], 100.0);
+    assert_eq!(done["stable_version"], "v2");
+    let actions: Vec<String> = daemon
+        .decisions()
+        .await
+        .iter()
+        .map(|d| d["action"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(
+        actions,
+        ["start", "advance", "advance", "promote"],
+        "{actions:?}"
+    );
+    // Every request now goes to the canary.
+    let r = reqwest::get(format!("http://{router}/"))
+        .await
+        .expect("through the router");
+    assert_eq!(r.headers()["x-canaryd-track"], "canary");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_error_fault_at_step_2_cuts_the_canary_to_zero_and_says_why() {
+    let stable = sample_app("checkout", "v1", fast()).await;
+    let canary = sample_app("checkout", "v2", fast()).await;
+    let prom = Prometheus::start(&[stable.addr(), canary.addr()]).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let router = free_addr();
+    write_deploy(
+        dir.path(),
+        &router,
+        &stable,
+        &canary,
+        "    - deploy: 10%\n      duration: 3s\n    - deploy: 50%\n      duration: 10m\n    - deploy: 100%",
+    );
+    let daemon = Daemon::start(dir.path(), prom.url());
+    let _load = load_on_url(&format!("http://{router}/"), 100.0);
+    wait_for("step 2", Duration::from_secs(60), || async {
+        let r = daemon.rollout().await?;
+        if r["step"] == 2 && r["phase"] == "Progressing" {
+            Ok(())
+        } else {
+            Err(r.to_string())
+        }
+    })
+    .await;
+
+    reqwest::Client::new()
+        .put(format!("http://{}/admin/behaviour", canary.addr()))
+        .body(r#"{"error_rate": "50%"}"#)
+        .send()
+        .await
+        .expect("inject the fault");
+    let r = daemon
+        .wait_phase("RolledBack", Duration::from_secs(60))
+        .await;
+    assert_eq!(r["canary_weight"], 0.0);
+    let reason = r["last_decision"]["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("error_rate > 5%"), "{reason}");
+    assert!(reason.contains('%'), "the value is in the reason: {reason}");
+    let rollback = daemon
+        .decisions()
+        .await
+        .into_iter()
+        .last()
+        .expect("a decision");
+    assert_eq!(rollback["action"], "rollback");
+    let gate = rollback["gates"]
+        .as_array()
+        .and_then(|g| g.iter().find(|g| g["verdict"] == "fail"))
+        .cloned()
+        .expect("the breached gate is in the record");
+    assert_eq!(gate["threshold"], "5%");
+    assert!(gate["value"].as_f64().is_some_and(|v| v > 0.05), "{gate}");
+    assert!(
+        gate["query"]
+            .as_str()
+            .is_some_and(|q| q.contains(r#"version="v2""#)),
+        "{gate}"
+    );
+    for _ in 0..20 {
+        let r = reqwest::get(format!("http://{router}/"))
+            .await
+            .expect("through the router");
+        assert_eq!(r.headers()["x-canaryd-track"], "stable");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_need_the_token_and_a_broken_edit_keeps_the_rollout_going() {
+    let stable = sample_app("checkout", "v1", fast()).await;
+    let canary = sample_app("checkout", "v2", fast()).await;
+    let prom = Prometheus::start(&[stable.addr(), canary.addr()]).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let router = free_addr();
+    write_deploy(
+        dir.path(),
+        &router,
+        &stable,
+        &canary,
+        "    - deploy: 10%\n      duration: 10m\n    - deploy: 100%",
+    );
+    let daemon = Daemon::start(dir.path(), prom.url());
+    let _load = load_on_url(&format!("http://{router}/"), 50.0);
+    daemon
+        .wait_phase("Progressing", Duration::from_secs(30))
+        .await;
+
+    let http = reqwest::Client::new();
+    let pause = format!("{}/api/v1/rollouts/default/checkout/pause", daemon.api);
+    let none = http.post(&pause).send().await.expect("post");
+    assert_eq!(none.status(), 401);
+    let body: Value = none.json().await.expect("JSON error");
+    assert_eq!(body["error"]["code"], "unauthorized");
+    let wrong = http
+        .post(&pause)
+        .bearer_auth("nope")
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(wrong.status(), 403);
+    let ok = http
+        .post(&pause)
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(ok.status(), 200);
+    let paused: Value = ok.json().await.expect("rollout");
+    assert_eq!(paused["phase"], "Paused");
+    let again = http
+        .post(&pause)
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(again.status(), 409, "pausing a paused rollout is refused");
+
+    // A broken edit is rejected with the validator's errors; nothing changes.
+    std::fs::write(
+        dir.path().join("deploy/checkout.yaml"),
+        "service: checkout\ndeploy:\n  steps: [{deploy: 150%}]\n",
+    )
+    .expect("write");
+    let r = wait_for(
+        "the edit to be rejected",
+        Duration::from_secs(15),
+        || async {
+            let r = daemon.rollout().await?;
+            if r["file_error"].is_string() {
+                Ok(r)
+            } else {
+                Err(r.to_string())
+            }
+        },
+    )
+    .await;
+    assert!(
+        r["file_error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("150%"),
+        "{r}"
+    );
+    assert_eq!(r["phase"], "Paused");
+    assert_eq!(r["canary_weight"], 10.0);
+
+    let missing = http
+        .get(format!("{}/api/v1/rollouts/default/nope", daemon.api))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(missing.status(), 404);
+    let metrics = http
+        .get(format!("{}/metrics", daemon.api))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics.contains(r#"canaryd_rollout_phase{rollout="default/checkout",phase="Paused"} 1"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("canaryd_router_requests_total"),
+        "{metrics}"
+    );
+    let openapi: Value = http
+        .get(format!("{}/api/v1/openapi.json", daemon.api))
+        .send()
+        .await
+        .expect("openapi")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(openapi["openapi"], "3.1.0");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_daemon_killed_mid_step_continues_the_same_step_without_duplicate_decisions() {
+    let stable = sample_app("checkout", "v1", fast()).await;
+    let canary = sample_app("checkout", "v2", fast()).await;
+    let prom = Prometheus::start(&[stable.addr(), canary.addr()]).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let router = free_addr();
+    write_deploy(
+        dir.path(),
+        &router,
+        &stable,
+        &canary,
+        "    - deploy: 10%\n      duration: 3s\n    - deploy: 30%\n      duration: 10m\n    - deploy: 100%",
+    );
+    let mut daemon = Daemon::start(dir.path(), prom.url());
+    let _load = load_on_url(&format!("http://{router}/"), 50.0);
+    let before = wait_for(
+        "step 2 with some watched time",
+        Duration::from_secs(60),
+        || async {
+            let r = daemon.rollout().await?;
+            if r["step"] == 2 && r["step_elapsed_seconds"].as_f64().is_some_and(|s| s >= 2.0) {
+                Ok(r)
+            } else {
+                Err(r.to_string())
+            }
+        },
+    )
+    .await;
+    let log_before = daemon.decisions().await;
+    daemon.kill(); // SIGKILL: no shutdown code runs
+
+    let daemon = Daemon::start(dir.path(), prom.url());
+    let after = wait_for("the restarted daemon", Duration::from_secs(30), || async {
+        let r = daemon.rollout().await?;
+        if r["step_elapsed_seconds"].as_f64().is_some_and(|s| s > 0.0) {
+            Ok(r)
+        } else {
+            Err(r.to_string())
+        }
+    })
+    .await;
+    assert_eq!(after["phase"], "Progressing");
+    assert_eq!(after["step"], 2, "same step");
+    assert_eq!(after["canary_weight"], 30.0, "router weight re-applied");
+    let elapsed_before = before["step_elapsed_seconds"].as_f64().unwrap_or_default();
+    let elapsed_after = after["step_elapsed_seconds"].as_f64().unwrap_or_default();
+    assert!(
+        elapsed_after >= elapsed_before,
+        "{elapsed_before} → {elapsed_after}"
+    );
+    // Downtime does not count as watched time.
+    assert!(
+        elapsed_after < elapsed_before + 10.0,
+        "{elapsed_before} → {elapsed_after}"
+    );
+    let log_after = daemon.decisions().await;
+    assert_eq!(
+        &log_after[..log_before.len()],
+        &log_before[..],
+        "the log is kept as it was"
+    );
+    let seqs: Vec<u64> = log_after.iter().filter_map(|d| d["seq"].as_u64()).collect();
+    assert_eq!(
+        seqs,
+        (1..=seqs.len() as u64).collect::<Vec<_>>(),
+        "no decision twice"
+    );
+    // Traffic still reaches the canary at its weight.
+    let mut canary_hits = 0;
+    for _ in 0..100 {
+        let r = reqwest::get(format!("http://{router}/"))
+            .await
+            .expect("through the router");
+        canary_hits += usize::from(r.headers()["x-canaryd-track"] == "canary");
+    }
+    assert!(
+        (10..=55).contains(&canary_hits),
+        "{canary_hits}/100 to a 30% canary"
+    );
+}
