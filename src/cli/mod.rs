@@ -84,6 +84,15 @@ pub enum Command {
     Retry(control::CommandArgs),
     /// For CD pipelines: follow a rollout until it ends; exit 0 promoted, 1 rolled back, 2 aborted.
     Wait(control::WaitArgs),
+    /// The one-command local demo: sample apps, load, Prometheus and the daemon; a promotion, then a rollback.
+    Demo {
+        /// Where the dashboard and API listen (a free port if taken).
+        #[arg(long, default_value = "127.0.0.1:9900")]
+        api: std::net::SocketAddr,
+        /// Exit after the scenario instead of waiting for Ctrl-C.
+        #[arg(long)]
+        exit: bool,
+    },
     /// Run the sample service of the demo and tests (exports the http-red metrics).
     SampleApp(sample::AppArgs),
     /// Send open-loop HTTP load at a fixed rate (the demo's traffic).
@@ -98,6 +107,31 @@ fn duration(text: &str) -> Result<Duration, String> {
 fn policy_dir(flag: Option<&Path>) -> Option<&Path> {
     let default_dir = Path::new("policies");
     flag.or_else(|| default_dir.is_dir().then_some(default_dir))
+}
+
+/// The demo prints its own story; logs only for warnings unless `CANARYD_LOG` says otherwise.
+fn init_logging_quiet() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CANARYD_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+fn demo(options: crate::demo::DemoOptions) -> ExitCode {
+    let result = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())
+        .and_then(|rt| rt.block_on(crate::demo::run(options)));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: demo: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// Logs go to stderr; `CANARYD_LOG` filters them (`info` by default).
@@ -137,6 +171,10 @@ pub fn main() -> ExitCode {
         Command::Abort(args) => control::command(crate::engine::Command::Abort, args),
         Command::Retry(args) => control::command(crate::engine::Command::Retry, args),
         Command::Wait(args) => control::wait(args),
+        Command::Demo { api, exit } => {
+            init_logging_quiet();
+            demo(crate::demo::DemoOptions { api, exit })
+        }
         Command::SampleApp(args) => {
             init_logging();
             sample::run_app(args)
