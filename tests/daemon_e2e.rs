@@ -435,3 +435,124 @@ async fn a_daemon_killed_mid_step_continues_the_same_step_without_duplicate_deci
         "{canary_hits}/100 to a 30% canary"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_latency_only_fault_rolls_back() {
+    let stable = sample_app("checkout", "v1", fast()).await;
+    let canary = sample_app("checkout", "v2", fast()).await;
+    let prom = Prometheus::start(&[stable.addr(), canary.addr()]).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let router = free_addr();
+    write_deploy(
+        dir.path(),
+        &router,
+        &stable,
+        &canary,
+        "    - deploy: 30%\n      duration: 10m\n    - deploy: 100%",
+    );
+    let daemon = Daemon::start(dir.path(), prom.url());
+    let _load = load_on_url(&format!("http://{router}/"), 100.0);
+    daemon
+        .wait_phase("Progressing", Duration::from_secs(30))
+        .await;
+    reqwest::Client::new()
+        .put(format!("http://{}/admin/behaviour", canary.addr()))
+        .body(r#"{"latency_p50": "600ms", "latency_p99": "900ms"}"#)
+        .send()
+        .await
+        .expect("inject latency");
+    let r = daemon
+        .wait_phase("RolledBack", Duration::from_secs(60))
+        .await;
+    let reason = r["last_decision"]["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("latency_p99 > 400ms"), "{reason}");
+    assert_eq!(r["canary_weight"], 0.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_canary_without_traffic_is_never_promoted() {
+    let stable = sample_app("checkout", "v1", fast()).await;
+    let canary = sample_app("checkout", "v2", fast()).await;
+    let prom = Prometheus::start(&[stable.addr(), canary.addr()]).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let router = free_addr();
+    // Short steps: without data, even these must never pass.
+    write_deploy(
+        dir.path(),
+        &router,
+        &stable,
+        &canary,
+        "    - deploy: 10%\n      duration: 1s\n    - deploy: 100%",
+    );
+    let daemon = Daemon::start(dir.path(), prom.url());
+    // No load at all. After `inconclusive_limit` ticks of no data: paused.
+    let r = daemon.wait_phase("Paused", Duration::from_secs(60)).await;
+    assert_eq!(r["pause_reason"], "no_data");
+    assert_eq!(r["step"], 1);
+    let actions: Vec<Value> = daemon
+        .decisions()
+        .await
+        .iter()
+        .map(|d| d["action"].clone())
+        .collect();
+    assert!(
+        !actions.iter().any(|a| a == "advance" || a == "promote"),
+        "{actions:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_event_stream_carries_each_decision_as_it_is_taken() {
+    let stable = sample_app("checkout", "v1", fast()).await;
+    let canary = sample_app("checkout", "v2", fast()).await;
+    let prom = Prometheus::start(&[stable.addr(), canary.addr()]).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let router = free_addr();
+    write_deploy(
+        dir.path(),
+        &router,
+        &stable,
+        &canary,
+        "    - deploy: 10%\n      duration: 10m\n    - deploy: 100%",
+    );
+    let daemon = Daemon::start(dir.path(), prom.url());
+    let _load = load_on_url(&format!("http://{router}/"), 50.0);
+    daemon
+        .wait_phase("Progressing", Duration::from_secs(30))
+        .await;
+
+    let events = reqwest::get(format!("{}/api/v1/events", daemon.api))
+        .await
+        .expect("SSE");
+    assert_eq!(events.headers()["content-type"], "text/event-stream");
+    let mut events = events;
+    reqwest::Client::new()
+        .post(format!(
+            "{}/api/v1/rollouts/default/checkout/abort",
+            daemon.api
+        ))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .expect("abort");
+    let mut text = String::new();
+    let found = tokio::time::timeout(Duration::from_secs(20), async {
+        while let Some(chunk) = events.chunk().await.expect("chunk") {
+            text.push_str(&String::from_utf8_lossy(&chunk));
+            if let Some(line) = text
+                .lines()
+                .find(|l| l.starts_with("data:") && l.contains(r#""action":"abort""#))
+            {
+                return line.to_string();
+            }
+        }
+        String::new()
+    })
+    .await
+    .expect("an abort decision event within 20s");
+    let event: Value =
+        serde_json::from_str(found.trim_start_matches("data:").trim()).expect("JSON event");
+    assert_eq!(event["type"], "decision");
+    assert_eq!(event["rollout"]["phase"], "Aborted");
+    assert_eq!(event["rollout"]["canary_weight"], 0.0);
+}

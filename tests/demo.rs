@@ -15,9 +15,16 @@ fn the_demo_promotes_v2_then_rolls_back_the_faulty_v3() {
         .output()
         .expect("canaryd demo runs");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(stdout.contains("→ v2 is Promoted"), "{stdout}");
     assert!(stdout.contains("→ v3 is RolledBack"), "{stdout}");
     assert!(stdout.contains("canary weight 0"), "{stdout}");
-    assert!(stdout.contains("abort condition error_rate > 2% breached"), "{stdout}");
+    assert!(
+        stdout.contains("abort condition error_rate > 2% breached"),
+        "{stdout}"
+    );
 }
