@@ -3,7 +3,7 @@
 //! scrape, and the daemon with short steps: a healthy v2 is promoted, then v3
 //! gets a fault mid-rollout and is rolled back within seconds.
 
-mod prometheus;
+pub mod prometheus;
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
