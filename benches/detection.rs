@@ -78,7 +78,7 @@ async fn main() {
     std::fs::create_dir_all(&deploy_dir).expect("deploy dir");
     let (stable_addr, canary_addr, router, api_addr, prom_addr) =
         (free(), free(), free(), free(), free());
-    let stable = app("v1", stable_addr).await;
+    let _stable = app("v1", stable_addr).await; // serves until the end
     let prom = canaryd::demo::prometheus::start(dir.path(), prom_addr, &[stable_addr, canary_addr])
         .await
         .expect("prometheus");
