@@ -44,9 +44,9 @@ pub struct CommandArgs {
 pub struct WaitArgs {
     /// The rollout (`name` or `namespace/name`).
     name: String,
-    /// Wait for this canary version's outcome (default: whatever is in flight).
+    /// The canary version whose outcome to wait for (the one the pipeline deployed).
     #[arg(long)]
-    version: Option<String>,
+    version: String,
     /// Give up after this long (exit 3).
     #[arg(long, default_value = "1h", value_parser = duration)]
     timeout: Duration,
@@ -240,7 +240,7 @@ pub fn wait(args: WaitArgs) -> ExitCode {
                             println!("{line}");
                             last_seen = line;
                         }
-                        let version_matches = args.version.as_deref().is_none_or(|v| r["canary_version"] == v);
+                        let version_matches = r["canary_version"] == args.version.as_str();
                         let phase = text(&r["phase"]);
                         if version_matches {
                             match phase.as_str() {

@@ -46,7 +46,7 @@ pub struct RunArgs {
 }
 
 /// The daemon's settings after every source is merged.
-#[derive(Debug, Deserialize)]
+#[derive(Deserialize)]
 pub struct DaemonConfig {
     /// Directory of deploy files.
     pub deploy_dir: PathBuf,
@@ -64,6 +64,24 @@ pub struct DaemonConfig {
     pub query_timeout: String,
     /// Deploy directory scan period (`1s`).
     pub reload_every: String,
+}
+
+impl std::fmt::Debug for DaemonConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DaemonConfig")
+            .field("deploy_dir", &self.deploy_dir)
+            .field("listen", &self.listen)
+            .field("state", &self.state)
+            .field(
+                "prometheus_url",
+                &self.prometheus_url.as_deref().map(redact_url),
+            )
+            .field("policy_dir", &self.policy_dir)
+            .field("api_token", &self.api_token.as_ref().map(|_| "<set>"))
+            .field("query_timeout", &self.query_timeout)
+            .field("reload_every", &self.reload_every)
+            .finish()
+    }
 }
 
 impl DaemonConfig {
@@ -147,7 +165,11 @@ async fn shutdown_signal() {
 }
 
 fn duration(key: &str, text: &str) -> Result<Duration, String> {
-    parse_duration(text).map_err(|e| format!("{key}: {e}"))
+    match parse_duration(text) {
+        Ok(d) if d.is_zero() => Err(format!("{key}: must be longer than 0s")),
+        Ok(d) => Ok(d),
+        Err(e) => Err(format!("{key}: {e}")),
+    }
 }
 
 /// Starts the controller and the API with `config`, until `shutdown`.
@@ -203,7 +225,9 @@ pub async fn serve(
     .await
     .map_err(|e| e.to_string())?;
     let (commands, requests) = mpsc::channel(64);
-    if config.api_token.is_none() {
+    // An empty token would let an empty `Bearer` through: it means "none".
+    let token = config.api_token.clone().filter(|t| !t.trim().is_empty());
+    if token.is_none() {
         tracing::warn!(
             "CANARYD_API_TOKEN is not set: pause/resume/promote/abort/retry are disabled"
         );
@@ -212,7 +236,7 @@ pub async fn serve(
         view,
         store,
         commands,
-        token: config.api_token.clone(),
+        token,
         registry: Arc::new(registry),
     });
     tracing::info!(
@@ -233,7 +257,14 @@ pub async fn serve(
     });
     controller.run(requests, shutdown).await;
     let _ = stop.send(true);
-    let _ = api.await;
+    // Open event streams (a dashboard tab) never end by themselves: give
+    // requests in flight a moment, then stop regardless.
+    if tokio::time::timeout(Duration::from_secs(3), api)
+        .await
+        .is_err()
+    {
+        tracing::info!("closing open event streams");
+    }
     Ok(())
 }
 

@@ -64,6 +64,12 @@ impl DeployDir {
         &self.dir
     }
 
+    /// Forgets a file, so the next scan reads it again (its content was fine
+    /// but it could not be applied, e.g. its router's port was in use).
+    pub fn forget(&mut self, path: &Path) {
+        self.seen.remove(path);
+    }
+
     /// The files that changed since the last scan, in name order.
     pub fn scan(&mut self, policies: &PolicySet) -> std::io::Result<Vec<FileEvent>> {
         let mut present: Vec<PathBuf> = std::fs::read_dir(&self.dir)?
@@ -72,7 +78,19 @@ impl DeployDir {
             .filter(|p| is_deploy_file(p) && p.is_file())
             .collect();
         present.sort();
+        // Removals first: a renamed file is a removal and an addition, and the
+        // rollout must be free when its new file claims it.
         let mut events = Vec::new();
+        let gone: Vec<PathBuf> = self
+            .seen
+            .keys()
+            .filter(|p| !present.contains(p))
+            .cloned()
+            .collect();
+        for path in gone {
+            self.seen.remove(&path);
+            events.push(FileEvent::Removed { path });
+        }
         for path in &present {
             // A file being written may vanish or be half there: next scan.
             let Ok(text) = std::fs::read_to_string(path) else {
@@ -111,16 +129,6 @@ impl DeployDir {
                         .join("\n"),
                 }),
             }
-        }
-        let gone: Vec<PathBuf> = self
-            .seen
-            .keys()
-            .filter(|p| !present.contains(p))
-            .cloned()
-            .collect();
-        for path in gone {
-            self.seen.remove(&path);
-            events.push(FileEvent::Removed { path });
         }
         Ok(events)
     }

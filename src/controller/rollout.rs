@@ -115,43 +115,55 @@ impl Controller {
         for old in previous {
             self.remove(&old);
         }
-        if let Some(m) = self.rollouts.get_mut(&id) {
+        if let Some(m) = self.rollouts.get(&id) {
             let restart = !same_router(&m.spec, &spec);
-            let addresses_moved = m.spec.stable.address != spec.stable.address
-                || m.spec.canary.address != spec.canary.address;
-            m.spec = spec.clone();
-            m.file_error = None;
-            tracing::info!(rollout = %id, file = %path.display(), "deploy file changed; applies from the next tick");
-            if restart {
-                m.router.stop();
+            let canary_changed = m.spec.canary != spec.canary;
+            let addresses_moved = m.spec.stable.address != spec.stable.address || canary_changed;
+            // Start the new router before letting go of the old one: if it
+            // cannot start, the old spec and router keep running.
+            let new_router = if restart {
                 match self.make_router(&spec).await {
-                    Ok(router) => {
-                        let weight = self.rollouts.get(&id).map(|m| m.state.weight);
-                        if let (Some(m), Some(w)) = (self.rollouts.get_mut(&id), weight) {
-                            m.router = router;
-                            if let Err(e) = m.router.set_weight(w).await {
-                                tracing::error!(rollout = %id, error = %e, "cannot set the new router's weight");
-                            }
-                        }
-                    }
+                    Ok(r) => Some(r),
                     Err(e) => {
-                        tracing::error!(rollout = %id, error = %e, "cannot start the new router; the old one is stopped")
+                        self.dir.forget(&path);
+                        self.file_rejected(&path, e);
+                        return;
                     }
                 }
+            } else {
+                None
+            };
+            let Some(m) = self.rollouts.get_mut(&id) else {
+                return;
+            };
+            tracing::info!(rollout = %id, file = %path.display(), "deploy file changed; applies from the next tick");
+            if canary_changed && m.state.weight > crate::spec::units::Weight::ZERO {
+                // A different canary gets no traffic until the engine decides
+                // its weight (a cut is always safe; the next tick comes now).
+                if let Err(e) = m.router.set_weight(crate::spec::units::Weight::ZERO).await {
+                    tracing::error!(rollout = %id, error = %e, "cannot cut the weight before switching canaries");
+                }
+            }
+            if let Some(router) = new_router {
+                m.router.stop();
+                m.router = router;
             } else if addresses_moved
                 && let (Router::Builtin(r), Some(s), Some(c)) =
                     (&m.router, &spec.stable.address, &spec.canary.address)
             {
                 r.set_upstreams(s.clone(), c.clone()).await;
             }
-            if let Some(m) = self.rollouts.get(&id) {
-                self.view.put(m.view());
-            }
+            m.spec = spec;
+            m.file_error = None;
+            m.next_tick = now;
+            self.view.put(m.view());
             return;
         }
         let router = match self.make_router(&spec).await {
             Ok(r) => r,
             Err(e) => {
+                // Not the file's fault (a port in use…): try again next scan.
+                self.dir.forget(&path);
                 self.file_rejected(&path, e);
                 return;
             }

@@ -171,7 +171,7 @@ impl Controller {
                 .min(now.plus(interval(&m.spec)));
             // Reconcile: the router holds the committed weight, whatever happened to it.
             match m.router.weight().await {
-                Ok(w) if w != m.state.weight => {
+                Ok(w) if !m.router.same_weight(w, m.state.weight) => {
                     tracing::warn!(rollout = %id, router = %w, desired = %m.state.weight, "router weight drifted; setting it back");
                     if let Err(err) = m.router.set_weight(m.state.weight).await {
                         tracing::error!(rollout = %id, error = %err, "cannot reconcile the router");
@@ -224,7 +224,9 @@ impl Controller {
                     .get(&id)
                     .map(|m| m.view())
                     .ok_or_else(|| CommandError::NotFound(id.to_string())),
-                Err(e) => Err(CommandError::Store(e)),
+                Err(e) => Err(CommandError::Store(format!(
+                    "{e}; the decision was not stored (a weight cut may already be applied) and the next tick decides again"
+                ))),
             },
         };
         let _ = reply.send(outcome);

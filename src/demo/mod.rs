@@ -189,7 +189,8 @@ async fn scenario(options: DemoOptions) -> Result<(), String> {
         deploy_dir.join("checkout.yaml").display()
     );
 
-    let token = std::env::var("CANARYD_API_TOKEN").unwrap_or_else(|_| "demo".to_string());
+    // A token for this demo only (never one from the environment: it is printed).
+    let token = "demo".to_string();
     let config = DaemonConfig {
         deploy_dir: deploy_dir.clone(),
         listen: api_addr.to_string(),

@@ -164,6 +164,8 @@ impl BuiltinRouter {
             if u.stable == stable && u.canary == canary {
                 return;
             }
+            // Not ready until the new canary answers its own health check.
+            self.shared.canary_ready.store(false, Ordering::SeqCst);
             *u = Upstreams { stable, canary };
         }
         check_health(&self.shared).await;
@@ -203,14 +205,24 @@ async fn accept_loop(
         };
         let _ = stream.set_nodelay(true);
         let shared = shared.clone();
+        let mut stop = stopped.clone();
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req| {
                 let shared = shared.clone();
                 async move { Ok::<_, Infallible>(forward(&shared, req, peer).await) }
             });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
+            let conn = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service);
+            tokio::pin!(conn);
+            // A stopped router finishes the request in flight on each
+            // kept-alive connection, then closes it: nothing is proxied after.
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                _ = stop.changed() => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.await;
+                }
+            }
         });
     }
 }

@@ -63,6 +63,15 @@ impl Router {
         }
     }
 
+    /// Whether two weights are the same at this router's resolution (HAProxy
+    /// rounds to 1/256, so 10% reads back as 10.16%).
+    pub fn same_weight(&self, a: Weight, b: Weight) -> bool {
+        match self {
+            Router::Builtin(_) => a == b,
+            Router::Haproxy(_) => haproxy::server_weights(a) == haproxy::server_weights(b),
+        }
+    }
+
     /// Whether each upstream is ready.
     pub async fn health(&self) -> Health {
         match self {
