@@ -556,3 +556,120 @@ async fn the_event_stream_carries_each_decision_as_it_is_taken() {
     assert_eq!(event["rollout"]["phase"], "Aborted");
     assert_eq!(event["rollout"]["canary_weight"], 0.0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_drives_a_real_haproxy_through_its_runtime_api() {
+    use canaryd::router::{HaproxyConfig, HaproxyRouter};
+    let stable = sample_app("checkout", "v1", fast()).await;
+    let canary = sample_app("checkout", "v2", fast()).await;
+    let prom = Prometheus::start(&[stable.addr(), canary.addr()]).await;
+    let haproxy = harness::haproxy::Haproxy::start(stable.addr(), canary.addr()).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::create_dir_all(dir.path().join("deploy")).expect("deploy dir");
+    let text = format!(
+        r#"service: checkout
+policy: http-red
+router: {{ kind: haproxy, socket: "{}", backend: app, stable_server: stable, canary_server: canary }}
+stable: {{ version: v1 }}
+canary: {{ version: v2 }}
+deploy:
+  strategy: canary
+  steps:
+    - deploy: 25%
+      duration: 3s
+      metrics:
+        - error_rate_less_than: 1%
+    - deploy: 100%
+  analysis:
+    interval: 1s
+    window: 5s
+    min_requests: 5
+"#,
+        haproxy.socket
+    );
+    std::fs::write(dir.path().join("deploy/checkout.yaml"), text).expect("write");
+    let daemon = Daemon::start(dir.path(), prom.url());
+    let _load = load_on_url(&format!("http://{}/", haproxy.frontend), 100.0);
+    let adapter = HaproxyRouter::new(HaproxyConfig {
+        socket: haproxy.socket.clone(),
+        backend: "app".into(),
+        stable_server: "stable".into(),
+        canary_server: "canary".into(),
+    });
+    // While at step 1, HAProxy itself holds 25% (64/256) for the canary.
+    wait_for("HAProxy at 25%", Duration::from_secs(30), || async {
+        let w = adapter.weight().await.map_err(|e| e.to_string())?;
+        if w.to_string() == "25%" {
+            Ok(())
+        } else {
+            Err(w.to_string())
+        }
+    })
+    .await;
+    let done = daemon.wait_phase("Promoted", Duration::from_secs(60)).await;
+    assert_eq!(done["canary_weight"], 100.0);
+    assert_eq!(
+        adapter.weight().await.expect("read back").to_string(),
+        "100%"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_broken_while_the_daemon_was_down_runs_its_last_good_version() {
+    let stable = sample_app("checkout", "v1", fast()).await;
+    let canary = sample_app("checkout", "v2", fast()).await;
+    let prom = Prometheus::start(&[stable.addr(), canary.addr()]).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let router = free_addr();
+    write_deploy(
+        dir.path(),
+        &router,
+        &stable,
+        &canary,
+        "    - deploy: 20%\n      duration: 10m\n    - deploy: 100%",
+    );
+    let mut daemon = Daemon::start(dir.path(), prom.url());
+    let _load = load_on_url(&format!("http://{router}/"), 50.0);
+    daemon
+        .wait_phase("Progressing", Duration::from_secs(30))
+        .await;
+    daemon.kill();
+
+    std::fs::write(
+        dir.path().join("deploy/checkout.yaml"),
+        "service: checkout\ndeploy: {steps: [{deploy: 5 %}]}\n",
+    )
+    .expect("break it");
+    let daemon = Daemon::start(dir.path(), prom.url());
+    let r = wait_for(
+        "the rollout under its last good file",
+        Duration::from_secs(30),
+        || async {
+            let r = daemon.rollout().await?;
+            if r["file_error"].is_string() {
+                Ok(r)
+            } else {
+                Err(r.to_string())
+            }
+        },
+    )
+    .await;
+    assert_eq!(r["phase"], "Progressing");
+    assert_eq!(r["canary_weight"], 20.0);
+    assert!(
+        r["file_error"].as_str().unwrap_or_default().contains("5 %"),
+        "{r}"
+    );
+    // The router is up again at the stored weight.
+    let mut canary_hits = 0;
+    for _ in 0..100 {
+        let resp = reqwest::get(format!("http://{router}/"))
+            .await
+            .expect("through the router");
+        canary_hits += usize::from(resp.headers()["x-canaryd-track"] == "canary");
+    }
+    assert!(
+        (3..=45).contains(&canary_hits),
+        "{canary_hits}/100 to a 20% canary"
+    );
+}

@@ -21,6 +21,8 @@ pub enum FileEvent {
         path: PathBuf,
         /// Its spec.
         spec: Box<DeploySpec>,
+        /// Its text (remembered as the last good version).
+        text: String,
         /// Warnings (`no_data: ignore`…), rendered.
         warnings: Vec<String>,
     },
@@ -114,6 +116,7 @@ impl DeployDir {
                 Some(spec) if errors.is_empty() => events.push(FileEvent::Changed {
                     path: path.clone(),
                     spec: Box::new(spec),
+                    text: text.clone(),
                     warnings: decoded
                         .diagnostics
                         .iter()

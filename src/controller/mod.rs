@@ -195,17 +195,52 @@ impl Controller {
                 FileEvent::Changed {
                     path,
                     spec,
+                    text,
                     warnings,
                 } => {
                     for w in warnings {
                         tracing::warn!(file = %path.display(), "{w}");
                     }
+                    let store = self.store.clone();
+                    let key = path.display().to_string();
+                    let saved = tokio::task::spawn_blocking(move || {
+                        store.save_accepted_file(&key, &text, now)
+                    })
+                    .await;
+                    if !matches!(saved, Ok(Ok(()))) {
+                        tracing::warn!(file = %path.display(), "cannot remember the accepted file; a restart with a broken file would not run it");
+                    }
                     self.file_changed(path, *spec, now).await;
                 }
-                FileEvent::Rejected { path, report } => self.file_rejected(&path, report),
+                FileEvent::Rejected { path, report } => {
+                    if !self.rollouts.values().any(|m| m.file == path) {
+                        self.run_last_good(&path, now).await;
+                    }
+                    self.file_rejected(&path, report);
+                }
                 FileEvent::Removed { path } => self.file_removed(&path),
             }
         }
         Ok(())
+    }
+
+    /// A file that is broken now (after a restart) runs its last accepted version.
+    async fn run_last_good(&mut self, path: &std::path::Path, now: Timestamp) {
+        let store = self.store.clone();
+        let key = path.display().to_string();
+        let Ok(Ok(Some(text))) =
+            tokio::task::spawn_blocking(move || store.accepted_file(&key)).await
+        else {
+            return;
+        };
+        let decoded =
+            crate::spec::decode::decode(&path.display().to_string(), &text, &self.policies);
+        if let Some(spec) = decoded
+            .spec
+            .filter(|_| !decoded.diagnostics.iter().any(|d| d.is_error()))
+        {
+            tracing::warn!(file = %path.display(), rollout = %spec.id, "the file is broken; running its last accepted version");
+            self.file_changed(path.to_path_buf(), spec, now).await;
+        }
     }
 }

@@ -10,7 +10,7 @@ use crate::engine::{Alert, DecisionRecord, RolloutState, Timestamp};
 use crate::spec::model::RolloutId;
 
 /// The newest schema this build writes.
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA_V1: &str = "
 CREATE TABLE rollouts (
@@ -46,6 +46,16 @@ CREATE TABLE outbox (
 );
 CREATE INDEX outbox_pending ON outbox (next_attempt_at)
     WHERE delivered_at IS NULL AND gave_up_at IS NULL;
+";
+
+/// Version 2: the last accepted text of each deploy file, so a file broken
+/// while canaryd was down still runs its last good version after a restart.
+const SCHEMA_V2: &str = "
+CREATE TABLE accepted_files (
+    path        TEXT PRIMARY KEY,
+    text        TEXT NOT NULL,
+    accepted_at INTEGER NOT NULL
+);
 ";
 
 /// Rollout state, decision log and alert outbox in one SQLite file.
@@ -109,7 +119,12 @@ impl SqliteStore {
         }
         if version < 1 {
             conn.execute_batch(&format!(
-                "BEGIN; {SCHEMA_V1} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+                "BEGIN; {SCHEMA_V1} PRAGMA user_version = 1; COMMIT;"
+            ))?;
+        }
+        if version < 2 {
+            conn.execute_batch(&format!(
+                "BEGIN; {SCHEMA_V2} PRAGMA user_version = 2; COMMIT;"
             ))?;
         }
         Ok(SqliteStore {
@@ -274,6 +289,33 @@ impl SqliteStore {
             )?,
         };
         Ok(())
+    }
+
+    /// Remembers the text of a deploy file that was accepted.
+    pub fn save_accepted_file(
+        &self,
+        path: &str,
+        text: &str,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        self.conn().execute(
+            "INSERT INTO accepted_files (path, text, accepted_at) VALUES (?1, ?2, ?3)
+             ON CONFLICT (path) DO UPDATE SET text = excluded.text, accepted_at = excluded.accepted_at",
+            params![path, text, millis(now)],
+        )?;
+        Ok(())
+    }
+
+    /// The last accepted text of a deploy file, if any.
+    pub fn accepted_file(&self, path: &str) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT text FROM accepted_files WHERE path = ?1",
+                params![path],
+                |r| r.get(0),
+            )
+            .optional()?)
     }
 
     /// The stored state of one rollout.
