@@ -7,7 +7,7 @@ use std::time::Duration;
 use canaryd::router::{BuiltinConfig, BuiltinRouter, RouterMetrics};
 use canaryd::sample::{Behaviour, SampleApp};
 use canaryd::spec::units::Weight;
-use harness::{sample_app, wait_for};
+use harness::{instant, sample_app, wait_for};
 use prometheus_client::registry::Registry;
 
 struct Setup {
@@ -18,17 +18,8 @@ struct Setup {
     http: reqwest::Client,
 }
 
-/// No added latency: these tests send thousands of requests one by one.
-fn fast() -> Behaviour {
-    Behaviour {
-        latency_p50: Duration::ZERO,
-        latency_p99: Duration::ZERO,
-        ..Behaviour::default()
-    }
-}
-
 async fn setup(canary: Behaviour) -> Setup {
-    let stable = sample_app("checkout", "v1", fast()).await;
+    let stable = sample_app("checkout", "v1", instant()).await;
     let canary = sample_app("checkout", "v2", canary).await;
     let mut registry = Registry::default();
     let metrics = RouterMetrics::register(&mut registry);
@@ -87,7 +78,7 @@ impl Setup {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_canary_gets_its_weight_of_requests_and_the_weight_reads_back() {
-    let s = setup(fast()).await;
+    let s = setup(instant()).await;
     assert_eq!(s.router.weight(), Weight::ZERO);
     assert_eq!(s.canary_share(100).await, 0, "weight 0: stable only");
 
@@ -105,7 +96,7 @@ async fn the_canary_gets_its_weight_of_requests_and_the_weight_reads_back() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unready_canary_gets_no_traffic_whatever_its_weight() {
-    let s = setup(fast()).await;
+    let s = setup(instant()).await;
     assert!(s.router.health().canary && s.router.health().stable);
     let admin = format!("http://{}/admin/behaviour", s.canary.addr());
     s.http
@@ -234,7 +225,7 @@ async fn request_and_response_bodies_stream_through_unchanged() {
 async fn requests_are_counted_by_track_and_status_under_the_policy_names() {
     let s = setup(Behaviour {
         error_rate: 1.0,
-        ..fast()
+        ..instant()
     })
     .await;
     s.router.set_weight(Weight::FULL);
@@ -258,7 +249,7 @@ async fn requests_are_counted_by_track_and_status_under_the_policy_names() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_upstream_is_a_502_counted_against_its_track() {
-    let s = setup(fast()).await;
+    let s = setup(instant()).await;
     s.stable.stop().await.expect("stop stable");
     let r = reqwest::Client::new()
         .get(format!("http://{}/", s.router.addr()))

@@ -3,7 +3,6 @@
 
 mod harness;
 
-use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -15,10 +14,7 @@ use serde_json::Value;
 const TOKEN: &str = "e2e-t0ken";
 
 fn free_addr() -> String {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.to_string())
-        .expect("free port")
+    format!("127.0.0.1:{}", harness::free_port())
 }
 
 struct Daemon {
@@ -97,13 +93,38 @@ impl Drop for Daemon {
     }
 }
 
-fn write_deploy(dir: &Path, router: &str, stable: &SampleApp, canary: &SampleApp, steps: &str) {
-    let deploy = dir.join("deploy");
-    std::fs::create_dir_all(&deploy).expect("deploy dir");
-    let text = format!(
-        r#"service: checkout
+/// Two sample apps scraped by a Prometheus, a temp dir for the deploy file
+/// and the state, and a free address for the built-in router.
+struct Stack {
+    stable: SampleApp,
+    canary: SampleApp,
+    prom: Prometheus,
+    dir: tempfile::TempDir,
+    router: String,
+}
+
+impl Stack {
+    async fn new() -> Stack {
+        let stable = sample_app("checkout", "v1", fast()).await;
+        let canary = sample_app("checkout", "v2", fast()).await;
+        let prom = Prometheus::start(&[stable.addr(), canary.addr()]).await;
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::create_dir_all(dir.path().join("deploy")).expect("deploy dir");
+        Stack {
+            stable,
+            canary,
+            prom,
+            dir,
+            router: free_addr(),
+        }
+    }
+
+    /// Writes the deploy file with these `steps` (YAML lines).
+    fn deploy(&self, steps: &str) {
+        let text = format!(
+            r#"service: checkout
 policy: http-red
-router: {{ kind: builtin, listen: "{router}" }}
+router: {{ kind: builtin, listen: "{}" }}
 stable: {{ version: v1, address: "{}" }}
 canary: {{ version: v2, address: "{}" }}
 deploy:
@@ -120,13 +141,35 @@ deploy:
     window: 5s
     min_requests: 5
 "#,
-        stable.addr(),
-        canary.addr()
-    );
-    // Written then renamed, as a deploy tool would, so no half file is read.
-    let tmp = deploy.join(".checkout.yaml.tmp");
-    std::fs::write(&tmp, text).expect("write");
-    std::fs::rename(&tmp, deploy.join("checkout.yaml")).expect("rename");
+            self.router,
+            self.stable.addr(),
+            self.canary.addr()
+        );
+        self.write_file(&text);
+    }
+
+    /// Writes `text` as the deploy file: written then renamed, as a deploy
+    /// tool would, so no half file is read.
+    fn write_file(&self, text: &str) {
+        let deploy = self.dir.path().join("deploy");
+        let tmp = deploy.join(".checkout.yaml.tmp");
+        std::fs::write(&tmp, text).expect("write");
+        std::fs::rename(&tmp, deploy.join("checkout.yaml")).expect("rename");
+    }
+
+    fn daemon(&self) -> Daemon {
+        Daemon::start(self.dir.path(), self.prom.url())
+    }
+
+    /// The built-in router's URL.
+    fn url(&self) -> String {
+        format!("http://{}/", self.router)
+    }
+
+    /// Open-loop load through the router.
+    fn load(&self, rps: f64) -> canaryd::sample::load::LoadHandle {
+        load_on_url(&self.url(), rps)
+    }
 }
 
 fn fast() -> Behaviour {
@@ -139,20 +182,10 @@ fn fast() -> Behaviour {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_healthy_canary_is_promoted_step_by_step() {
-    let stable = sample_app("checkout", "v1", fast()).await;
-    let canary = sample_app("checkout", "v2", fast()).await;
-    let prom = Prometheus::start(&[stable.addr(), canary.addr()]).await;
-    let dir = tempfile::tempdir().expect("temp dir");
-    let router = free_addr();
-    write_deploy(
-        dir.path(),
-        &router,
-        &stable,
-        &canary,
-        "    - deploy: 20%\n      duration: 3s\n      metrics:\n        - error_rate_less_than: 1%\n    - deploy: 50%\n      duration: 3s\n    - deploy: 100%",
-    );
-    let daemon = Daemon::start(dir.path(), prom.url());
-    let _load = load_on_url(&format!("http://{router}/"), 100.0);
+    let s = Stack::new().await;
+    s.deploy("    - deploy: 20%\n      duration: 3s\n      metrics:\n        - error_rate_less_than: 1%\n    - deploy: 50%\n      duration: 3s\n    - deploy: 100%");
+    let daemon = s.daemon();
+    let _load = s.load(100.0);
 
     let done = daemon.wait_phase("Promoted", Duration::from_secs(90)).await;
     assert_eq!(done["canary_weight"], 100.0);
@@ -169,28 +202,16 @@ async fn a_healthy_canary_is_promoted_step_by_step() {
         "{actions:?}"
     );
     // Every request now goes to the canary.
-    let r = reqwest::get(format!("http://{router}/"))
-        .await
-        .expect("through the router");
+    let r = reqwest::get(s.url()).await.expect("through the router");
     assert_eq!(r.headers()["x-canaryd-track"], "canary");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_error_fault_at_step_2_cuts_the_canary_to_zero_and_says_why() {
-    let stable = sample_app("checkout", "v1", fast()).await;
-    let canary = sample_app("checkout", "v2", fast()).await;
-    let prom = Prometheus::start(&[stable.addr(), canary.addr()]).await;
-    let dir = tempfile::tempdir().expect("temp dir");
-    let router = free_addr();
-    write_deploy(
-        dir.path(),
-        &router,
-        &stable,
-        &canary,
-        "    - deploy: 10%\n      duration: 3s\n    - deploy: 50%\n      duration: 10m\n    - deploy: 100%",
-    );
-    let daemon = Daemon::start(dir.path(), prom.url());
-    let _load = load_on_url(&format!("http://{router}/"), 100.0);
+    let s = Stack::new().await;
+    s.deploy("    - deploy: 10%\n      duration: 3s\n    - deploy: 50%\n      duration: 10m\n    - deploy: 100%");
+    let daemon = s.daemon();
+    let _load = s.load(100.0);
     wait_for("step 2", Duration::from_secs(60), || async {
         let r = daemon.rollout().await?;
         if r["step"] == 2 && r["phase"] == "Progressing" {
@@ -202,7 +223,7 @@ async fn an_error_fault_at_step_2_cuts_the_canary_to_zero_and_says_why() {
     .await;
 
     reqwest::Client::new()
-        .put(format!("http://{}/admin/behaviour", canary.addr()))
+        .put(format!("http://{}/admin/behaviour", s.canary.addr()))
         .body(r#"{"error_rate": "50%"}"#)
         .send()
         .await
@@ -235,29 +256,17 @@ async fn an_error_fault_at_step_2_cuts_the_canary_to_zero_and_says_why() {
         "{gate}"
     );
     for _ in 0..20 {
-        let r = reqwest::get(format!("http://{router}/"))
-            .await
-            .expect("through the router");
+        let r = reqwest::get(s.url()).await.expect("through the router");
         assert_eq!(r.headers()["x-canaryd-track"], "stable");
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn commands_need_the_token_and_a_broken_edit_keeps_the_rollout_going() {
-    let stable = sample_app("checkout", "v1", fast()).await;
-    let canary = sample_app("checkout", "v2", fast()).await;
-    let prom = Prometheus::start(&[stable.addr(), canary.addr()]).await;
-    let dir = tempfile::tempdir().expect("temp dir");
-    let router = free_addr();
-    write_deploy(
-        dir.path(),
-        &router,
-        &stable,
-        &canary,
-        "    - deploy: 10%\n      duration: 10m\n    - deploy: 100%",
-    );
-    let daemon = Daemon::start(dir.path(), prom.url());
-    let _load = load_on_url(&format!("http://{router}/"), 50.0);
+    let s = Stack::new().await;
+    s.deploy("    - deploy: 10%\n      duration: 10m\n    - deploy: 100%");
+    let daemon = s.daemon();
+    let _load = s.load(50.0);
     daemon
         .wait_phase("Progressing", Duration::from_secs(30))
         .await;
@@ -294,7 +303,7 @@ async fn commands_need_the_token_and_a_broken_edit_keeps_the_rollout_going() {
 
     // A broken edit is rejected with the validator's errors; nothing changes.
     std::fs::write(
-        dir.path().join("deploy/checkout.yaml"),
+        s.dir.path().join("deploy/checkout.yaml"),
         "service: checkout\ndeploy:\n  steps: [{deploy: 150%}]\n",
     )
     .expect("write");
@@ -356,20 +365,10 @@ async fn commands_need_the_token_and_a_broken_edit_keeps_the_rollout_going() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_daemon_killed_mid_step_continues_the_same_step_without_duplicate_decisions() {
-    let stable = sample_app("checkout", "v1", fast()).await;
-    let canary = sample_app("checkout", "v2", fast()).await;
-    let prom = Prometheus::start(&[stable.addr(), canary.addr()]).await;
-    let dir = tempfile::tempdir().expect("temp dir");
-    let router = free_addr();
-    write_deploy(
-        dir.path(),
-        &router,
-        &stable,
-        &canary,
-        "    - deploy: 10%\n      duration: 3s\n    - deploy: 30%\n      duration: 10m\n    - deploy: 100%",
-    );
-    let mut daemon = Daemon::start(dir.path(), prom.url());
-    let _load = load_on_url(&format!("http://{router}/"), 50.0);
+    let s = Stack::new().await;
+    s.deploy("    - deploy: 10%\n      duration: 3s\n    - deploy: 30%\n      duration: 10m\n    - deploy: 100%");
+    let mut daemon = s.daemon();
+    let _load = s.load(50.0);
     let before = wait_for(
         "step 2 with some watched time",
         Duration::from_secs(60),
@@ -386,7 +385,7 @@ async fn a_daemon_killed_mid_step_continues_the_same_step_without_duplicate_deci
     let log_before = daemon.decisions().await;
     daemon.kill(); // SIGKILL: no shutdown code runs
 
-    let daemon = Daemon::start(dir.path(), prom.url());
+    let daemon = s.daemon();
     let after = wait_for("the restarted daemon", Duration::from_secs(30), || async {
         let r = daemon.rollout().await?;
         if r["step_elapsed_seconds"].as_f64().is_some_and(|s| s > 0.0) {
@@ -425,9 +424,7 @@ async fn a_daemon_killed_mid_step_continues_the_same_step_without_duplicate_deci
     // Traffic still reaches the canary at its weight.
     let mut canary_hits = 0;
     for _ in 0..100 {
-        let r = reqwest::get(format!("http://{router}/"))
-            .await
-            .expect("through the router");
+        let r = reqwest::get(s.url()).await.expect("through the router");
         canary_hits += usize::from(r.headers()["x-canaryd-track"] == "canary");
     }
     assert!(
@@ -438,25 +435,15 @@ async fn a_daemon_killed_mid_step_continues_the_same_step_without_duplicate_deci
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_latency_only_fault_rolls_back() {
-    let stable = sample_app("checkout", "v1", fast()).await;
-    let canary = sample_app("checkout", "v2", fast()).await;
-    let prom = Prometheus::start(&[stable.addr(), canary.addr()]).await;
-    let dir = tempfile::tempdir().expect("temp dir");
-    let router = free_addr();
-    write_deploy(
-        dir.path(),
-        &router,
-        &stable,
-        &canary,
-        "    - deploy: 30%\n      duration: 10m\n    - deploy: 100%",
-    );
-    let daemon = Daemon::start(dir.path(), prom.url());
-    let _load = load_on_url(&format!("http://{router}/"), 100.0);
+    let s = Stack::new().await;
+    s.deploy("    - deploy: 30%\n      duration: 10m\n    - deploy: 100%");
+    let daemon = s.daemon();
+    let _load = s.load(100.0);
     daemon
         .wait_phase("Progressing", Duration::from_secs(30))
         .await;
     reqwest::Client::new()
-        .put(format!("http://{}/admin/behaviour", canary.addr()))
+        .put(format!("http://{}/admin/behaviour", s.canary.addr()))
         .body(r#"{"latency_p50": "600ms", "latency_p99": "900ms"}"#)
         .send()
         .await
@@ -471,20 +458,10 @@ async fn a_latency_only_fault_rolls_back() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_canary_without_traffic_is_never_promoted() {
-    let stable = sample_app("checkout", "v1", fast()).await;
-    let canary = sample_app("checkout", "v2", fast()).await;
-    let prom = Prometheus::start(&[stable.addr(), canary.addr()]).await;
-    let dir = tempfile::tempdir().expect("temp dir");
-    let router = free_addr();
+    let s = Stack::new().await;
     // Short steps: without data, even these must never pass.
-    write_deploy(
-        dir.path(),
-        &router,
-        &stable,
-        &canary,
-        "    - deploy: 10%\n      duration: 1s\n    - deploy: 100%",
-    );
-    let daemon = Daemon::start(dir.path(), prom.url());
+    s.deploy("    - deploy: 10%\n      duration: 1s\n    - deploy: 100%");
+    let daemon = s.daemon();
     // No load at all. After `inconclusive_limit` ticks of no data: paused.
     let r = daemon.wait_phase("Paused", Duration::from_secs(60)).await;
     assert_eq!(r["pause_reason"], "no_data");
@@ -503,20 +480,10 @@ async fn a_canary_without_traffic_is_never_promoted() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_event_stream_carries_each_decision_as_it_is_taken() {
-    let stable = sample_app("checkout", "v1", fast()).await;
-    let canary = sample_app("checkout", "v2", fast()).await;
-    let prom = Prometheus::start(&[stable.addr(), canary.addr()]).await;
-    let dir = tempfile::tempdir().expect("temp dir");
-    let router = free_addr();
-    write_deploy(
-        dir.path(),
-        &router,
-        &stable,
-        &canary,
-        "    - deploy: 10%\n      duration: 10m\n    - deploy: 100%",
-    );
-    let daemon = Daemon::start(dir.path(), prom.url());
-    let _load = load_on_url(&format!("http://{router}/"), 50.0);
+    let s = Stack::new().await;
+    s.deploy("    - deploy: 10%\n      duration: 10m\n    - deploy: 100%");
+    let daemon = s.daemon();
+    let _load = s.load(50.0);
     daemon
         .wait_phase("Progressing", Duration::from_secs(30))
         .await;
@@ -559,13 +526,8 @@ async fn the_event_stream_carries_each_decision_as_it_is_taken() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_daemon_drives_a_real_haproxy_through_its_runtime_api() {
-    use canaryd::router::{HaproxyConfig, HaproxyRouter};
-    let stable = sample_app("checkout", "v1", fast()).await;
-    let canary = sample_app("checkout", "v2", fast()).await;
-    let prom = Prometheus::start(&[stable.addr(), canary.addr()]).await;
-    let haproxy = harness::haproxy::Haproxy::start(stable.addr(), canary.addr()).await;
-    let dir = tempfile::tempdir().expect("temp dir");
-    std::fs::create_dir_all(dir.path().join("deploy")).expect("deploy dir");
+    let s = Stack::new().await;
+    let haproxy = harness::haproxy::Haproxy::start(s.stable.addr(), s.canary.addr()).await;
     let text = format!(
         r#"service: checkout
 policy: http-red
@@ -587,15 +549,10 @@ deploy:
 "#,
         haproxy.socket
     );
-    std::fs::write(dir.path().join("deploy/checkout.yaml"), text).expect("write");
-    let daemon = Daemon::start(dir.path(), prom.url());
+    s.write_file(&text);
+    let daemon = s.daemon();
     let _load = load_on_url(&format!("http://{}/", haproxy.frontend), 100.0);
-    let adapter = HaproxyRouter::new(HaproxyConfig {
-        socket: haproxy.socket.clone(),
-        backend: "app".into(),
-        stable_server: "stable".into(),
-        canary_server: "canary".into(),
-    });
+    let adapter = haproxy.adapter("canary");
     // While at step 1, HAProxy itself holds 25% (64/256) for the canary.
     wait_for("HAProxy at 25%", Duration::from_secs(30), || async {
         let w = adapter.weight().await.map_err(|e| e.to_string())?;
@@ -616,31 +573,21 @@ deploy:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_file_broken_while_the_daemon_was_down_runs_its_last_good_version() {
-    let stable = sample_app("checkout", "v1", fast()).await;
-    let canary = sample_app("checkout", "v2", fast()).await;
-    let prom = Prometheus::start(&[stable.addr(), canary.addr()]).await;
-    let dir = tempfile::tempdir().expect("temp dir");
-    let router = free_addr();
-    write_deploy(
-        dir.path(),
-        &router,
-        &stable,
-        &canary,
-        "    - deploy: 20%\n      duration: 10m\n    - deploy: 100%",
-    );
-    let mut daemon = Daemon::start(dir.path(), prom.url());
-    let _load = load_on_url(&format!("http://{router}/"), 50.0);
+    let s = Stack::new().await;
+    s.deploy("    - deploy: 20%\n      duration: 10m\n    - deploy: 100%");
+    let mut daemon = s.daemon();
+    let _load = s.load(50.0);
     daemon
         .wait_phase("Progressing", Duration::from_secs(30))
         .await;
     daemon.kill();
 
     std::fs::write(
-        dir.path().join("deploy/checkout.yaml"),
+        s.dir.path().join("deploy/checkout.yaml"),
         "service: checkout\ndeploy: {steps: [{deploy: 5 %}]}\n",
     )
     .expect("break it");
-    let daemon = Daemon::start(dir.path(), prom.url());
+    let daemon = s.daemon();
     let r = wait_for(
         "the rollout under its last good file",
         Duration::from_secs(30),
@@ -663,9 +610,7 @@ async fn a_file_broken_while_the_daemon_was_down_runs_its_last_good_version() {
     // The router is up again at the stored weight.
     let mut canary_hits = 0;
     for _ in 0..100 {
-        let resp = reqwest::get(format!("http://{router}/"))
-            .await
-            .expect("through the router");
+        let resp = reqwest::get(s.url()).await.expect("through the router");
         canary_hits += usize::from(resp.headers()["x-canaryd-track"] == "canary");
     }
     assert!(

@@ -5,31 +5,16 @@ mod harness;
 
 use std::time::Duration;
 
-use canaryd::router::haproxy::{HaproxyConfig, HaproxyRouter};
-use canaryd::sample::Behaviour;
 use canaryd::spec::units::Weight;
 use harness::haproxy::Haproxy;
-use harness::{sample_app, wait_for};
-
-fn fast() -> Behaviour {
-    Behaviour {
-        latency_p50: Duration::ZERO,
-        latency_p99: Duration::ZERO,
-        ..Behaviour::default()
-    }
-}
+use harness::{instant, sample_app, wait_for};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn weights_set_through_the_runtime_api_read_back_and_split_traffic() {
-    let stable = sample_app("checkout", "v1", fast()).await;
-    let canary = sample_app("checkout", "v2", fast()).await;
+    let stable = sample_app("checkout", "v1", instant()).await;
+    let canary = sample_app("checkout", "v2", instant()).await;
     let haproxy = Haproxy::start(stable.addr(), canary.addr()).await;
-    let router = HaproxyRouter::new(HaproxyConfig {
-        socket: haproxy.socket.clone(),
-        backend: "app".into(),
-        stable_server: "stable".into(),
-        canary_server: "canary".into(),
-    });
+    let router = haproxy.adapter("canary");
     assert_eq!(router.weight().await.expect("read"), Weight::ZERO);
 
     let quarter = Weight::parse("25%").expect("weight");
@@ -68,15 +53,10 @@ async fn weights_set_through_the_runtime_api_read_back_and_split_traffic() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_canary_that_fails_its_health_check_is_reported_unready() {
-    let stable = sample_app("checkout", "v1", fast()).await;
-    let canary = sample_app("checkout", "v2", fast()).await;
+    let stable = sample_app("checkout", "v1", instant()).await;
+    let canary = sample_app("checkout", "v2", instant()).await;
     let haproxy = Haproxy::start(stable.addr(), canary.addr()).await;
-    let router = HaproxyRouter::new(HaproxyConfig {
-        socket: haproxy.socket.clone(),
-        backend: "app".into(),
-        stable_server: "stable".into(),
-        canary_server: "canary".into(),
-    });
+    let router = haproxy.adapter("canary");
     reqwest::Client::new()
         .put(format!("http://{}/admin/behaviour", canary.addr()))
         .body(r#"{"ready": false}"#)
@@ -100,15 +80,10 @@ async fn a_canary_that_fails_its_health_check_is_reported_unready() {
 
 #[tokio::test]
 async fn an_unknown_server_is_refused_with_haproxys_answer() {
-    let stable = sample_app("checkout", "v1", fast()).await;
-    let canary = sample_app("checkout", "v2", fast()).await;
+    let stable = sample_app("checkout", "v1", instant()).await;
+    let canary = sample_app("checkout", "v2", instant()).await;
     let haproxy = Haproxy::start(stable.addr(), canary.addr()).await;
-    let router = HaproxyRouter::new(HaproxyConfig {
-        socket: haproxy.socket.clone(),
-        backend: "app".into(),
-        stable_server: "stable".into(),
-        canary_server: "canray".into(),
-    });
+    let router = haproxy.adapter("canray");
     let err = router.set_weight(Weight::FULL).await.expect_err("refused");
     assert!(
         err.to_string().to_lowercase().contains("no such server"),

@@ -118,23 +118,41 @@ fn healthy() -> Behaviour {
     Behaviour::default()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_canary_failing_5_percent_reads_5_percent_and_a_healthy_stable_reads_zero() {
+/// A healthy stable v1 and a canary v2 behaving as `canary`, both under
+/// 150 requests/s and scraped by Prometheus; kept alive together.
+struct LoadedPair {
+    _apps: (canaryd::sample::SampleApp, canaryd::sample::SampleApp),
+    _loads: (
+        canaryd::sample::load::LoadHandle,
+        canaryd::sample::load::LoadHandle,
+    ),
+    _prom: Prometheus,
+    spec: DeploySpec,
+}
+
+async fn loaded_pair(canary: Behaviour) -> LoadedPair {
     let stable = sample_app("checkout", "v1", healthy()).await;
-    let canary = sample_app(
-        "checkout",
-        "v2",
-        Behaviour {
-            error_rate: 0.05,
-            ..healthy()
-        },
-    )
-    .await;
-    let _loads = (load_on(&stable, 150.0), load_on(&canary, 150.0));
+    let canary = sample_app("checkout", "v2", canary).await;
+    let loads = (load_on(&stable, 150.0), load_on(&canary, 150.0));
     let prom = Prometheus::start(&[stable.addr(), canary.addr()]).await;
     let spec = spec("checkout", "v1", "v2", prom.url());
+    LoadedPair {
+        _apps: (stable, canary),
+        _loads: loads,
+        _prom: prom,
+        spec,
+    }
+}
 
-    let ms = measure_with_requests(&spec, &source(), 2500.0).await;
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_canary_failing_5_percent_reads_5_percent_and_a_healthy_stable_reads_zero() {
+    let pair = loaded_pair(Behaviour {
+        error_rate: 0.05,
+        ..healthy()
+    })
+    .await;
+
+    let ms = measure_with_requests(&pair.spec, &source(), 2500.0).await;
     let m = gate(&ms, ERROR_RATE);
     let canary_rate = m.canary.value.clone().expect("canary error rate");
     // Binomial noise over ≥2,500 requests: σ ≤ 0.44 points; ±2 points is 4.5σ.
@@ -157,22 +175,14 @@ async fn a_canary_failing_5_percent_reads_5_percent_and_a_healthy_stable_reads_z
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_p99_of_300ms_reads_within_histogram_bucket_resolution() {
-    let stable = sample_app("checkout", "v1", healthy()).await;
-    let canary = sample_app(
-        "checkout",
-        "v2",
-        Behaviour {
-            latency_p50: Duration::from_millis(100),
-            latency_p99: Duration::from_millis(300),
-            ..healthy()
-        },
-    )
+    let pair = loaded_pair(Behaviour {
+        latency_p50: Duration::from_millis(100),
+        latency_p99: Duration::from_millis(300),
+        ..healthy()
+    })
     .await;
-    let _loads = (load_on(&stable, 150.0), load_on(&canary, 150.0));
-    let prom = Prometheus::start(&[stable.addr(), canary.addr()]).await;
-    let spec = spec("checkout", "v1", "v2", prom.url());
 
-    let ms = measure_with_requests(&spec, &source(), 2000.0).await;
+    let ms = measure_with_requests(&pair.spec, &source(), 2000.0).await;
     let m = gate(&ms, LATENCY_P99);
     let p99 = m.canary.value.clone().expect("canary p99");
     // 300ms sits on the 0.25 | 0.3 | 0.4 bucket bounds; histogram_quantile

@@ -4,32 +4,13 @@
 
 mod common;
 
-use canaryd::engine::{Decision, Effect, Phase, Timestamp};
+use canaryd::engine::{Decision, Phase, Timestamp};
 use canaryd::store::{Change, Delivery, SqliteStore};
 use common::{SEED_FILE, Sim, World, spec};
 
 /// The store change a decision makes.
 fn change(sim: &Sim, d: &Decision) -> Change {
-    Change {
-        id: sim.spec.id.clone(),
-        state: d.state.clone(),
-        records: d
-            .effects
-            .iter()
-            .filter_map(|e| match e {
-                Effect::Record(r) => Some(r.clone()),
-                _ => None,
-            })
-            .collect(),
-        alerts: d
-            .effects
-            .iter()
-            .filter_map(|e| match e {
-                Effect::Notify(a) => Some(a.clone()),
-                _ => None,
-            })
-            .collect(),
-    }
+    Change::of(&sim.spec.id, d)
 }
 
 /// Ticks the seed rollout `n` times, committing each decision.

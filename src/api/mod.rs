@@ -276,54 +276,28 @@ async fn act(
 async fn events(
     State(s): State<Arc<ApiState>>,
 ) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
-    let mut rx = s.view.subscribe();
-    let stream = async_stream(move |tx| async move {
-        loop {
-            match rx.recv().await {
-                Ok(event) => {
-                    let kind = match &event {
-                        crate::controller::Event::Decision { .. } => "decision",
-                        crate::controller::Event::State { .. } => "state",
-                        crate::controller::Event::FileRejected { .. } => "file_rejected",
-                    };
-                    let data = serde_json::to_string(&event).unwrap_or_default();
-                    if tx
-                        .send(SseEvent::default().event(kind).data(data))
-                        .await
-                        .is_err()
-                    {
-                        return;
-                    }
-                }
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                    let data = format!("{{\"missed\":{n}}}");
-                    if tx
-                        .send(SseEvent::default().event("lagged").data(data))
-                        .await
-                        .is_err()
-                    {
-                        return;
-                    }
-                }
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+    use tokio::sync::broadcast::error::RecvError;
+    // Read straight from the subscription: the stream (and its receiver) ends
+    // when the client goes away, with no task left behind.
+    let stream = futures::stream::unfold(s.view.subscribe(), |mut rx| async move {
+        let event = match rx.recv().await {
+            Ok(event) => {
+                let kind = match &event {
+                    crate::controller::Event::Decision { .. } => "decision",
+                    crate::controller::Event::State { .. } => "state",
+                    crate::controller::Event::FileRejected { .. } => "file_rejected",
+                };
+                let data = serde_json::to_string(&event).unwrap_or_default();
+                SseEvent::default().event(kind).data(data)
             }
-        }
+            Err(RecvError::Lagged(n)) => SseEvent::default()
+                .event("lagged")
+                .data(format!("{{\"missed\":{n}}}")),
+            Err(RecvError::Closed) => return None,
+        };
+        Some((Ok::<_, Infallible>(event), rx))
     });
     Sse::new(stream).keep_alive(KeepAlive::default())
-}
-
-/// A stream fed by a task through a channel.
-fn async_stream<F, Fut>(f: F) -> impl Stream<Item = Result<SseEvent, Infallible>>
-where
-    F: FnOnce(mpsc::Sender<SseEvent>) -> Fut,
-    Fut: std::future::Future<Output = ()> + Send + 'static,
-{
-    let (tx, rx) = mpsc::channel(64);
-    tokio::spawn(f(tx));
-    futures::stream::unfold(
-        rx,
-        |mut rx| async move { rx.recv().await.map(|e| (Ok(e), rx)) },
-    )
 }
 
 async fn dashboard() -> Html<&'static str> {

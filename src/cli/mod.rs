@@ -109,16 +109,6 @@ fn policy_dir(flag: Option<&Path>) -> Option<&Path> {
     flag.or_else(|| default_dir.is_dir().then_some(default_dir))
 }
 
-/// The demo prints its own story; logs only for warnings unless `CANARYD_LOG` says otherwise.
-fn init_logging_quiet() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("CANARYD_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
-}
-
 fn demo(options: crate::demo::DemoOptions) -> ExitCode {
     let result = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -134,10 +124,10 @@ fn demo(options: crate::demo::DemoOptions) -> ExitCode {
     }
 }
 
-/// Logs go to stderr; `CANARYD_LOG` filters them (`info` by default).
-fn init_logging() {
+/// Logs go to stderr; `CANARYD_LOG` filters them, `default` otherwise.
+fn init_logging(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("CANARYD_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -161,7 +151,7 @@ pub fn main() -> ExitCode {
             output,
         } => check::run(&file, policies.as_deref(), prometheus, timeout, output),
         Command::Run(args) => {
-            init_logging();
+            init_logging("info");
             run::run(args)
         }
         Command::Status(args) => control::status(args),
@@ -172,15 +162,16 @@ pub fn main() -> ExitCode {
         Command::Retry(args) => control::command(crate::engine::Command::Retry, args),
         Command::Wait(args) => control::wait(args),
         Command::Demo { api, exit } => {
-            init_logging_quiet();
+            // The demo prints its own story: only warnings are logged.
+            init_logging("warn");
             demo(crate::demo::DemoOptions { api, exit })
         }
         Command::SampleApp(args) => {
-            init_logging();
+            init_logging("info");
             sample::run_app(args)
         }
         Command::Load(args) => {
-            init_logging();
+            init_logging("info");
             sample::run_load(args)
         }
     }

@@ -7,9 +7,7 @@ use std::time::Duration;
 use super::Controller;
 use super::view::{Event, LastDecision, RolloutView};
 use crate::engine::{GateResult, RolloutState, Timestamp};
-use crate::router::{
-    BuiltinConfig, BuiltinRouter, HaproxyConfig, HaproxyRouter, Router, RouterError,
-};
+use crate::router::{BuiltinConfig, BuiltinRouter, HaproxyConfig, HaproxyRouter, Router};
 use crate::spec::model::{DeploySpec, RolloutId, RouterSpec};
 
 /// A rollout the controller drives.
@@ -33,15 +31,6 @@ impl Managed {
         v.file_error = self.file_error.clone();
         v.health = self.health;
         v
-    }
-}
-
-impl Router {
-    /// Stops a router that runs inside canaryd (the built-in proxy).
-    pub fn stop(&self) {
-        if let Router::Builtin(r) = self {
-            r.stop();
-        }
     }
 }
 
@@ -173,7 +162,7 @@ impl Controller {
             .remove(&id)
             .unwrap_or_else(|| RolloutState::new(&spec, now));
         // After a restart the router holds what was last committed.
-        if let Err(e) = reapply(&router, &state).await {
+        if let Err(e) = router.set_weight(state.weight).await {
             tracing::error!(rollout = %id, error = %e, "cannot re-apply the stored weight; retrying every tick");
         }
         let store = self.store.clone();
@@ -235,11 +224,6 @@ impl Controller {
         }
         self.view.remove(id);
     }
-}
-
-/// Sets the router to the state's weight (a restart, a new router).
-async fn reapply(router: &Router, state: &RolloutState) -> Result<(), RouterError> {
-    router.set_weight(state.weight).await
 }
 
 /// The interval a rollout is ticked at.

@@ -100,29 +100,7 @@ impl Controller {
             }
         }
         // 2. Commit the tick: state, records and alerts together.
-        let changes: Vec<Change> = decisions
-            .iter()
-            .map(|(id, d)| Change {
-                id: id.clone(),
-                state: d.state.clone(),
-                records: d
-                    .effects
-                    .iter()
-                    .filter_map(|e| match e {
-                        Effect::Record(r) => Some(r.clone()),
-                        _ => None,
-                    })
-                    .collect(),
-                alerts: d
-                    .effects
-                    .iter()
-                    .filter_map(|e| match e {
-                        Effect::Notify(a) => Some(a.clone()),
-                        _ => None,
-                    })
-                    .collect(),
-            })
-            .collect();
+        let changes: Vec<Change> = decisions.iter().map(|(id, d)| Change::of(id, d)).collect();
         let store = self.store.clone();
         let committed = tokio::task::spawn_blocking(move || store.commit(&changes, now))
             .await
@@ -142,6 +120,7 @@ impl Controller {
             let Some(m) = self.rollouts.get_mut(&id) else {
                 continue;
             };
+            let records: Vec<_> = d.records().cloned().collect();
             for e in &d.effects {
                 match e {
                     Effect::SetWeight { weight } => {
@@ -185,14 +164,6 @@ impl Controller {
             self.metrics.observe_state(&id, &m.state, &m.gates);
             let view = m.view();
             self.view.put(view.clone());
-            let records: Vec<_> = d
-                .effects
-                .iter()
-                .filter_map(|e| match e {
-                    Effect::Record(r) => Some(r.clone()),
-                    _ => None,
-                })
-                .collect();
             if records.is_empty() {
                 self.view.publish(Event::State {
                     rollout: Box::new(view.clone()),

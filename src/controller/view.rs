@@ -3,7 +3,7 @@
 //! decision and state change.
 
 use std::collections::BTreeMap;
-use std::sync::RwLock;
+use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use serde::Serialize;
 use tokio::sync::broadcast;
@@ -128,7 +128,7 @@ pub enum Event {
 
 /// The shared picture of every rollout, plus the event stream.
 pub struct View {
-    rollouts: RwLock<BTreeMap<RolloutId, RolloutView>>,
+    rollouts: RwLock<Rollouts>,
     events: broadcast::Sender<Event>,
     ready: std::sync::atomic::AtomicBool,
 }
@@ -143,21 +143,29 @@ impl Default for View {
     }
 }
 
+type Rollouts = BTreeMap<RolloutId, RolloutView>;
+
 impl View {
+    /// The map for reading (a poisoned lock still holds whole views: each
+    /// write replaces one entry).
+    fn read(&self) -> RwLockReadGuard<'_, Rollouts> {
+        self.rollouts.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, Rollouts> {
+        self.rollouts
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// Every rollout, by namespace and name.
     pub fn list(&self) -> Vec<RolloutView> {
-        match self.rollouts.read() {
-            Ok(r) => r.values().cloned().collect(),
-            Err(poisoned) => poisoned.into_inner().values().cloned().collect(),
-        }
+        self.read().values().cloned().collect()
     }
 
     /// One rollout.
     pub fn get(&self, id: &RolloutId) -> Option<RolloutView> {
-        match self.rollouts.read() {
-            Ok(r) => r.get(id).cloned(),
-            Err(poisoned) => poisoned.into_inner().get(id).cloned(),
-        }
+        self.read().get(id).cloned()
     }
 
     /// Replaces a rollout's view.
@@ -166,18 +174,12 @@ impl View {
             namespace: view.namespace.clone(),
             name: view.name.clone(),
         };
-        match self.rollouts.write() {
-            Ok(mut r) => r.insert(id, view),
-            Err(poisoned) => poisoned.into_inner().insert(id, view),
-        };
+        self.write().insert(id, view);
     }
 
     /// Forgets a rollout (its file was removed).
     pub fn remove(&self, id: &RolloutId) {
-        match self.rollouts.write() {
-            Ok(mut r) => r.remove(id),
-            Err(poisoned) => poisoned.into_inner().remove(id),
-        };
+        self.write().remove(id);
     }
 
     /// Publishes an event to every subscriber (none is fine).

@@ -66,6 +66,24 @@ pub struct Decision {
     pub next_tick: Option<Timestamp>,
 }
 
+impl Decision {
+    /// The decision records it appends to the log, in order.
+    pub fn records(&self) -> impl Iterator<Item = &DecisionRecord> {
+        self.effects.iter().filter_map(|e| match e {
+            Effect::Record(r) => Some(r),
+            _ => None,
+        })
+    }
+
+    /// The alerts it queues, in order.
+    pub fn alerts(&self) -> impl Iterator<Item = &Alert> {
+        self.effects.iter().filter_map(|e| match e {
+            Effect::Notify(a) => Some(a),
+            _ => None,
+        })
+    }
+}
+
 /// Decides what happens to one rollout. Only commands can be rejected.
 pub fn decide(
     spec: &DeploySpec,

@@ -68,6 +68,15 @@ struct Shared {
     metrics: RouterMetrics,
 }
 
+impl Shared {
+    /// The upstream addresses (a poisoned lock still holds valid strings).
+    fn upstreams(&self) -> std::sync::RwLockReadGuard<'_, Upstreams> {
+        self.upstreams
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
 /// A running built-in router.
 pub struct BuiltinRouter {
     shared: Arc<Shared>,
@@ -157,10 +166,11 @@ impl BuiltinRouter {
     /// Points the tracks at new addresses (an edited deploy file, a promotion).
     pub async fn set_upstreams(&self, stable: String, canary: String) {
         {
-            let mut u = match self.shared.upstreams.write() {
-                Ok(u) => u,
-                Err(poisoned) => poisoned.into_inner(),
-            };
+            let mut u = self
+                .shared
+                .upstreams
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             if u.stable == stable && u.canary == canary {
                 return;
             }
@@ -244,10 +254,7 @@ async fn forward(shared: &Shared, req: Request<Incoming>, peer: SocketAddr) -> R
     let started = Instant::now();
     let track = choose(shared);
     let upstream = {
-        let u = match shared.upstreams.read() {
-            Ok(u) => u,
-            Err(poisoned) => poisoned.into_inner(),
-        };
+        let u = shared.upstreams();
         if track == "canary" {
             u.canary.clone()
         } else {
@@ -369,10 +376,7 @@ async fn health_loop(shared: Arc<Shared>, every: Duration, mut stopped: watch::R
 
 async fn check_health(shared: &Shared) {
     let (stable, canary) = {
-        let u = match shared.upstreams.read() {
-            Ok(u) => u,
-            Err(poisoned) => poisoned.into_inner(),
-        };
+        let u = shared.upstreams();
         (u.stable.clone(), u.canary.clone())
     };
     let (s, c) = tokio::join!(probe(shared, &stable), probe(shared, &canary));

@@ -72,6 +72,13 @@ impl Router {
         }
     }
 
+    /// Stops a router that runs inside canaryd (the built-in proxy).
+    pub fn stop(&self) {
+        if let Router::Builtin(r) = self {
+            r.stop();
+        }
+    }
+
     /// Whether each upstream is ready.
     pub async fn health(&self) -> Health {
         match self {

@@ -13,7 +13,7 @@ pub use sqlite::SqliteStore;
 
 use serde::Serialize;
 
-use crate::engine::{Alert, DecisionRecord, RolloutState, Timestamp};
+use crate::engine::{Alert, Decision, DecisionRecord, RolloutState, Timestamp};
 use crate::spec::model::RolloutId;
 
 /// The store cannot do what was asked.
@@ -52,6 +52,18 @@ pub struct Change {
     pub records: Vec<DecisionRecord>,
     /// Alerts to queue for delivery (each once).
     pub alerts: Vec<Alert>,
+}
+
+impl Change {
+    /// What `decision` of rollout `id` stores.
+    pub fn of(id: &RolloutId, decision: &Decision) -> Change {
+        Change {
+            id: id.clone(),
+            state: decision.state.clone(),
+            records: decision.records().cloned().collect(),
+            alerts: decision.alerts().cloned().collect(),
+        }
+    }
 }
 
 /// A rollout as stored.

@@ -2,11 +2,13 @@
 //! backend with a `stable` and a `canary` server (HTTP health checks on
 //! `/healthz`) and an admin-level Runtime API socket; killed on drop.
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use super::wait_for;
+use canaryd::router::{HaproxyConfig, HaproxyRouter};
+
+use super::{free_port, wait_for};
 
 /// A running HAProxy owned by one test.
 pub struct Haproxy {
@@ -22,10 +24,7 @@ impl Haproxy {
     /// Starts HAProxy in front of `stable` and `canary` (canary weight 0).
     pub async fn start(stable: SocketAddr, canary: SocketAddr) -> Haproxy {
         let dir = tempfile::tempdir().expect("temp dir");
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("free port");
+        let port = free_port();
         let socket = dir.path().join("admin.sock").display().to_string();
         let config = format!(
             "global\n  stats socket {socket} mode 600 level admin\n\
@@ -64,6 +63,19 @@ impl Haproxy {
         })
         .await;
         h
+    }
+}
+
+impl Haproxy {
+    /// canaryd's adapter for backend `app`, stable server `stable` and the
+    /// given canary server name.
+    pub fn adapter(&self, canary_server: &str) -> HaproxyRouter {
+        HaproxyRouter::new(HaproxyConfig {
+            socket: self.socket.clone(),
+            backend: "app".into(),
+            stable_server: "stable".into(),
+            canary_server: canary_server.into(),
+        })
     }
 }
 

@@ -33,6 +33,24 @@ where
     }
 }
 
+/// A loopback port free right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+/// A sample app behaviour without added latency (tests that send thousands
+/// of requests one by one).
+pub fn instant() -> Behaviour {
+    Behaviour {
+        latency_p50: Duration::ZERO,
+        latency_p99: Duration::ZERO,
+        ..Behaviour::default()
+    }
+}
+
 /// A sample app on a free loopback port.
 pub async fn sample_app(service: &str, version: &str, behaviour: Behaviour) -> SampleApp {
     SampleApp::start(SampleAppConfig {

@@ -3,12 +3,12 @@
 //! targets; waits (bounded) until it is ready and every target is up; kills it
 //! on drop.
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use super::wait_for;
+use super::{free_port, wait_for};
 
 /// A running Prometheus server owned by one test.
 pub struct Prometheus {
@@ -22,13 +22,6 @@ fn binary() -> PathBuf {
     std::env::var_os("PROMETHEUS_BIN")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("prometheus"))
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
 }
 
 impl Prometheus {
