@@ -190,11 +190,14 @@ async fn a_healthy_canary_is_promoted_step_by_step() {
     let done = daemon.wait_phase("Promoted", Duration::from_secs(90)).await;
     assert_eq!(done["canary_weight"], 100.0);
     assert_eq!(done["stable_version"], "v2");
+    // Holds are legitimate (no data in the window on a loaded machine's first
+    // ticks); the transitions are exactly these.
     let actions: Vec<String> = daemon
         .decisions()
         .await
         .iter()
         .map(|d| d["action"].as_str().unwrap_or_default().to_string())
+        .filter(|a| a != "hold")
         .collect();
     assert_eq!(
         actions,
