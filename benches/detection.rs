@@ -88,10 +88,9 @@ async fn main() {
         listen: api_addr.to_string(),
         state: dir.path().join("state.db"),
         prometheus_url: Some(prom.url.clone()),
-        policy_dir: None,
-        api_token: None,
         query_timeout: "2s".into(),
         reload_every: "200ms".into(),
+        ..DaemonConfig::default()
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let daemon = tokio::spawn(serve(config, async move {

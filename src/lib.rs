@@ -6,6 +6,7 @@ pub mod cli;
 pub mod controller;
 pub mod demo;
 pub mod engine;
+pub mod notify;
 pub mod provider;
 pub mod router;
 pub mod sample;

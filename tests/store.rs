@@ -1,23 +1,45 @@
 //! The SQLite store: what is committed survives a restart exactly, a decision
-//! committed twice is stored once, and the outbox hands out each alert until
-//! it is delivered or given up.
+//! committed twice is stored once, and the outbox hands out each alert to each
+//! sink, in order per sink, until it is delivered or given up.
 
 mod common;
 
-use canaryd::engine::{Decision, Phase, Timestamp};
-use canaryd::store::{Change, Delivery, SqliteStore};
+use canaryd::engine::{Decision, Phase, RolloutState, Timestamp};
+use canaryd::notify::{self, Routing};
+use canaryd::spec::model::{AlertSeverity, AlertSink, SecretRef, SinkKind};
+use canaryd::store::{Change, Delivery, DeliveryState, SqliteStore};
 use common::{SEED_FILE, Sim, World, spec};
 
-/// The store change a decision makes.
-fn change(sim: &Sim, d: &Decision) -> Change {
-    Change::of(&sim.spec.id, d)
+fn sink(kind: SinkKind, env: &str) -> AlertSink {
+    AlertSink {
+        kind,
+        webhook: SecretRef::Env(env.into()),
+        secret: None,
+        min_severity: AlertSeverity::Info,
+    }
+}
+
+/// Besides the seed file's own Slack sink, a daemon-wide Discord one.
+fn routing() -> Routing {
+    Routing {
+        defaults: vec![sink(SinkKind::Discord, "DISCORD_URL")],
+        dashboard_base: Some("http://canaryd.example:9900".into()),
+    }
+}
+
+/// The store change a decision taken from `before` makes, alerts routed.
+fn change(sim: &Sim, before: &RolloutState, d: &Decision) -> Change {
+    Change::of(&sim.spec.id, d).with_deliveries(notify::outgoing(&routing(), &sim.spec, before, d))
 }
 
 /// Ticks the seed rollout `n` times, committing each decision.
 fn run(store: &SqliteStore, sim: &mut Sim, world: &World, n: usize) {
     for _ in 0..n {
+        let before = sim.state.clone();
         let d = sim.tick(world).clone();
-        store.commit(&[change(sim, &d)], sim.now).expect("commit");
+        store
+            .commit(&[change(sim, &before, &d)], sim.now)
+            .expect("commit");
     }
 }
 
@@ -46,8 +68,9 @@ fn a_reopened_store_resumes_the_same_step_with_the_same_elapsed_time_and_log() {
 fn a_decision_committed_twice_is_recorded_and_queued_once() {
     let store = SqliteStore::in_memory().expect("store");
     let mut sim = Sim::new(spec(SEED_FILE));
+    let before = sim.state.clone();
     let d = sim.tick(&World::healthy()).clone();
-    let c = change(&sim, &d);
+    let c = change(&sim, &before, &d);
     assert!(
         !c.records.is_empty() && !c.alerts.is_empty(),
         "the start records and alerts"
@@ -63,8 +86,9 @@ fn a_decision_committed_twice_is_recorded_and_queued_once() {
         store.decisions(&sim.spec.id, 100).expect("log").len(),
         c.records.len()
     );
-    let pending = store.pending_alerts(sim.now, 100).expect("outbox");
-    assert_eq!(pending.len(), c.alerts.len());
+    assert_eq!(c.deliveries.len(), 2 * c.alerts.len(), "to both sinks");
+    let queued = store.deliveries(&sim.spec.id, 100).expect("outbox");
+    assert_eq!(queued.len(), c.deliveries.len());
 }
 
 #[test]
@@ -86,53 +110,65 @@ fn the_log_is_returned_oldest_first_and_limited_to_the_latest() {
 }
 
 #[test]
-fn the_outbox_hands_out_an_alert_until_it_is_delivered_or_given_up() {
+fn the_outbox_hands_out_each_sinks_oldest_alert_until_it_is_delivered_or_given_up() {
     let store = SqliteStore::in_memory().expect("store");
     let mut sim = Sim::new(spec(SEED_FILE));
-    run(&store, &mut sim, &World::healthy(), 1);
+    // Start, then an advance: two alerts for each of the two sinks.
+    while sim.state.step < 1 {
+        run(&store, &mut sim, &World::healthy(), 1);
+    }
     let now = sim.now;
-    let pending = store.pending_alerts(now, 10).expect("outbox");
-    assert_eq!(pending.len(), 1);
-    let id = pending[0].id;
+    let due = store.due_deliveries(now, 10).expect("outbox");
+    assert_eq!(due.len(), 2, "one per sink: {due:#?}");
+    assert!(
+        due.iter()
+            .all(|d| d.message.title.contains("canary v2 started"))
+    );
+    assert_ne!(due[0].sink_key, due[1].sink_key);
+    let (slack, discord) = (due[0].id, due[1].id);
 
+    // Slack fails: nothing later for Slack overtakes it, Discord moves on.
     let later = Timestamp::from_millis(now.millis() + 30_000);
     let retry = Delivery::Retry {
         retry_at: later,
         error: "HTTP 503".into(),
     };
-    store.record_delivery(id, &retry, now).expect("retry");
-    assert!(
-        store.pending_alerts(now, 10).expect("outbox").is_empty(),
-        "not before its time"
-    );
-    let again = store.pending_alerts(later, 10).expect("outbox");
-    assert_eq!(again.len(), 1);
-    assert_eq!(again[0].attempts, 1);
-
+    store.record_delivery(slack, &retry, now).expect("retry");
     store
-        .record_delivery(id, &Delivery::Delivered, later)
+        .record_delivery(discord, &Delivery::Delivered, now)
         .expect("delivered");
-    assert!(store.pending_alerts(later, 10).expect("outbox").is_empty());
+    let due = store.due_deliveries(now, 10).expect("outbox");
+    assert_eq!(due.len(), 1, "{due:#?}");
+    assert!(due[0].sink_key.starts_with("discord:"));
+    assert_ne!(due[0].message.title, "", "the next Discord alert");
 
-    // A later alert that is given up is not handed out again either.
-    let mut bad = sim;
-    let d = bad.tick(&World::healthy().with("error_rate", 0.5)).clone();
-    store
-        .commit(&[change(&bad, &d)], bad.now)
-        .expect("commit rollback");
-    let rollback = store.pending_alerts(bad.now, 10).expect("outbox");
-    assert_eq!(rollback.len(), 1, "{rollback:#?}");
+    let again = store.due_deliveries(later, 10).expect("outbox");
+    let slack_again = again
+        .iter()
+        .find(|d| d.id == slack)
+        .expect("Slack's first alert again once due");
+    assert_eq!(slack_again.attempts, 1);
+
     let gave_up = Delivery::GaveUp {
         error: "HTTP 404".into(),
     };
     store
-        .record_delivery(rollback[0].id, &gave_up, bad.now)
+        .record_delivery(slack, &gave_up, later)
         .expect("gave up");
+    let statuses = store.deliveries(&sim.spec.id, 100).expect("statuses");
+    let first = statuses
+        .iter()
+        .find(|s| s.sink.starts_with("slack:"))
+        .expect("slack");
+    assert_eq!(first.state, DeliveryState::GaveUp);
+    assert_eq!(first.last_error.as_deref(), Some("HTTP 404"));
     assert!(
         store
-            .pending_alerts(bad.now, 10)
+            .due_deliveries(later, 10)
             .expect("outbox")
-            .is_empty()
+            .iter()
+            .all(|d| d.id != slack),
+        "a given-up alert is not handed out again"
     );
 }
 

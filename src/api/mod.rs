@@ -79,6 +79,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
             "/api/v1/rollouts/{namespace}/{name}/decisions",
             get(decisions),
         )
+        .route("/api/v1/rollouts/{namespace}/{name}/alerts", get(alerts))
         .route("/api/v1/rollouts/{namespace}/{name}/{action}", post(act))
         .route("/api/v1/events", get(events))
         .fallback(|| async {
@@ -173,6 +174,34 @@ async fn decisions(
     match tokio::task::spawn_blocking(move || store.decisions(&key, limit)).await {
         Ok(Ok(records)) if known || !records.is_empty() => {
             axum::Json(serde_json::json!({ "decisions": records })).into_response()
+        }
+        Ok(Ok(_)) => ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no rollout {id}"),
+        )
+        .into_response(),
+        Ok(Err(e)) => {
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "store", e.to_string()).into_response()
+        }
+        Err(e) => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
+            .into_response(),
+    }
+}
+
+async fn alerts(
+    State(s): State<Arc<ApiState>>,
+    Path((namespace, name)): Path<(String, String)>,
+    Query(q): Query<Limit>,
+) -> Response {
+    let id = id(namespace, name);
+    let limit = q.limit.unwrap_or(100).clamp(1, 10_000);
+    let store = s.store.clone();
+    let key = id.clone();
+    let known = s.view.get(&id).is_some();
+    match tokio::task::spawn_blocking(move || store.deliveries(&key, limit)).await {
+        Ok(Ok(alerts)) if known || !alerts.is_empty() => {
+            axum::Json(serde_json::json!({ "alerts": alerts })).into_response()
         }
         Ok(Ok(_)) => ApiError::new(
             StatusCode::NOT_FOUND,

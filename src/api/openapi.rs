@@ -15,6 +15,7 @@ pub fn document() -> Value {
     let mut paths = serde_json::Map::new();
     paths.insert("/api/v1/rollouts".into(), json!({"get": {"summary": "Every rollout", "responses": {"200": {"description": "The rollouts", "content": {"application/json": {"schema": {"type": "object", "properties": {"rollouts": {"type": "array", "items": {"$ref": "#/components/schemas/Rollout"}}}}}}}}}}));
     paths.insert("/api/v1/rollouts/{namespace}/{name}".into(), json!({"get": {"summary": "One rollout", "parameters": rollout_path, "responses": {"200": {"description": "The rollout", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Rollout"}}}}, "404": error_response("No such rollout")}}}));
+    paths.insert("/api/v1/rollouts/{namespace}/{name}/alerts".into(), json!({"get": {"summary": "The rollout's alerts and their delivery to each sink, oldest first", "parameters": [rollout_path[0], rollout_path[1], {"name": "limit", "in": "query", "schema": {"type": "integer", "default": 100}}], "responses": {"200": {"description": "The latest deliveries", "content": {"application/json": {"schema": {"type": "object", "properties": {"alerts": {"type": "array", "items": {"$ref": "#/components/schemas/AlertDelivery"}}}}}}}, "404": error_response("No such rollout")}}}));
     paths.insert("/api/v1/rollouts/{namespace}/{name}/decisions".into(), json!({"get": {"summary": "The decision log, oldest first", "parameters": [rollout_path[0], rollout_path[1], {"name": "limit", "in": "query", "schema": {"type": "integer", "default": 100}}], "responses": {"200": {"description": "The latest decisions", "content": {"application/json": {"schema": {"type": "object", "properties": {"decisions": {"type": "array", "items": {"$ref": "#/components/schemas/Decision"}}}}}}}, "404": error_response("No such rollout")}}}));
     for action in ["pause", "resume", "promote", "abort", "retry"] {
         paths.insert(
@@ -51,6 +52,17 @@ pub fn document() -> Value {
                     "gates": {"type": "array", "items": {"$ref": "#/components/schemas/Gate"}},
                     "file_error": {"type": "string"}}},
                 "Gate": {"type": "object", "properties": {"name": {"type": "string"}, "track": {"type": "string"}, "query": {"type": "string"}, "value": {"type": ["number", "null"]}, "stable_value": {"type": "number"}, "threshold": {"type": "string"}, "verdict": {"type": "string", "enum": ["pass", "fail", "inconclusive"]}}},
+                "AlertDelivery": {"type": "object", "required": ["seq", "event", "sink", "title", "state", "attempts", "queued_at"], "properties": {
+                    "seq": {"type": "integer", "description": "The decision that raised it"},
+                    "event": {"type": "string", "enum": ["started", "step_advanced", "paused", "promoted", "rolled_back", "aborted"]},
+                    "sink": {"type": "string", "description": "Kind and where its URL is read (`slack:env:SLACK_WEBHOOK_URL`); never the URL"},
+                    "title": {"type": "string"},
+                    "state": {"type": "string", "enum": ["pending", "delivered", "gave_up"]},
+                    "attempts": {"type": "integer"},
+                    "queued_at": {"type": "string", "format": "date-time"},
+                    "delivered_at": {"type": "string", "format": "date-time"},
+                    "last_error": {"type": "string"}
+                }},
                 "Decision": {"type": "object", "required": ["seq", "at", "from", "to", "action", "reason", "gates"], "properties": {
                     "seq": {"type": "integer"}, "at": {"type": "string", "format": "date-time"},
                     "from": {"$ref": "#/components/schemas/Phase"}, "to": {"$ref": "#/components/schemas/Phase"},

@@ -10,12 +10,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use prometheus_client::registry::Registry;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 use super::policy_dir;
 use crate::api::{self, ApiState};
 use crate::controller::{Controller, Metrics, Parts, Settings, View};
+use crate::notify::{Notifier, RetryPolicy, Routing, SinkConfig};
 use crate::provider::{PrometheusSource, ProviderConfig, redact_url};
 use crate::router::RouterMetrics;
 use crate::spec::load::load_policies;
@@ -46,7 +47,7 @@ pub struct RunArgs {
 }
 
 /// The daemon's settings after every source is merged.
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 pub struct DaemonConfig {
     /// Directory of deploy files.
     pub deploy_dir: PathBuf,
@@ -64,6 +65,18 @@ pub struct DaemonConfig {
     pub query_timeout: String,
     /// Deploy directory scan period (`1s`).
     pub reload_every: String,
+    /// The daemon's URL as people reach it, for dashboard links in alerts
+    /// (default: `http://` and the listen address).
+    pub public_url: Option<String>,
+    /// Sinks that receive every rollout's alerts, besides each file's own.
+    #[serde(default)]
+    pub alerts: Vec<SinkConfig>,
+    /// Delivery attempts before an alert is given up (`12`).
+    pub alert_max_attempts: String,
+    /// Delay after an alert's first failed attempt, doubled after each (`1s`).
+    pub alert_retry_first: String,
+    /// How long one alert request may take (`10s`).
+    pub alert_timeout: String,
 }
 
 impl std::fmt::Debug for DaemonConfig {
@@ -80,20 +93,41 @@ impl std::fmt::Debug for DaemonConfig {
             .field("api_token", &self.api_token.as_ref().map(|_| "<set>"))
             .field("query_timeout", &self.query_timeout)
             .field("reload_every", &self.reload_every)
+            .field("public_url", &self.public_url.as_deref().map(redact_url))
+            .field("alerts", &self.alerts)
+            .field("alert_max_attempts", &self.alert_max_attempts)
+            .field("alert_retry_first", &self.alert_retry_first)
+            .field("alert_timeout", &self.alert_timeout)
             .finish()
+    }
+}
+
+impl Default for DaemonConfig {
+    fn default() -> Self {
+        DaemonConfig {
+            deploy_dir: PathBuf::from("deploy"),
+            listen: "127.0.0.1:9900".into(),
+            state: PathBuf::from("canaryd.db"),
+            prometheus_url: None,
+            policy_dir: None,
+            api_token: None,
+            query_timeout: "5s".into(),
+            reload_every: "1s".into(),
+            public_url: None,
+            alerts: Vec::new(),
+            alert_max_attempts: "12".into(),
+            alert_retry_first: "1s".into(),
+            alert_timeout: "10s".into(),
+        }
     }
 }
 
 impl DaemonConfig {
     /// Merges defaults, the config file, `CANARYD_*` and the flags.
     pub fn load(args: &RunArgs) -> Result<DaemonConfig, String> {
-        let mut b = config::Config::builder()
-            .set_default("deploy_dir", "deploy")
-            .and_then(|b| b.set_default("listen", "127.0.0.1:9900"))
-            .and_then(|b| b.set_default("state", "canaryd.db"))
-            .and_then(|b| b.set_default("query_timeout", "5s"))
-            .and_then(|b| b.set_default("reload_every", "1s"))
-            .map_err(|e| e.to_string())?;
+        let defaults =
+            config::Config::try_from(&DaemonConfig::default()).map_err(|e| e.to_string())?;
+        let mut b = config::Config::builder().add_source(defaults);
         if let Some(file) = &args.config {
             b = b.add_source(config::File::from(file.as_path()).required(true));
         }
@@ -205,6 +239,16 @@ pub async fn serve(
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+    let alerts = alert_routing(&config, listener.local_addr().unwrap_or(listen))?;
+    let retry = retry_policy(&config)?;
+    let alerts_queued = Arc::new(tokio::sync::Notify::new());
+    let notifier = Notifier::new(
+        store.clone(),
+        retry,
+        alerts_queued.clone(),
+        metrics.alerts.clone(),
+    )
+    .map_err(|e| e.to_string())?;
     let settings = Settings {
         deploy_dir: config.deploy_dir.clone(),
         default_prometheus: config.prometheus_url.clone(),
@@ -220,6 +264,8 @@ pub async fn serve(
             view: view.clone(),
             metrics,
             router_metrics,
+            alerts,
+            alerts_queued,
         },
     )
     .await
@@ -255,8 +301,13 @@ pub async fn serve(
             })
             .await
     });
+    let mut notifier_stopped = stop.subscribe();
+    let notifier = tokio::spawn(notifier.run(async move {
+        let _ = notifier_stopped.changed().await;
+    }));
     controller.run(requests, shutdown).await;
     let _ = stop.send(true);
+    let _ = notifier.await;
     // Open event streams (a dashboard tab) never end by themselves: give
     // requests in flight a moment, then stop regardless.
     if tokio::time::timeout(Duration::from_secs(3), api)
@@ -266,6 +317,43 @@ pub async fn serve(
         tracing::info!("closing open event streams");
     }
     Ok(())
+}
+
+fn alert_routing(config: &DaemonConfig, bound: SocketAddr) -> Result<Routing, String> {
+    let defaults = config
+        .alerts
+        .iter()
+        .map(SinkConfig::resolve)
+        .collect::<Result<Vec<_>, _>>()?;
+    let base = match &config.public_url {
+        Some(url) if !url.trim().is_empty() => url.trim().to_string(),
+        _ => format!("http://{bound}"),
+    };
+    Ok(Routing {
+        defaults,
+        dashboard_base: Some(base),
+    })
+}
+
+fn retry_policy(config: &DaemonConfig) -> Result<RetryPolicy, String> {
+    let attempts: u32 = config
+        .alert_max_attempts
+        .trim()
+        .parse()
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(|| {
+            format!(
+                "alert_max_attempts: `{}` is not a whole number above 0",
+                config.alert_max_attempts
+            )
+        })?;
+    Ok(RetryPolicy {
+        first: duration("alert_retry_first", &config.alert_retry_first)?,
+        timeout: duration("alert_timeout", &config.alert_timeout)?,
+        attempts,
+        ..RetryPolicy::default()
+    })
 }
 
 fn open_store(path: &Path) -> Result<SqliteStore, String> {

@@ -4,7 +4,8 @@
 //!
 //! Ordering of one tick (BRIEF §3): weight *cuts* are applied first (a
 //! rollback takes traffic off the canary before anything else), then the
-//! tick's decisions are committed in one transaction (state, records, outbox),
+//! tick's decisions are committed in one transaction (state, records, alert
+//! deliveries; the notifier sends them on its own task),
 //! then the remaining effects run (weight raises). A crash between steps
 //! resumes from the last commit: the router is set back to the stored weight
 //! at start-up, and the same state decides the same thing again (stored once).
@@ -20,9 +21,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 
 use crate::engine::{Command, RolloutState, Timestamp};
+use crate::notify::Routing;
 use crate::provider::PrometheusSource;
 use crate::router::RouterMetrics;
 use crate::spec::model::RolloutId;
@@ -96,6 +98,8 @@ pub struct Controller {
     view: Arc<View>,
     metrics: Metrics,
     router_metrics: RouterMetrics,
+    alerts: Routing,
+    alerts_queued: Arc<Notify>,
     dir: DeployDir,
     /// States loaded from the store and not yet claimed by a deploy file.
     stored: BTreeMap<RolloutId, RolloutState>,
@@ -121,6 +125,10 @@ pub struct Parts {
     pub metrics: Metrics,
     /// The built-in routers' metrics.
     pub router_metrics: RouterMetrics,
+    /// Where alerts go besides each file's own sinks, and dashboard links.
+    pub alerts: Routing,
+    /// Signalled after a commit that queued alerts (wakes the notifier).
+    pub alerts_queued: Arc<Notify>,
 }
 
 impl Controller {
@@ -143,6 +151,8 @@ impl Controller {
             view: parts.view,
             metrics: parts.metrics,
             router_metrics: parts.router_metrics,
+            alerts: parts.alerts,
+            alerts_queued: parts.alerts_queued,
             dir,
             stored: stored.into_iter().map(|s| (s.id, s.state)).collect(),
             rollouts: BTreeMap::new(),

@@ -8,6 +8,7 @@ use super::view::{Event, LastDecision};
 use super::{CommandError, CommandRequest, Controller, now};
 use crate::engine::verdict::judge_all;
 use crate::engine::{Decision, Effect, Input, Observation, Timestamp, active_gates, decide};
+use crate::notify;
 use crate::provider::{Batch, MetricsSource, plan_rollout};
 use crate::spec::model::RolloutId;
 use crate::store::Change;
@@ -100,7 +101,19 @@ impl Controller {
             }
         }
         // 2. Commit the tick: state, records and alerts together.
-        let changes: Vec<Change> = decisions.iter().map(|(id, d)| Change::of(id, d)).collect();
+        let changes: Vec<Change> = decisions
+            .iter()
+            .map(|(id, d)| {
+                let change = Change::of(id, d);
+                match self.rollouts.get(id) {
+                    Some(m) => {
+                        change.with_deliveries(notify::outgoing(&self.alerts, &m.spec, &m.state, d))
+                    }
+                    None => change,
+                }
+            })
+            .collect();
+        let queued = changes.iter().any(|c| !c.deliveries.is_empty());
         let store = self.store.clone();
         let committed = tokio::task::spawn_blocking(move || store.commit(&changes, now))
             .await
@@ -114,6 +127,9 @@ impl Controller {
                 }
             }
             return Err(e.clone());
+        }
+        if queued {
+            self.alerts_queued.notify_one();
         }
         // 3. The rest, in order; then the picture everyone sees.
         for (id, d) in decisions {

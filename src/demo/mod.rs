@@ -3,6 +3,7 @@
 //! scrape, and the daemon with short steps: a healthy v2 is promoted, then v3
 //! gets a fault mid-rollout and is rolled back within seconds.
 
+pub mod chat;
 pub mod prometheus;
 
 use std::net::{SocketAddr, TcpListener};
@@ -59,6 +60,7 @@ fn deploy_file(
     router: SocketAddr,
     stable: (&str, SocketAddr),
     canary: (&str, SocketAddr),
+    slack_url_file: &Path,
 ) -> String {
     format!(
         r#"# Written by `canaryd demo`. Edit it while the demo runs: canaryd reloads it.
@@ -87,8 +89,15 @@ deploy:
     interval: 1s
     window: 5s
     min_requests: 10
+alerts:
+  # A real Slack webhook URL stays out of the file: `webhook_env: SLACK_WEBHOOK_URL`.
+  - slack: {{ webhook_file: "{}" }}
 "#,
-        stable.0, stable.1, canary.0, canary.1
+        stable.0,
+        stable.1,
+        canary.0,
+        canary.1,
+        slack_url_file.display()
     )
 }
 
@@ -152,6 +161,20 @@ async fn follow(
     }
 }
 
+/// Waits (bounded) for the chat message whose text contains `needle`.
+async fn wait_for_alert(chat: &chat::ChatReceiver, needle: &str) -> Result<Value, String> {
+    let started = Instant::now();
+    loop {
+        if let Some(m) = chat.find(needle) {
+            return Ok(m);
+        }
+        if started.elapsed() > Duration::from_secs(30) {
+            return Err(format!("no chat message about `{needle}` within 30s"));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Runs the demo until it ends (`--exit`) or Ctrl-C, which drops everything it
 /// started: the Prometheus child is killed, the apps and the daemon stop.
 pub async fn run(options: DemoOptions) -> Result<(), String> {
@@ -171,19 +194,24 @@ async fn scenario(options: DemoOptions) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     let deploy_dir = dir.path().join("deploy");
     std::fs::create_dir_all(&deploy_dir).map_err(|e| e.to_string())?;
-    let (a, b, router, prom_addr) = (free()?, free()?, free()?, free()?);
+    let (a, b, router, prom_addr, chat_addr) = (free()?, free()?, free()?, free()?, free()?);
     let api_addr = available(options.api)?;
     let api = format!("http://{api_addr}");
 
     println!("canaryd demo — everything runs on this machine; Ctrl-C stops it all.\n");
     let v1 = app("v1", a).await?;
     let v2 = app("v2", b).await?;
+    let chat =
+        chat::ChatReceiver::start(chat_addr, dir.path().join("slack-messages.jsonl")).await?;
+    let slack_url_file = dir.path().join("slack-webhook-url");
+    std::fs::write(&slack_url_file, &chat.url).map_err(|e| e.to_string())?;
     let prom = prometheus::start(dir.path(), prom_addr, &[a, b, api_addr]).await?;
     println!("  sample app v1      http://{a}/   (stable)");
     println!("  sample app v2      http://{b}/   (canary)");
     println!("  built-in router    http://{router}/   (50 requests/s of load)");
     println!("  Prometheus         {}/", prom.url);
     println!("  canaryd dashboard  {api}/        API {api}/api/v1/rollouts");
+    println!("  Slack (local)      {}", chat.url);
     println!(
         "  deploy file        {}\n",
         deploy_dir.join("checkout.yaml").display()
@@ -196,17 +224,21 @@ async fn scenario(options: DemoOptions) -> Result<(), String> {
         listen: api_addr.to_string(),
         state: dir.path().join("canaryd.db"),
         prometheus_url: Some(prom.url.clone()),
-        policy_dir: None,
         api_token: Some(token.clone()),
         query_timeout: "2s".into(),
         reload_every: "500ms".into(),
+        alert_timeout: "5s".into(),
+        ..DaemonConfig::default()
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let daemon = tokio::spawn(serve(config, async move {
         let _ = stopped.await;
     }));
     let file = deploy_dir.join("checkout.yaml");
-    write_atomically(&file, &deploy_file(router, ("v1", a), ("v2", b)))?;
+    write_atomically(
+        &file,
+        &deploy_file(router, ("v1", a), ("v2", b), &slack_url_file),
+    )?;
     let load = load::spawn(load::LoadConfig::new(format!("http://{router}/"), 50.0))
         .map_err(|e| e.to_string())?;
     let http = reqwest::Client::new();
@@ -227,7 +259,10 @@ async fn scenario(options: DemoOptions) -> Result<(), String> {
     println!("2. Rolling out v3, which fails 30% of its requests a few seconds in");
     v1.stop().await.map_err(|e| e.to_string())?;
     let v3 = app("v3", a).await?;
-    write_atomically(&file, &deploy_file(router, ("v2", b), ("v3", a)))?;
+    write_atomically(
+        &file,
+        &deploy_file(router, ("v2", b), ("v3", a), &slack_url_file),
+    )?;
     follow(
         &http,
         &api,
@@ -259,6 +294,12 @@ async fn scenario(options: DemoOptions) -> Result<(), String> {
         ended["phase"].as_str().unwrap_or("?"),
         fault.elapsed().as_secs_f64(),
         ended["canary_weight"]
+    );
+    let alert = wait_for_alert(&chat, "v3 rolled back").await?;
+    println!(
+        "   the rollback alert as posted to Slack ({}):\n{}\n",
+        dir.path().join("slack-messages.jsonl").display(),
+        chat::render(&alert)
     );
     println!(
         "Every decision, with the numbers and the PromQL behind it: {api}/api/v1/rollouts/default/checkout/decisions"

@@ -14,7 +14,7 @@ use super::policy::{QueryTemplate, Unit};
 use super::units::{Threshold, Weight, format_duration};
 
 /// A rollout's identity: `namespace/name` (the name is the service).
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize)]
 pub struct RolloutId {
     /// Namespace, `default` unless given.
     pub namespace: String,
@@ -267,7 +267,7 @@ impl Default for Analysis {
 }
 
 /// A chat or webhook destination for alerts.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct AlertSink {
     /// Which service receives it.
     pub kind: SinkKind,
@@ -281,7 +281,7 @@ pub struct AlertSink {
 }
 
 /// Chat services canaryd posts to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SinkKind {
     /// Slack incoming webhook.
@@ -297,7 +297,7 @@ pub enum SinkKind {
 }
 
 /// A secret's source: an environment variable or a file. The value is read at send time.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SecretRef {
     /// The name of an environment variable.

@@ -7,14 +7,16 @@
 //! decision again (after a crash between deciding and committing, the engine
 //! decides the same thing from the same state) stores it once.
 
+mod outbox;
 mod sqlite;
 
 pub use sqlite::SqliteStore;
 
 use serde::Serialize;
 
-use crate::engine::{Alert, Decision, DecisionRecord, RolloutState, Timestamp};
-use crate::spec::model::RolloutId;
+use crate::engine::{Alert, AlertEvent, Decision, DecisionRecord, RolloutState, Timestamp};
+use crate::notify::AlertMessage;
+use crate::spec::model::{AlertSink, RolloutId};
 
 /// The store cannot do what was asked.
 #[derive(Debug, thiserror::Error)]
@@ -50,8 +52,10 @@ pub struct Change {
     pub state: RolloutState,
     /// Decision records to append (each once).
     pub records: Vec<DecisionRecord>,
-    /// Alerts to queue for delivery (each once).
+    /// Alerts raised (each once).
     pub alerts: Vec<Alert>,
+    /// Their deliveries, one per alert and sink (each once).
+    pub deliveries: Vec<Outgoing>,
 }
 
 impl Change {
@@ -62,8 +66,28 @@ impl Change {
             state: decision.state.clone(),
             records: decision.records().cloned().collect(),
             alerts: decision.alerts().cloned().collect(),
+            deliveries: Vec::new(),
         }
     }
+
+    /// The same change, queueing `deliveries`.
+    pub fn with_deliveries(mut self, deliveries: Vec<Outgoing>) -> Change {
+        self.deliveries = deliveries;
+        self
+    }
+}
+
+/// An alert to deliver to one sink.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Outgoing {
+    /// The decision that raised it.
+    pub seq: u64,
+    /// The event.
+    pub event: AlertEvent,
+    /// Where it goes (references to secrets, never their values).
+    pub sink: AlertSink,
+    /// What it says.
+    pub message: AlertMessage,
 }
 
 /// A rollout as stored.
@@ -77,17 +101,56 @@ pub struct StoredRollout {
     pub updated_at: Timestamp,
 }
 
-/// An alert waiting in the outbox.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct PendingAlert {
+/// A delivery due now: the oldest undelivered one of its sink.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PendingDelivery {
     /// The outbox row.
     pub id: i64,
-    /// The rollout it is about.
-    pub rollout: RolloutId,
-    /// The alert.
-    pub alert: Alert,
-    /// Delivery attempts so far.
+    /// The sink's key (`slack:env:SLACK_WEBHOOK_URL`).
+    pub sink_key: String,
+    /// The sink.
+    pub sink: AlertSink,
+    /// The message.
+    pub message: AlertMessage,
+    /// Attempts so far.
     pub attempts: u32,
+}
+
+/// Where a delivery stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryState {
+    /// Not yet accepted; will be tried (again).
+    Pending,
+    /// Accepted by the receiver.
+    Delivered,
+    /// Given up.
+    GaveUp,
+}
+
+/// One alert to one sink, as the API shows it (no secrets).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct DeliveryStatus {
+    /// The decision that raised it.
+    pub seq: u64,
+    /// The event.
+    pub event: AlertEvent,
+    /// The sink's key.
+    pub sink: String,
+    /// The alert's one-line title.
+    pub title: String,
+    /// Where it stands.
+    pub state: DeliveryState,
+    /// Attempts made.
+    pub attempts: u32,
+    /// When it was queued.
+    pub queued_at: Timestamp,
+    /// When it was accepted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delivered_at: Option<Timestamp>,
+    /// The last failure.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
 }
 
 /// How a delivery ended.

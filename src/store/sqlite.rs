@@ -5,12 +5,12 @@ use std::sync::{Mutex, MutexGuard};
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::{Change, Delivery, PendingAlert, StoreError, StoredRollout};
-use crate::engine::{Alert, DecisionRecord, RolloutState, Timestamp};
+use super::{Change, StoreError, StoredRollout};
+use crate::engine::{DecisionRecord, RolloutState, Timestamp};
 use crate::spec::model::RolloutId;
 
 /// The newest schema this build writes.
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
 const SCHEMA_V1: &str = "
 CREATE TABLE rollouts (
@@ -63,14 +63,14 @@ pub struct SqliteStore {
     conn: Mutex<Connection>,
 }
 
-fn to_json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
+pub(super) fn to_json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
     serde_json::to_string(value).map_err(|e| StoreError::Corrupt {
         what: "value",
         message: e.to_string(),
     })
 }
 
-fn from_json<T: serde::de::DeserializeOwned>(
+pub(super) fn from_json<T: serde::de::DeserializeOwned>(
     what: &'static str,
     text: &str,
 ) -> Result<T, StoreError> {
@@ -80,15 +80,15 @@ fn from_json<T: serde::de::DeserializeOwned>(
     })
 }
 
-fn millis(t: Timestamp) -> i64 {
+pub(super) fn millis(t: Timestamp) -> i64 {
     i64::try_from(t.millis()).unwrap_or(i64::MAX)
 }
 
-fn timestamp(ms: i64) -> Timestamp {
+pub(super) fn timestamp(ms: i64) -> Timestamp {
     Timestamp::from_millis(u64::try_from(ms).unwrap_or(0))
 }
 
-fn seq(n: u64) -> i64 {
+pub(super) fn seq(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
@@ -127,12 +127,18 @@ impl SqliteStore {
                 "BEGIN; {SCHEMA_V2} PRAGMA user_version = 2; COMMIT;"
             ))?;
         }
+        if version < 3 {
+            conn.execute_batch(&format!(
+                "BEGIN; {} PRAGMA user_version = 3; COMMIT;",
+                super::outbox::SCHEMA_V3
+            ))?;
+        }
         Ok(SqliteStore {
             conn: Mutex::new(conn),
         })
     }
 
-    fn conn(&self) -> MutexGuard<'_, Connection> {
+    pub(super) fn conn(&self) -> MutexGuard<'_, Connection> {
         match self.conn.lock() {
             Ok(c) => c,
             Err(poisoned) => poisoned.into_inner(),
@@ -195,6 +201,9 @@ impl SqliteStore {
                     params![ns, name, seq(a.seq), event, to_json(a)?, millis(now)],
                 )?;
             }
+            for d in &c.deliveries {
+                super::outbox::insert(&tx, &c.id, d, now)?;
+            }
         }
         tx.commit()?;
         Ok(())
@@ -229,66 +238,6 @@ impl SqliteStore {
             )
             .optional()?;
         text.map(|t| from_json("decision record", &t)).transpose()
-    }
-
-    /// Alerts due for delivery at `now`, oldest first.
-    pub fn pending_alerts(
-        &self,
-        now: Timestamp,
-        limit: usize,
-    ) -> Result<Vec<PendingAlert>, StoreError> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare(
-            "SELECT id, namespace, name, alert, attempts FROM outbox
-             WHERE delivered_at IS NULL AND gave_up_at IS NULL AND next_attempt_at <= ?1
-             ORDER BY id LIMIT ?2",
-        )?;
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let rows = stmt.query_map(params![millis(now), limit], |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, String>(3)?,
-                r.get::<_, u32>(4)?,
-            ))
-        })?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (id, namespace, name, alert, attempts) = row?;
-            out.push(PendingAlert {
-                id,
-                rollout: RolloutId { namespace, name },
-                alert: from_json::<Alert>("alert", &alert)?,
-                attempts,
-            });
-        }
-        Ok(out)
-    }
-
-    /// Records how a delivery attempt of outbox row `id` ended.
-    pub fn record_delivery(
-        &self,
-        id: i64,
-        outcome: &Delivery,
-        now: Timestamp,
-    ) -> Result<(), StoreError> {
-        let conn = self.conn();
-        match outcome {
-            Delivery::Delivered => conn.execute(
-                "UPDATE outbox SET attempts = attempts + 1, delivered_at = ?2, last_error = NULL WHERE id = ?1",
-                params![id, millis(now)],
-            )?,
-            Delivery::Retry { retry_at, error } => conn.execute(
-                "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?2, last_error = ?3 WHERE id = ?1",
-                params![id, millis(*retry_at), error],
-            )?,
-            Delivery::GaveUp { error } => conn.execute(
-                "UPDATE outbox SET attempts = attempts + 1, gave_up_at = ?2, last_error = ?3 WHERE id = ?1",
-                params![id, millis(now), error],
-            )?,
-        };
-        Ok(())
     }
 
     /// Remembers the text of a deploy file that was accepted.

@@ -1,0 +1,330 @@
+//! Delivery from the outbox: a background task that posts each pending alert
+//! to its sink, in order per sink, retrying timeouts, 5xx and 429 (honouring
+//! `Retry-After`) with backoff, giving up after a limit. It only reads and
+//! updates the outbox, so the control loop never waits for a chat service.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use hmac::{Hmac, Mac};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use rand::RngExt;
+use sha2::Sha256;
+use tokio::sync::Notify;
+use tokio::task::JoinSet;
+
+use super::NotifyError;
+use super::format::body;
+use super::sink::{kind_name, read_secret};
+use crate::controller::metrics::AlertLabels;
+use crate::engine::Timestamp;
+use crate::spec::model::{AlertSink, SinkKind};
+use crate::store::{Delivery, PendingDelivery, SqliteStore};
+
+/// Retry and timeout settings.
+#[derive(Clone, Copy, Debug)]
+pub struct RetryPolicy {
+    /// Delay after the first failure; doubled after each further one.
+    pub first: Duration,
+    /// The longest delay between attempts.
+    pub max: Duration,
+    /// Attempts before giving up.
+    pub attempts: u32,
+    /// How long one request may take.
+    pub timeout: Duration,
+    /// The longest `Retry-After` honoured.
+    pub max_retry_after: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        // 12 attempts span about 25 minutes: a chat outage of that length.
+        RetryPolicy {
+            first: Duration::from_secs(1),
+            max: Duration::from_secs(300),
+            attempts: 12,
+            timeout: Duration::from_secs(10),
+            max_retry_after: Duration::from_secs(3600),
+        }
+    }
+}
+
+/// How one attempt went.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Attempt {
+    /// 2xx.
+    Accepted,
+    /// Worth another try (timeout, connection, 408, 429, 5xx, secret missing).
+    Transient {
+        /// What went wrong (no secrets).
+        error: String,
+        /// The receiver's `Retry-After`.
+        retry_after: Option<Duration>,
+    },
+    /// Retrying cannot help (other 4xx: a revoked webhook, a refused payload).
+    Permanent {
+        /// What went wrong (no secrets).
+        error: String,
+    },
+}
+
+/// What to store after an attempt: `attempts` made before it, `jitter` in
+/// [0, 1) spreading retries of many alerts apart.
+pub fn next_step(
+    policy: &RetryPolicy,
+    attempts: u32,
+    attempt: Attempt,
+    now: Timestamp,
+    jitter: f64,
+) -> Delivery {
+    match attempt {
+        Attempt::Accepted => Delivery::Delivered,
+        Attempt::Permanent { error } => Delivery::GaveUp { error },
+        Attempt::Transient { error, .. } if attempts + 1 >= policy.attempts => Delivery::GaveUp {
+            error: format!("{error} (after {} attempts)", attempts + 1),
+        },
+        Attempt::Transient { error, retry_after } => {
+            let delay = match retry_after {
+                Some(d) => d.min(policy.max_retry_after),
+                None => {
+                    let base = policy
+                        .first
+                        .saturating_mul(1u32 << attempts.min(20))
+                        .min(policy.max);
+                    base.mul_f64(0.8 + 0.4 * jitter.clamp(0.0, 1.0))
+                }
+            };
+            Delivery::Retry {
+                retry_at: now.plus(delay),
+                error,
+            }
+        }
+    }
+}
+
+/// `Retry-After` as seconds or an HTTP date.
+pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
+/// The HMAC-SHA256 signature of a generic webhook: hex over `"{timestamp}.{body}"`.
+pub fn signature(secret: &str, timestamp: u64, body: &[u8]) -> String {
+    // HMAC accepts keys of any length; `new_from_slice` cannot fail for it.
+    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(secret.as_bytes()) else {
+        return String::new();
+    };
+    mac.update(timestamp.to_string().as_bytes());
+    mac.update(b".");
+    mac.update(body);
+    hex::encode(mac.finalize().into_bytes())
+}
+
+/// The delivery task.
+pub struct Notifier {
+    store: Arc<SqliteStore>,
+    client: reqwest::Client,
+    policy: RetryPolicy,
+    wake: Arc<Notify>,
+    metrics: Family<AlertLabels, Counter>,
+}
+
+impl Notifier {
+    /// A notifier over `store`; `wake` is signalled after each commit.
+    pub fn new(
+        store: Arc<SqliteStore>,
+        policy: RetryPolicy,
+        wake: Arc<Notify>,
+        metrics: Family<AlertLabels, Counter>,
+    ) -> Result<Notifier, NotifyError> {
+        let client = reqwest::Client::builder()
+            .timeout(policy.timeout)
+            .connect_timeout(policy.timeout)
+            .user_agent(concat!("canaryd/", env!("CARGO_PKG_VERSION")))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| NotifyError::Transport(e.without_url().to_string()))?;
+        Ok(Notifier {
+            store,
+            client,
+            policy,
+            wake,
+            metrics,
+        })
+    }
+
+    /// Delivers until `stop`; an attempt in flight then is sent again after a restart.
+    pub async fn run(self, stop: impl std::future::Future<Output = ()>) {
+        let this = Arc::new(self);
+        let mut in_flight: HashSet<String> = HashSet::new();
+        let mut tasks: JoinSet<String> = JoinSet::new();
+        tokio::pin!(stop);
+        loop {
+            let store = this.store.clone();
+            let now = Timestamp::from_system(SystemTime::now());
+            let due = tokio::task::spawn_blocking(move || store.due_deliveries(now, 64)).await;
+            match due {
+                Ok(Ok(due)) => {
+                    for d in due {
+                        if in_flight.insert(d.sink_key.clone()) {
+                            let me = this.clone();
+                            tasks.spawn(async move {
+                                let key = d.sink_key.clone();
+                                me.deliver(d).await;
+                                key
+                            });
+                        }
+                    }
+                }
+                Ok(Err(e)) => tracing::error!(error = %e, "cannot read the alert outbox"),
+                Err(e) => tracing::error!(error = %e, "cannot read the alert outbox"),
+            }
+            tokio::select! {
+                () = &mut stop => return,
+                Some(done) = tasks.join_next() => {
+                    if let Ok(key) = done {
+                        in_flight.remove(&key);
+                    } else {
+                        in_flight.clear();
+                    }
+                }
+                () = this.wake.notified() => {}
+                () = tokio::time::sleep(Duration::from_millis(250)) => {}
+            }
+        }
+    }
+
+    async fn deliver(&self, d: PendingDelivery) {
+        let attempt = self.attempt(&d).await;
+        let now = Timestamp::from_system(SystemTime::now());
+        let jitter = rand::rng().random_range(0.0..1.0);
+        let step = next_step(&self.policy, d.attempts, attempt, now, jitter);
+        let kind = kind_name(d.sink.kind);
+        let result = match &step {
+            Delivery::Delivered => {
+                tracing::info!(sink = %d.sink_key, alert = %d.message.id, "alert delivered");
+                "delivered"
+            }
+            Delivery::Retry { retry_at, error } => {
+                tracing::warn!(sink = %d.sink_key, alert = %d.message.id, attempt = d.attempts + 1, retry_at = %retry_at, %error, "alert not delivered; will retry");
+                "retry"
+            }
+            Delivery::GaveUp { error } => {
+                tracing::error!(sink = %d.sink_key, alert = %d.message.id, attempts = d.attempts + 1, %error, "alert given up");
+                "gave_up"
+            }
+        };
+        self.metrics
+            .get_or_create(&AlertLabels {
+                sink: kind.to_string(),
+                result: result.to_string(),
+            })
+            .inc();
+        let store = self.store.clone();
+        let id = d.id;
+        let saved =
+            tokio::task::spawn_blocking(move || store.record_delivery(id, &step, now)).await;
+        if !matches!(saved, Ok(Ok(()))) {
+            // The attempt is made again later: at least once, never lost.
+            tracing::error!(sink = %d.sink_key, alert = %d.message.id, "cannot record the delivery outcome; it will be attempted again");
+        }
+    }
+
+    async fn attempt(&self, d: &PendingDelivery) -> Attempt {
+        match self.post(&d.sink, d).await {
+            Ok(a) => a,
+            Err(e) => Attempt::Transient {
+                error: e.to_string(),
+                retry_after: None,
+            },
+        }
+    }
+
+    async fn post(&self, sink: &AlertSink, d: &PendingDelivery) -> Result<Attempt, NotifyError> {
+        let url = read_secret("webhook URL", &sink.webhook)?;
+        let payload = serde_json::to_vec(&body(sink.kind, &d.message))
+            .map_err(|e| NotifyError::Transport(e.to_string()))?;
+        let mut req = self
+            .client
+            .post(&url)
+            .header(reqwest::header::CONTENT_TYPE, "application/json");
+        if sink.kind == SinkKind::Webhook {
+            let ts = SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            req = req
+                .header("Idempotency-Key", &d.message.id)
+                .header("X-Canaryd-Event", kind_event(&d.message))
+                .header("X-Canaryd-Timestamp", ts.to_string());
+            if let Some(secret) = &sink.secret {
+                let secret = read_secret("signing secret", secret)?;
+                req = req.header(
+                    "X-Canaryd-Signature",
+                    format!("v1={}", signature(&secret, ts, &payload)),
+                );
+            }
+        }
+        let scrub = |text: String| text.replace(&url, "<webhook URL>");
+        let response = match req.body(payload).send().await {
+            Ok(r) => r,
+            Err(e) => {
+                let what = if e.is_timeout() {
+                    "timed out"
+                } else {
+                    "failed"
+                };
+                return Ok(Attempt::Transient {
+                    error: scrub(format!("request {what}: {}", chain(&e.without_url()))),
+                    retry_after: None,
+                });
+            }
+        };
+        let status = response.status();
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| parse_retry_after(v, SystemTime::now()));
+        if status.is_success() {
+            return Ok(Attempt::Accepted);
+        }
+        let text = response.text().await.unwrap_or_default();
+        let text: String = text.chars().take(200).collect();
+        let error = scrub(format!("HTTP {}: {}", status.as_u16(), text.trim()));
+        Ok(
+            if status.is_server_error()
+                || status == reqwest::StatusCode::TOO_MANY_REQUESTS
+                || status == reqwest::StatusCode::REQUEST_TIMEOUT
+            {
+                Attempt::Transient { error, retry_after }
+            } else {
+                Attempt::Permanent { error }
+            },
+        )
+    }
+}
+
+fn kind_event(m: &super::AlertMessage) -> String {
+    serde_json::to_value(m.event)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+/// An error and its causes, one line.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cause = c.source();
+    }
+    s
+}
