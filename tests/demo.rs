@@ -1,4 +1,5 @@
-//! The one-command demo runs its whole story: v2 promoted, then v3 rolled back.
+//! The one-command demo runs its whole story: v2 promoted, then v3 rolled
+//! back and the rollback posted to a local Slack receiver.
 
 use std::net::TcpListener;
 use std::process::Command;
@@ -27,4 +28,25 @@ fn the_demo_promotes_v2_then_rolls_back_the_faulty_v3() {
         stdout.contains("abort condition error_rate > 2% breached"),
         "{stdout}"
     );
+    // The Slack message, as received, with what a person needs to act on it.
+    let slack = stdout
+        .split("the rollback alert as posted to Slack")
+        .nth(1)
+        .expect("the Slack message is shown");
+    for needle in [
+        "checkout: v3 rolled back to v2",
+        "*Service*: default/checkout",
+        "*Versions*: v2 → v3",
+        "*Step*: ",
+        "→ now 0%",
+        "*Gate*: error_rate > 2%",
+        "(threshold 2%, window 5s)",
+        "*PromQL*",
+        r#"version="v3""#,
+        "*Decided at*: 20",
+        "[Open dashboard] http://",
+        "/rollouts/default/checkout",
+    ] {
+        assert!(slack.contains(needle), "`{needle}` missing:\n{slack}");
+    }
 }

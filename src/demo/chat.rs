@@ -118,7 +118,13 @@ pub fn render(message: &Value) -> String {
     }
     out.iter()
         .flat_map(|l| l.lines())
-        .map(|l| format!("   │ {l}"))
+        .map(|l| {
+            let l = l
+                .replace("&lt;", "<")
+                .replace("&gt;", ">")
+                .replace("&amp;", "&");
+            format!("   │ {l}")
+        })
         .collect::<Vec<_>>()
         .join("\n")
 }

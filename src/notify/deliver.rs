@@ -328,3 +328,110 @@ fn chain(e: &dyn std::error::Error) -> String {
     }
     s
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy() -> RetryPolicy {
+        RetryPolicy {
+            first: Duration::from_secs(1),
+            max: Duration::from_secs(60),
+            attempts: 5,
+            ..RetryPolicy::default()
+        }
+    }
+
+    fn transient(retry_after: Option<Duration>) -> Attempt {
+        Attempt::Transient {
+            error: "HTTP 503".into(),
+            retry_after,
+        }
+    }
+
+    fn delay(d: &Delivery, now: Timestamp) -> Duration {
+        match d {
+            Delivery::Retry { retry_at, .. } => retry_at.since(now),
+            other => panic!("not a retry: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn failures_back_off_doubling_up_to_the_cap_then_give_up_at_the_limit() {
+        let now = Timestamp::from_millis(1_000_000);
+        let delays: Vec<Duration> = (0..4)
+            .map(|n| delay(&next_step(&policy(), n, transient(None), now, 0.5), now))
+            .collect();
+        assert_eq!(
+            delays,
+            [1, 2, 4, 8].map(Duration::from_secs),
+            "no jitter at 0.5"
+        );
+        let capped = next_step(&policy(), 3, transient(None), now, 0.5);
+        assert!(delay(&capped, now) <= Duration::from_secs(60));
+        assert!(matches!(
+            next_step(&policy(), 4, transient(None), now, 0.5),
+            Delivery::GaveUp { error } if error.contains("after 5 attempts")
+        ));
+        let far = RetryPolicy {
+            attempts: 100,
+            ..policy()
+        };
+        assert_eq!(
+            delay(&next_step(&far, 30, transient(None), now, 0.5), now),
+            Duration::from_secs(60)
+        );
+    }
+
+    #[test]
+    fn retry_after_wins_over_backoff_within_its_cap() {
+        let now = Timestamp::from_millis(1_000_000);
+        let d = next_step(
+            &policy(),
+            0,
+            transient(Some(Duration::from_secs(30))),
+            now,
+            0.0,
+        );
+        assert_eq!(delay(&d, now), Duration::from_secs(30));
+        let d = next_step(
+            &policy(),
+            0,
+            transient(Some(Duration::from_secs(99_999))),
+            now,
+            0.0,
+        );
+        assert_eq!(delay(&d, now), Duration::from_secs(3600));
+    }
+
+    #[test]
+    fn retry_after_reads_seconds_and_http_dates() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_445_412_480);
+        assert_eq!(parse_retry_after(" 7 ", now), Some(Duration::from_secs(7)));
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:28:10 GMT", now),
+            Some(Duration::from_secs(10))
+        );
+        assert_eq!(parse_retry_after("soon", now), None);
+    }
+
+    #[test]
+    fn permanent_refusals_are_given_up_on_the_first_attempt() {
+        let now = Timestamp::from_millis(0);
+        let d = next_step(
+            &policy(),
+            0,
+            Attempt::Permanent {
+                error: "HTTP 404: no_service".into(),
+            },
+            now,
+            0.5,
+        );
+        assert_eq!(
+            d,
+            Delivery::GaveUp {
+                error: "HTTP 404: no_service".into()
+            }
+        );
+    }
+}

@@ -2,8 +2,10 @@
 //! with load, and bounded waiting on conditions (never fixed sleeps).
 #![allow(dead_code, unused_imports)]
 
+pub mod daemon;
 pub mod haproxy;
 pub mod prometheus;
+pub mod receiver;
 
 use std::future::Future;
 use std::time::{Duration, Instant};
