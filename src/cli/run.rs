@@ -362,3 +362,62 @@ fn open_store(path: &Path) -> Result<SqliteStore, String> {
     }
     SqliteStore::open(path).map_err(|e| format!("{} ({})", e, path.display()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::model::{AlertSeverity, SecretRef, SinkKind};
+
+    fn load(text: &str) -> Result<DaemonConfig, String> {
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let path = dir.path().join("canaryd.yaml");
+        std::fs::write(&path, text).map_err(|e| e.to_string())?;
+        DaemonConfig::load(&RunArgs {
+            config: Some(path),
+            ..RunArgs::default()
+        })
+    }
+
+    #[test]
+    fn the_example_config_gives_daemon_wide_sinks_and_dashboard_links() {
+        let text = include_str!("../../deploy/config/canaryd.yaml");
+        let config = load(text).expect("the example loads");
+        let bound: SocketAddr = "127.0.0.1:9900".parse().expect("address");
+        let routing = alert_routing(&config, bound).expect("valid sinks");
+        assert_eq!(routing.defaults.len(), 1);
+        assert_eq!(routing.defaults[0].kind, SinkKind::Slack);
+        assert_eq!(routing.defaults[0].min_severity, AlertSeverity::Error);
+        assert_eq!(
+            routing.defaults[0].webhook,
+            SecretRef::Env("PLATFORM_SLACK_WEBHOOK_URL".into())
+        );
+        assert_eq!(
+            routing.dashboard_base.as_deref(),
+            Some("https://canaryd.example.internal")
+        );
+        assert_eq!(retry_policy(&config).expect("retry").attempts, 12);
+    }
+
+    #[test]
+    fn a_sink_without_a_url_source_or_with_a_typo_is_refused_with_its_name() {
+        let bound: SocketAddr = "127.0.0.1:9900".parse().expect("address");
+        let config = load("alerts:\n  - teams: { severity: warn }\n").expect("parses");
+        let err = alert_routing(&config, bound).expect_err("no URL");
+        assert!(
+            err.contains("the `teams` sink has no `webhook_env`"),
+            "{err}"
+        );
+        let typo = load("alerts:\n  - slack: { webhook_evn: X }\n").err();
+        assert!(
+            typo.as_deref().is_some_and(|e| e.contains("webhook_evn")),
+            "{typo:?}"
+        );
+        let defaults = load("").expect("no file keys");
+        let routing = alert_routing(&defaults, bound).expect("none");
+        assert!(routing.defaults.is_empty());
+        assert_eq!(
+            routing.dashboard_base.as_deref(),
+            Some("http://127.0.0.1:9900")
+        );
+    }
+}
