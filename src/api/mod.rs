@@ -2,6 +2,7 @@
 //! commands behind a bearer token, `/metrics`, health, OpenAPI, and the
 //! dashboard at `/`.
 
+mod dashboard;
 mod openapi;
 
 use std::convert::Infallible;
@@ -12,7 +13,7 @@ use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use futures::Stream;
 use prometheus_client::registry::Registry;
@@ -65,7 +66,9 @@ impl IntoResponse for ApiError {
 /// The API's routes.
 pub fn router(state: Arc<ApiState>) -> Router {
     Router::new()
-        .route("/", get(dashboard))
+        .route("/", get(dashboard::page))
+        .route("/rollouts/{namespace}/{name}", get(dashboard::page))
+        .route("/assets/{file}", get(dashboard::asset))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -80,6 +83,10 @@ pub fn router(state: Arc<ApiState>) -> Router {
             get(decisions),
         )
         .route("/api/v1/rollouts/{namespace}/{name}/alerts", get(alerts))
+        .route(
+            "/api/v1/rollouts/{namespace}/{name}/series",
+            get(dashboard::series),
+        )
         .route("/api/v1/rollouts/{namespace}/{name}/{action}", post(act))
         .route("/api/v1/events", get(events))
         .fallback(|| async {
@@ -327,8 +334,4 @@ async fn events(
         Some((Ok::<_, Infallible>(event), rx))
     });
     Sse::new(stream).keep_alive(KeepAlive::default())
-}
-
-async fn dashboard() -> Html<&'static str> {
-    Html(include_str!("dashboard.html"))
 }

@@ -327,7 +327,12 @@ fn alert_routing(config: &DaemonConfig, bound: SocketAddr) -> Result<Routing, St
         .collect::<Result<Vec<_>, _>>()?;
     let base = match &config.public_url {
         Some(url) if !url.trim().is_empty() => url.trim().to_string(),
-        _ => format!("http://{bound}"),
+        _ => {
+            if bound.ip().is_unspecified() {
+                tracing::warn!(listen = %bound, "public_url is not set: dashboard links in alerts point at {bound}, which chat readers cannot open; set CANARYD_PUBLIC_URL");
+            }
+            format!("http://{bound}")
+        }
     };
     Ok(Routing {
         defaults,

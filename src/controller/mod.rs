@@ -11,6 +11,7 @@
 //! at start-up, and the same state decides the same thing again (stored once).
 
 pub mod files;
+pub mod history;
 pub mod metrics;
 mod rollout;
 mod tick;

@@ -67,6 +67,13 @@ impl Controller {
                 measurements,
             };
             m.gates = judge_all(&m.spec, &obs, &gates);
+            self.view.sample(
+                &id,
+                &m.spec,
+                m.state.canary_version.as_deref(),
+                now,
+                &m.gates,
+            );
             match decide(&m.spec, &m.state, &Input::Tick(obs), now) {
                 Ok(d) => decisions.push((id, d)),
                 Err(e) => tracing::error!(rollout = %id, error = %e, "a tick was refused (a bug)"),

@@ -8,6 +8,7 @@ use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use serde::Serialize;
 use tokio::sync::broadcast;
 
+use super::history::{Histories, Series};
 use crate::engine::{DecisionRecord, GateResult, PauseReason, Phase, RolloutState, Timestamp};
 use crate::router::Health;
 use crate::spec::model::{DeploySpec, RolloutId};
@@ -62,6 +63,10 @@ pub struct RolloutView {
     pub gates: Vec<GateResult>,
     /// Upstream readiness seen by the router.
     pub health: Health,
+    /// When the phase (or step) last changed.
+    pub phase_since: Timestamp,
+    /// Every step: its canary weight and how long it is watched.
+    pub plan: Vec<StepView>,
     /// The deploy file.
     pub file: String,
     /// Why the latest edit of the file was rejected (the previous version runs).
@@ -92,6 +97,16 @@ impl RolloutView {
                 .and_then(|s| s.duration)
                 .map(|d| d.as_secs_f64()),
             updated_at: state.last_tick.unwrap_or(state.since),
+            phase_since: state.since,
+            plan: spec
+                .strategy
+                .steps
+                .iter()
+                .map(|s| StepView {
+                    weight: s.weight.percent(),
+                    duration_seconds: s.duration.map(|d| d.as_secs_f64()),
+                })
+                .collect(),
             last_decision: None,
             gates: Vec::new(),
             health: Health::default(),
@@ -99,6 +114,15 @@ impl RolloutView {
             file_error: None,
         }
     }
+}
+
+/// One step of a rollout's plan.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct StepView {
+    /// Canary weight, 0–100.
+    pub weight: f64,
+    /// How long the step is watched (none on the last step).
+    pub duration_seconds: Option<f64>,
 }
 
 /// One entry of the event stream.
@@ -129,6 +153,7 @@ pub enum Event {
 /// The shared picture of every rollout, plus the event stream.
 pub struct View {
     rollouts: RwLock<Rollouts>,
+    histories: RwLock<Histories>,
     events: broadcast::Sender<Event>,
     ready: std::sync::atomic::AtomicBool,
 }
@@ -137,6 +162,7 @@ impl Default for View {
     fn default() -> View {
         View {
             rollouts: RwLock::new(BTreeMap::new()),
+            histories: RwLock::new(BTreeMap::new()),
             events: broadcast::channel(1024).0,
             ready: std::sync::atomic::AtomicBool::new(false),
         }
@@ -180,6 +206,37 @@ impl View {
     /// Forgets a rollout (its file was removed).
     pub fn remove(&self, id: &RolloutId) {
         self.write().remove(id);
+        self.histories
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(id);
+    }
+
+    /// Adds a tick's gate results to the rollout's charts.
+    pub fn sample(
+        &self,
+        id: &RolloutId,
+        spec: &DeploySpec,
+        version: Option<&str>,
+        at: Timestamp,
+        results: &[GateResult],
+    ) {
+        self.histories
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(id.clone())
+            .or_default()
+            .record(spec, version, at, results);
+    }
+
+    /// The rollout's recent gate values.
+    pub fn series(&self, id: &RolloutId) -> Series {
+        self.histories
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(id)
+            .cloned()
+            .unwrap_or_default()
     }
 
     /// Publishes an event to every subscriber (none is fine).

@@ -3,7 +3,7 @@
 //! `Retry-After`) with backoff, giving up after a limit. It only reads and
 //! updates the outbox, so the control loop never waits for a chat service.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -40,7 +40,7 @@ pub struct RetryPolicy {
 
 impl Default for RetryPolicy {
     fn default() -> Self {
-        // 12 attempts span about 25 minutes: a chat outage of that length.
+        // 12 attempts span about 20 minutes of backoff: a chat outage of that length.
         RetryPolicy {
             first: Duration::from_secs(1),
             max: Duration::from_secs(300),
@@ -86,15 +86,16 @@ pub fn next_step(
             error: format!("{error} (after {} attempts)", attempts + 1),
         },
         Attempt::Transient { error, retry_after } => {
+            let backoff = policy
+                .first
+                .saturating_mul(1u32 << attempts.min(20))
+                .min(policy.max)
+                .mul_f64(0.8 + 0.4 * jitter.clamp(0.0, 1.0));
+            // The receiver's Retry-After, never sooner than our own backoff
+            // (a `Retry-After: 0` must not burn every attempt in a second).
             let delay = match retry_after {
-                Some(d) => d.min(policy.max_retry_after),
-                None => {
-                    let base = policy
-                        .first
-                        .saturating_mul(1u32 << attempts.min(20))
-                        .min(policy.max);
-                    base.mul_f64(0.8 + 0.4 * jitter.clamp(0.0, 1.0))
-                }
+                Some(d) => d.min(policy.max_retry_after).max(backoff),
+                None => backoff,
             };
             Delivery::Retry {
                 retry_at: now.plus(delay),
@@ -124,6 +125,15 @@ pub fn signature(secret: &str, timestamp: u64, body: &[u8]) -> String {
     mac.update(b".");
     mac.update(body);
     hex::encode(mac.finalize().into_bytes())
+}
+
+/// How an attempt ended, and whether the store has it.
+struct Outcome {
+    id: i64,
+    sink_key: String,
+    step: Delivery,
+    at: Timestamp,
+    saved: bool,
 }
 
 /// The delivery task.
@@ -159,26 +169,29 @@ impl Notifier {
         })
     }
 
-    /// Delivers until `stop`; an attempt in flight then is sent again after a restart.
+    /// Delivers until `stop`. Attempts in flight then are finished (within the
+    /// request timeout) and recorded, so a restart does not send them again.
     pub async fn run(self, stop: impl std::future::Future<Output = ()>) {
         let this = Arc::new(self);
-        let mut in_flight: HashSet<String> = HashSet::new();
-        let mut tasks: JoinSet<String> = JoinSet::new();
+        // Sinks with an attempt in flight or an outcome not yet saved.
+        let mut busy: HashSet<String> = HashSet::new();
+        let mut tasks: JoinSet<Outcome> = JoinSet::new();
+        let mut keys: HashMap<tokio::task::Id, String> = HashMap::new();
+        // Outcomes the store could not save: never posted again, saved later.
+        let mut unsaved: Vec<Outcome> = Vec::new();
         tokio::pin!(stop);
         loop {
+            unsaved = this.save(unsaved, &mut busy).await;
             let store = this.store.clone();
             let now = Timestamp::from_system(SystemTime::now());
-            let due = tokio::task::spawn_blocking(move || store.due_deliveries(now, 64)).await;
-            match due {
+            match tokio::task::spawn_blocking(move || store.due_deliveries(now, 64)).await {
                 Ok(Ok(due)) => {
                     for d in due {
-                        if in_flight.insert(d.sink_key.clone()) {
+                        if busy.insert(d.sink_key.clone()) {
                             let me = this.clone();
-                            tasks.spawn(async move {
-                                let key = d.sink_key.clone();
-                                me.deliver(d).await;
-                                key
-                            });
+                            let key = d.sink_key.clone();
+                            let handle = tasks.spawn(async move { me.deliver(d).await });
+                            keys.insert(handle.id(), key);
                         }
                     }
                 }
@@ -186,21 +199,62 @@ impl Notifier {
                 Err(e) => tracing::error!(error = %e, "cannot read the alert outbox"),
             }
             tokio::select! {
-                () = &mut stop => return,
-                Some(done) = tasks.join_next() => {
-                    if let Ok(key) = done {
-                        in_flight.remove(&key);
-                    } else {
-                        in_flight.clear();
+                () = &mut stop => break,
+                Some(done) = tasks.join_next_with_id() => {
+                    let (id, outcome) = match done {
+                        Ok((id, outcome)) => (id, Some(outcome)),
+                        Err(e) => (e.id(), None),
+                    };
+                    if let Some(key) = keys.remove(&id) {
+                        match outcome {
+                            Some(o) if !o.saved => unsaved.push(o),
+                            _ => { busy.remove(&key); }
+                        }
                     }
                 }
                 () = this.wake.notified() => {}
                 () = tokio::time::sleep(Duration::from_millis(250)) => {}
             }
         }
+        // Let attempts in flight finish and be recorded: a receiver that
+        // accepted a message must not get it again after the restart.
+        let deadline = this.policy.timeout + Duration::from_secs(1);
+        let drained = tokio::time::timeout(deadline, async {
+            while let Some(done) = tasks.join_next().await {
+                if let Ok(o) = done
+                    && !o.saved
+                {
+                    unsaved.push(o);
+                }
+            }
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!(
+                "alert deliveries still in flight at shutdown are sent again after the restart"
+            );
+        }
+        let _ = this.save(unsaved, &mut busy).await;
     }
 
-    async fn deliver(&self, d: PendingDelivery) {
+    /// Saves outcomes the store refused before; returns those still unsaved.
+    async fn save(&self, unsaved: Vec<Outcome>, busy: &mut HashSet<String>) -> Vec<Outcome> {
+        let mut still = Vec::new();
+        for o in unsaved {
+            let store = self.store.clone();
+            let (id, step, at) = (o.id, o.step.clone(), o.at);
+            let saved =
+                tokio::task::spawn_blocking(move || store.record_delivery(id, &step, at)).await;
+            if matches!(saved, Ok(Ok(()))) {
+                busy.remove(&o.sink_key);
+            } else {
+                still.push(o);
+            }
+        }
+        still
+    }
+
+    async fn deliver(&self, d: PendingDelivery) -> Outcome {
         let attempt = self.attempt(&d).await;
         let now = Timestamp::from_system(SystemTime::now());
         let jitter = rand::rng().random_range(0.0..1.0);
@@ -227,12 +281,20 @@ impl Notifier {
             })
             .inc();
         let store = self.store.clone();
-        let id = d.id;
+        let (id, saved_step) = (d.id, step.clone());
         let saved =
-            tokio::task::spawn_blocking(move || store.record_delivery(id, &step, now)).await;
-        if !matches!(saved, Ok(Ok(()))) {
-            // The attempt is made again later: at least once, never lost.
-            tracing::error!(sink = %d.sink_key, alert = %d.message.id, "cannot record the delivery outcome; it will be attempted again");
+            tokio::task::spawn_blocking(move || store.record_delivery(id, &saved_step, now)).await;
+        let saved = matches!(saved, Ok(Ok(())));
+        if !saved {
+            // Kept in memory and saved later; the sink waits, nothing is posted twice.
+            tracing::error!(sink = %d.sink_key, alert = %d.message.id, "cannot record the delivery outcome; retrying the write");
+        }
+        Outcome {
+            id,
+            sink_key: d.sink_key,
+            step,
+            at: now,
+            saved,
         }
     }
 

@@ -108,7 +108,8 @@ fn slack(m: &AlertMessage) -> Value {
     }
     blocks.push(json!({"type": "context", "elements": [{"type": "mrkdwn",
         "text": format!("canaryd · decision #{} · {}", m.seq, severity_word(m.severity))}]}));
-    json!({"text": title, "blocks": blocks})
+    // The notification text is mrkdwn too: escaped, so `<!channel>` in a name pings no one.
+    json!({"text": slack_escape(&title), "blocks": blocks})
 }
 
 fn severity_word(s: AlertSeverity) -> &'static str {
@@ -127,11 +128,12 @@ fn teams(m: &AlertMessage) -> Value {
     };
     let facts: Vec<Value> = facts(m)
         .into_iter()
-        .map(|(k, v)| json!({"title": k, "value": v}))
+        .map(|(k, v)| json!({"title": k, "value": clip(&v, 1000)}))
         .collect();
+    // Teams refuses cards over 28 KB: long texts are cut.
     let mut body = vec![
-        json!({"type": "TextBlock", "text": m.title, "weight": "Bolder", "size": "Medium", "color": colour, "wrap": true}),
-        json!({"type": "TextBlock", "text": m.reason, "wrap": true}),
+        json!({"type": "TextBlock", "text": clip(&m.title, 400), "weight": "Bolder", "size": "Medium", "color": colour, "wrap": true}),
+        json!({"type": "TextBlock", "text": clip(&m.reason, 2000), "wrap": true}),
         json!({"type": "FactSet", "facts": facts}),
     ];
     if let Some(g) = &m.gate {
@@ -203,7 +205,7 @@ fn google_chat(m: &AlertMessage) -> Value {
         .collect();
     if let Some(g) = &m.gate {
         widgets.push(json!({"textParagraph": {"text": format!(
-            "<b>PromQL</b><br><font face=\"monospace\">{}</font>", html_escape(&g.query))}}));
+            "<b>PromQL</b><br>{}", html_escape(&clip(&g.query, 3000)))}}));
     }
     if let Some(url) = &m.dashboard_url {
         widgets.push(json!({"buttonList": {"buttons": [

@@ -3,10 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::engine::{
-    Action, Alert, AlertEvent, DecisionRecord, GateRef, GateResult, Reason, RolloutState, Timestamp,
-};
-use crate::spec::model::{AlertSeverity, DeploySpec, Gate, RolloutId};
+use crate::engine::{Action, Alert, AlertEvent, DecisionRecord, Reason, RolloutState, Timestamp};
+use crate::spec::model::{AlertSeverity, DeploySpec, RolloutId};
 use crate::spec::units::{Weight, format_duration};
 
 /// An alert as every sink renders it; stored in the outbox, so a restart
@@ -160,22 +158,11 @@ fn gate_summary(spec: &DeploySpec, record: &DecisionRecord) -> Option<GateSummar
         value: result.shown.clone(),
         stable_value: result
             .stable_value
-            .zip(spec_gate(spec, result))
+            .zip(result.gate.resolve(spec))
             .map(|(v, gate)| gate.unit.format(v)),
         threshold: result.threshold.clone(),
         window: format_duration(spec.strategy.analysis.window),
         query: result.query.clone(),
         inconclusive: result.inconclusive().map(ToString::to_string),
     })
-}
-
-fn spec_gate<'a>(spec: &'a DeploySpec, result: &GateResult) -> Option<&'a Gate> {
-    match result.gate {
-        GateRef::Abort(i) => spec.strategy.rollback.on.get(i),
-        GateRef::Promotion { step, index } => spec
-            .strategy
-            .steps
-            .get(step)
-            .and_then(|s| s.gates.get(index)),
-    }
 }

@@ -43,13 +43,15 @@ pub fn sinks_for<'a>(
     defaults: &'a [AlertSink],
     severity: AlertSeverity,
 ) -> Vec<&'a AlertSink> {
-    let mut out: Vec<&AlertSink> = Vec::new();
+    // One per key first (the file's own wins), then its severity decides.
+    let mut unique: Vec<&AlertSink> = Vec::new();
     for s in own.iter().chain(defaults) {
-        if severity >= s.min_severity && !out.iter().any(|o| sink_key(o) == sink_key(s)) {
-            out.push(s);
+        if !unique.iter().any(|o| sink_key(o) == sink_key(s)) {
+            unique.push(s);
         }
     }
-    out
+    unique.retain(|s| severity >= s.min_severity);
+    unique
 }
 
 /// Reads a secret now. Errors name where it was looked for, never a value.

@@ -1,0 +1,585 @@
+// canaryd dashboard: the rollout list and a rollout's page, kept live over
+// the event stream (/api/v1/events). Plain DOM, no framework; charts by uPlot.
+'use strict';
+
+const PHASE_CLASS = {
+  Progressing: '', Paused: 'warn', Promoted: 'ok', RolledBack: 'bad', Aborted: 'bad', Idle: 'idle',
+};
+const PAUSE_WHY = {
+  manual: 'paused by a person', no_data: 'paused: no data', rollback_disabled: 'paused instead of rolling back (rollback.auto is off)',
+};
+// Which commands make sense in which phase (the API answers 409 otherwise).
+const ACTIONS = [
+  ['pause', ['Progressing']],
+  ['resume', ['Paused']],
+  ['promote', ['Progressing', 'Paused']],
+  ['abort', ['Progressing', 'Paused']],
+  ['retry', ['RolledBack', 'Aborted']],
+];
+
+const state = {
+  route: route(),
+  rollouts: new Map(),
+  loaded: false,
+  decisions: [],
+  alerts: [],
+  series: null,
+  charts: new Map(),
+  lost: false,
+  lastSeries: 0,
+  lastAlerts: 0,
+};
+
+// ---------- small helpers ----------
+
+function route() {
+  const m = location.pathname.match(/^\/rollouts\/([^/]+)\/([^/]+)\/?$/);
+  return m ? { ns: decodeURIComponent(m[1]), name: decodeURIComponent(m[2]) } : null;
+}
+
+function key(r) { return r.namespace + '/' + r.name; }
+
+/** Builds an element; strings become text nodes (never HTML). */
+function h(tag, attrs, ...children) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (v === null || v === undefined || v === false) continue;
+    if (k === 'class') e.className = v;
+    else if (k.startsWith('on')) e.addEventListener(k.slice(2), v);
+    else e.setAttribute(k, v === true ? '' : v);
+  }
+  for (const c of children.flat()) {
+    if (c === null || c === undefined || c === false) continue;
+    e.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+  return e;
+}
+
+async function getJSON(url) {
+  const r = await fetch(url, { cache: 'no-store' });
+  if (!r.ok) throw new Error(url + ': HTTP ' + r.status);
+  return r.json();
+}
+
+function css(name) { return getComputedStyle(document.documentElement).getPropertyValue(name).trim(); }
+
+function duration(seconds) {
+  if (seconds === null || seconds === undefined || !isFinite(seconds)) return '–';
+  const s = Math.max(0, Math.round(seconds));
+  const d = Math.floor(s / 86400), hr = Math.floor(s % 86400 / 3600), m = Math.floor(s % 3600 / 60), sec = s % 60;
+  if (d) return d + 'd ' + hr + 'h';
+  if (hr) return hr + 'h ' + String(m).padStart(2, '0') + 'm';
+  if (m) return m + 'm ' + String(sec).padStart(2, '0') + 's';
+  return sec + 's';
+}
+
+function since(ts) { return (Date.now() - Date.parse(ts)) / 1000; }
+
+function clock(ts) {
+  const d = new Date(ts);
+  return isNaN(d) ? '' : d.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit', second: '2-digit' });
+}
+
+function percent(x) { return (Math.round(x * 100) / 100) + '%'; }
+
+/** A measured value in its unit, like the server's (`1.2%`, `310ms`). */
+function show(unit, v) {
+  if (v === null || v === undefined || !isFinite(v)) return '–';
+  const sig = (x) => Number(x.toPrecision(3)).toString();
+  switch (unit) {
+    case 'ratio': return sig(v * 100) + '%';
+    case 'seconds': return v < 1 ? sig(v * 1000) + 'ms' : sig(v) + 's';
+    case 'per_second': return sig(v) + '/s';
+    default: return sig(v);
+  }
+}
+
+/** Chart scale: percentages and milliseconds read better than ratios and seconds. */
+function scaled(unit) {
+  switch (unit) {
+    case 'ratio': return { k: 100, suffix: '%' };
+    case 'seconds': return { k: 1000, suffix: 'ms' };
+    case 'per_second': return { k: 1, suffix: '/s' };
+    default: return { k: 1, suffix: '' };
+  }
+}
+
+function phaseBadge(r) {
+  return h('span', { class: 'badge ' + (PHASE_CLASS[r.phase] ?? ''), 'data-testid': 'phase' }, r.phase);
+}
+
+function weightBar(w) {
+  return h('div', { class: 'weight' },
+    h('div', { class: 'bar', role: 'meter', 'aria-valuemin': 0, 'aria-valuemax': 100, 'aria-valuenow': w, 'aria-label': 'canary weight' },
+      h('span', { style: 'width:' + Math.max(0, Math.min(100, w)) + '%' })),
+    h('span', { class: 'num', 'data-testid': 'weight' }, percent(w)));
+}
+
+function versions(r) {
+  return r.stable_version + ' → ' + (r.canary_version || r.desired_canary_version || '–');
+}
+
+// ---------- connection and live updates ----------
+
+function setConn(text, ok) {
+  const c = document.getElementById('conn');
+  if (!text) { c.hidden = true; return; }
+  c.hidden = false;
+  c.textContent = text;
+  c.classList.toggle('ok', !!ok);
+}
+
+function connect() {
+  const es = new EventSource('/api/v1/events');
+  es.onopen = () => {
+    if (state.lost) {
+      state.lost = false;
+      setConn('Reconnected', true);
+      setTimeout(() => { if (!state.lost) setConn(null); }, 4000);
+      refresh();
+    }
+  };
+  es.onerror = () => {
+    state.lost = true;
+    setConn('Connection lost — reconnecting…');
+  };
+  for (const kind of ['state', 'decision']) {
+    es.addEventListener(kind, (e) => {
+      const ev = JSON.parse(e.data);
+      state.rollouts.set(key(ev.rollout), ev.rollout);
+      if (kind === 'decision' && isCurrent(ev.rollout)) {
+        if (!state.decisions.some((d) => d.seq === ev.decision.seq)) state.decisions.push(ev.decision);
+        state.lastAlerts = 0; // a decision may have queued alerts
+      }
+      render();
+    });
+  }
+  es.addEventListener('file_rejected', (e) => {
+    const ev = JSON.parse(e.data);
+    notice('bad', 'Deploy file ' + ev.file + ' rejected; the previous version keeps running.\n' + ev.errors);
+  });
+  es.addEventListener('lagged', () => refresh());
+}
+
+function isCurrent(r) {
+  return state.route && r.namespace === state.route.ns && r.name === state.route.name;
+}
+
+async function refresh() {
+  try {
+    const list = await getJSON('/api/v1/rollouts');
+    state.rollouts = new Map(list.rollouts.map((r) => [key(r), r]));
+    state.loaded = true;
+    if (state.route) await refreshDetail(true);
+  } catch (e) {
+    state.lost = true;
+    setConn('Cannot reach canaryd — retrying…');
+  }
+  render();
+}
+
+async function refreshDetail(all) {
+  const base = '/api/v1/rollouts/' + encodeURIComponent(state.route.ns) + '/' + encodeURIComponent(state.route.name);
+  const now = Date.now();
+  const jobs = [];
+  if (all) jobs.push(getJSON(base + '/decisions?limit=200').then((j) => { state.decisions = j.decisions; }).catch(() => {}));
+  if (all || now - state.lastSeries > 1000) {
+    state.lastSeries = now;
+    jobs.push(getJSON(base + '/series').then((j) => { state.series = j; }).catch(() => {}));
+  }
+  if (all || now - state.lastAlerts > 3000) {
+    state.lastAlerts = now;
+    jobs.push(getJSON(base + '/alerts').then((j) => { state.alerts = j.alerts; }).catch(() => {}));
+  }
+  await Promise.all(jobs);
+}
+
+// ---------- rendering ----------
+
+let scheduled = false;
+function render() {
+  if (scheduled) return;
+  scheduled = true;
+  requestAnimationFrame(async () => {
+    scheduled = false;
+    if (state.route) {
+      await refreshDetail(false);
+      renderDetail();
+    } else {
+      renderList();
+    }
+  });
+}
+
+function notice(kind, text) {
+  const n = document.getElementById('notices');
+  if (!n) return;
+  n.replaceChildren(h('div', { class: 'notice ' + kind, role: 'alert' }, text));
+}
+
+function renderList() {
+  const app = document.getElementById('app');
+  document.title = 'canaryd';
+  if (!state.loaded) return;
+  const rows = [...state.rollouts.values()].sort((a, b) => key(a).localeCompare(key(b)));
+  if (!rows.length) { app.replaceChildren(emptyState()); return; }
+  app.replaceChildren(
+    h('h1', {}, 'Rollouts'),
+    h('div', { id: 'notices' }),
+    h('table', { id: 'rollouts' },
+      h('thead', {}, h('tr', {},
+        h('th', {}, 'Rollout'), h('th', {}, 'Phase'), h('th', {}, 'Step'), h('th', {}, 'Canary weight'),
+        h('th', {}, 'Stable → canary'), h('th', { class: 'hide-narrow' }, 'In phase'), h('th', {}, 'Last decision'))),
+      h('tbody', {}, rows.map((r) => h('tr', { 'data-rollout': key(r) },
+        h('td', {}, h('a', { href: '/rollouts/' + encodeURIComponent(r.namespace) + '/' + encodeURIComponent(r.name) }, key(r)),
+          r.file_error ? h('div', { class: 'badge bad', title: r.file_error }, 'file rejected') : null),
+        h('td', {}, phaseBadge(r)),
+        h('td', { class: 'num' }, r.step + '/' + r.steps),
+        h('td', {}, weightBar(r.canary_weight)),
+        h('td', {}, versions(r)),
+        h('td', { class: 'num hide-narrow' }, duration(since(r.phase_since))),
+        h('td', {}, r.last_decision
+          ? [h('strong', {}, r.last_decision.action), ' ', h('span', { class: 'muted' }, clock(r.last_decision.at)), h('div', {}, r.last_decision.reason)]
+          : h('span', { class: 'muted' }, '–')))))));
+}
+
+function emptyState() {
+  const example = [
+    'service: checkout',
+    'policy: http-red',
+    'router: { kind: builtin, listen: 127.0.0.1:8080 }',
+    'stable: { version: v1, address: 127.0.0.1:9001 }',
+    'canary: { version: v2, address: 127.0.0.1:9002 }',
+    'deploy:',
+    '  strategy: canary',
+    '  steps:',
+    '    - deploy: 5%',
+    '      duration: 10m',
+    '      metrics:',
+    '        - error_rate_less_than: 1%',
+    '        - latency_p99_less_than: 200ms',
+    '    - deploy: 50%',
+    '      duration: 20m',
+    '    - deploy: 100%',
+    '  rollback:',
+    '    auto: true',
+    '    on:',
+    '      - error_rate_greater_than: 2%',
+    'alerts:',
+    '  - slack: { webhook_env: SLACK_WEBHOOK_URL }',
+  ].join('\n');
+  return h('section', { class: 'empty', id: 'empty' },
+    h('h1', {}, 'No rollouts yet'),
+    h('p', {}, 'canaryd watches its deploy directory (', h('code', {}, '--deploy-dir'), ', default ', h('code', {}, 'deploy/'),
+      '). Save a deploy file there and its rollout appears here within a second:'),
+    h('pre', {}, example),
+    h('p', {}, 'Check it first: ', h('code', {}, 'canaryd validate checkout.yaml'), ' (file, line and column for every mistake), then ',
+      h('code', {}, 'canaryd check checkout.yaml'), ' to see each gate\'s live value on Prometheus.'),
+    h('p', { class: 'muted' }, 'Or run the whole story on this machine: ', h('code', {}, './scripts/demo.sh')));
+}
+
+function renderDetail() {
+  const app = document.getElementById('app');
+  const id = state.route.ns + '/' + state.route.name;
+  const r = state.rollouts.get(id);
+  document.title = state.route.name + ' · canaryd';
+  if (!state.loaded) return;
+  if (!r) {
+    destroyCharts();
+    app.replaceChildren(h('p', {}, h('a', { href: '/' }, '← all rollouts')),
+      h('div', { class: 'notice warn' }, 'No rollout ' + id + ' (its deploy file may have been removed).'));
+    return;
+  }
+  if (!document.getElementById('detail') || app.dataset.rollout !== id) {
+    destroyCharts();
+    app.dataset.rollout = id;
+    app.replaceChildren(h('div', { id: 'detail' },
+      h('p', {}, h('a', { href: '/' }, '← all rollouts')),
+      h('div', { class: 'title' }, h('h1', {}, id), h('span', { id: 'phase-slot' }), h('div', { class: 'actions', id: 'actions' })),
+      h('div', { id: 'notices' }),
+      h('div', { id: 'outcome' }),
+      h('div', { class: 'summary', id: 'summary' }),
+      h('h2', {}, 'Steps'), h('ol', { class: 'timeline', id: 'timeline' }),
+      h('h2', {}, 'Gates'), h('div', { id: 'gate-values' }), h('div', { class: 'charts', id: 'charts' }),
+      h('h2', {}, 'Decision log'), h('div', { id: 'decisions' }),
+      h('h2', {}, 'Alerts sent'), h('div', { id: 'alerts' })));
+    renderActions(r);
+  }
+  document.getElementById('phase-slot').replaceChildren(phaseBadge(r),
+    r.pause_reason ? h('span', { class: 'muted' }, ' ' + (PAUSE_WHY[r.pause_reason] || r.pause_reason)) : null);
+  for (const b of document.querySelectorAll('#actions button')) {
+    const allowed = ACTIONS.find(([a]) => a === b.dataset.action)[1];
+    b.disabled = !allowed.includes(r.phase);
+  }
+  renderOutcome(r);
+  renderSummary(r);
+  renderTimeline(r);
+  renderGates(r);
+  renderCharts();
+  renderDecisions();
+  renderAlerts();
+}
+
+function renderOutcome(r) {
+  const o = document.getElementById('outcome');
+  const d = r.last_decision;
+  const parts = [];
+  if (r.file_error) parts.push(h('div', { class: 'notice bad' }, 'The latest edit of ' + r.file + ' was rejected; the previous version keeps running.', h('pre', {}, r.file_error)));
+  if (d && (r.phase === 'RolledBack' || r.phase === 'Aborted' || r.phase === 'Paused' || r.phase === 'Promoted')) {
+    const kind = r.phase === 'Promoted' ? 'ok' : r.phase === 'Paused' ? 'warn' : 'bad';
+    const verb = { RolledBack: 'Rolled back', Aborted: 'Aborted', Paused: 'Paused', Promoted: 'Promoted' }[r.phase];
+    parts.push(h('div', { class: 'notice ' + kind, id: 'reason' }, verb + ' at ' + clock(d.at) + ': ' + d.reason));
+  }
+  o.replaceChildren(...parts);
+}
+
+function stepTimes(r) {
+  // Watched time grows only while progressing; extrapolate from the last tick.
+  const live = r.phase === 'Progressing' ? Math.max(0, since(r.updated_at)) : 0;
+  const elapsed = r.step_elapsed_seconds + Math.min(live, 5);
+  const left = r.step_duration_seconds === null || r.step_duration_seconds === undefined ? null : Math.max(0, r.step_duration_seconds - elapsed);
+  return { elapsed, left };
+}
+
+function stat(label, value, attrs) {
+  return h('div', { class: 'stat' }, h('div', { class: 'label' }, label), h('div', Object.assign({ class: 'value' }, attrs || {}), value));
+}
+
+function renderSummary(r) {
+  const t = stepTimes(r);
+  document.getElementById('summary').replaceChildren(
+    stat('Canary weight', weightBar(r.canary_weight)),
+    stat('Step', r.step + ' / ' + r.steps, { 'data-testid': 'step' }),
+    stat('Stable → canary', versions(r), { class: 'value small' }),
+    stat('In phase', duration(since(r.phase_since)), { class: 'value small' }),
+    stat(r.phase === 'Progressing' ? 'Left in this step' : 'Watched in this step',
+      r.phase === 'Progressing' ? (t.left === null ? 'final step' : duration(t.left)) : duration(r.step_elapsed_seconds),
+      { class: 'value small', 'data-testid': 'time-left' }),
+    stat('Upstreams', (r.health.stable ? 'stable ✓' : 'stable ✗') + '  ' + (r.health.canary ? 'canary ✓' : 'canary ✗'), { class: 'value small' }));
+}
+
+function renderTimeline(r) {
+  const t = stepTimes(r);
+  const current = r.step - 1;
+  const finished = r.phase === 'Promoted';
+  document.getElementById('timeline').replaceChildren(...r.plan.map((s, i) => {
+    const cls = finished || i < current ? 'done' : i === current ? 'current' : '';
+    let d = s.duration_seconds === null ? 'until promoted' : 'watch ' + duration(s.duration_seconds);
+    if (i === current && !finished && r.phase === 'Progressing' && t.left !== null) d += ' · ' + duration(t.left) + ' left';
+    if (i === current && r.phase === 'Paused') d += ' · paused';
+    return h('li', { class: cls, 'aria-current': i === current ? 'step' : null },
+      h('div', { class: 'w' }, percent(s.weight)), h('div', { class: 'd' }, 'Step ' + (i + 1) + ' · ' + d));
+  }));
+}
+
+function verdictTag(v) {
+  return h('span', { class: 'verdict-' + v }, v);
+}
+
+function renderGates(r) {
+  const box = document.getElementById('gate-values');
+  if (!r.gates.length) {
+    box.replaceChildren(h('p', { class: 'muted' }, 'No gate measured yet.'));
+    return;
+  }
+  const unitOf = (name) => (state.series?.gates || []).find((g) => g.name === name)?.unit;
+  box.replaceChildren(h('table', {},
+    h('thead', {}, h('tr', {}, h('th', {}, 'Gate'), h('th', {}, 'Canary'), h('th', {}, 'Stable'), h('th', {}, 'Threshold'), h('th', {}, 'Verdict'))),
+    h('tbody', {}, r.gates.map((g) => h('tr', { 'data-gate': g.name },
+      h('td', {}, g.name),
+      h('td', { class: 'num canary-value' }, g.shown),
+      h('td', { class: 'num' }, show(unitOf(g.name), g.stable_value)),
+      h('td', { class: 'num' }, g.threshold),
+      h('td', {}, verdictTag(g.verdict), g.reason ? h('div', { class: 'muted' }, reasonText(g.reason)) : null))))));
+}
+
+function reasonText(reason) {
+  if (typeof reason === 'string') return reason;
+  return Object.entries(reason).map(([k, v]) => k === 'kind' ? String(v).replaceAll('_', ' ') : k + ' ' + v).join(', ');
+}
+
+// ---------- charts ----------
+
+function destroyCharts() {
+  for (const c of state.charts.values()) c.plot.destroy();
+  state.charts.clear();
+}
+
+function chartData(g) {
+  const { k } = scaled(g.unit);
+  const xs = [], canary = [], stable = [], threshold = [], breach = [];
+  for (const p of g.points) {
+    xs.push(p.t / 1000);
+    canary.push(p.canary === null ? null : p.canary * k);
+    stable.push(p.stable === null ? null : p.stable * k);
+    threshold.push(g.threshold_value * k);
+    breach.push(p.verdict === 'fail' && p.canary !== null ? p.canary * k : null);
+  }
+  return [xs, canary, stable, threshold, breach];
+}
+
+function makeChart(g, box) {
+  const { suffix } = scaled(g.unit);
+  const version = state.series?.version || 'canary';
+  const axis = { stroke: css('--muted'), grid: { stroke: css('--line'), width: 1 }, ticks: { stroke: css('--line') } };
+  const opts = {
+    width: Math.max(260, box.clientWidth),
+    height: 190,
+    scales: { x: { time: true } },
+    legend: { live: true },
+    cursor: { drag: { x: false, y: false } },
+    series: [
+      {},
+      { label: 'canary ' + version, stroke: css('--canary'), width: 2, value: (u, v) => v === null ? '–' : v.toFixed(2) + suffix },
+      { label: 'stable', stroke: css('--stable'), width: 1.5, value: (u, v) => v === null ? '–' : v.toFixed(2) + suffix },
+      { label: 'threshold ' + g.threshold, stroke: css('--threshold'), width: 1.5, dash: [6, 4], points: { show: false } },
+      { label: 'breach', stroke: css('--threshold'), width: 0, paths: () => null,
+        points: { show: true, size: 9, fill: css('--threshold'), stroke: css('--threshold') } },
+    ],
+    axes: [axis, Object.assign({}, axis, { size: 60, values: (u, vals) => vals.map((v) => +v.toFixed(3) + suffix) })],
+  };
+  return new uPlot(opts, chartData(g), box);
+}
+
+function renderCharts() {
+  const holder = document.getElementById('charts');
+  const gates = state.series?.gates || [];
+  if (!gates.length) {
+    destroyCharts();
+    holder.replaceChildren(h('p', { class: 'muted' }, 'Charts appear after the first measurement.'));
+    return;
+  }
+  if (!state.charts.size) holder.replaceChildren();
+  for (const g of gates) {
+    let c = state.charts.get(g.name);
+    const last = g.points[g.points.length - 1];
+    const now = last ? 'now: canary ' + show(g.unit, last.canary) + ', stable ' + show(g.unit, last.stable) + ' · threshold ' + g.threshold : '';
+    if (!c) {
+      const plot = h('div', { class: 'plot' });
+      const nowLine = h('div', { class: 'now' }, now);
+      const card = h('div', { class: 'chart', 'data-gate': g.name },
+        h('h3', {}, g.name, h('span', { class: 'badge idle' }, g.kind === 'abort' ? 'abort condition' : 'promotion gate')), nowLine, plot);
+      holder.append(card);
+      c = { plot: makeChart(g, plot), nowLine, box: plot };
+      state.charts.set(g.name, c);
+    } else {
+      c.plot.setData(chartData(g));
+      c.nowLine.textContent = now;
+    }
+  }
+}
+
+window.addEventListener('resize', () => {
+  for (const c of state.charts.values()) c.plot.setSize({ width: Math.max(260, c.box.clientWidth), height: 190 });
+});
+
+// ---------- decision log and alerts ----------
+
+function renderDecisions() {
+  const box = document.getElementById('decisions');
+  if (!state.decisions.length) { box.replaceChildren(h('p', { class: 'muted' }, 'No decision yet.')); return; }
+  const rows = [...state.decisions].sort((a, b) => b.seq - a.seq).slice(0, 100);
+  const open = new Set([...box.querySelectorAll('details[open]')].map((d) => d.dataset.seq));
+  box.replaceChildren(h('table', { id: 'decision-log' },
+    h('thead', {}, h('tr', {}, h('th', {}, '#'), h('th', {}, 'Time'), h('th', {}, 'Action'), h('th', { class: 'hide-narrow' }, 'Phase'),
+      h('th', {}, 'Step · weight'), h('th', {}, 'Reason and numbers'))),
+    h('tbody', {}, rows.map((d) => h('tr', { 'data-seq': d.seq },
+      h('td', { class: 'num' }, d.seq),
+      h('td', { class: 'num' }, clock(d.at)),
+      h('td', {}, h('strong', {}, d.action)),
+      h('td', { class: 'hide-narrow' }, d.from + ' → ' + d.to),
+      h('td', { class: 'num' }, d.step + ' · ' + percent(d.weight)),
+      h('td', {}, h('div', { class: 'reason' }, d.reason),
+        d.gates.length ? h('details', { 'data-seq': d.seq, open: open.has(String(d.seq)) },
+          h('summary', {}, d.gates.length + ' gate' + (d.gates.length > 1 ? 's' : '') + ' and their PromQL'),
+          d.gates.map((g) => h('div', { class: 'gates-table' },
+            h('div', {}, h('strong', {}, g.name), ' ', verdictTag(g.verdict), ' canary ', g.shown,
+              ' · threshold ', g.threshold),
+            h('pre', {}, g.query)))) : null))))));
+}
+
+function renderAlerts() {
+  const box = document.getElementById('alerts');
+  if (!state.alerts.length) {
+    box.replaceChildren(h('p', { class: 'muted' }, 'No alert sent. Add sinks under ', h('code', {}, 'alerts:'), ' in the deploy file (Slack, Teams, Discord, Google Chat, webhook).'));
+    return;
+  }
+  const cls = { delivered: 'ok', pending: 'warn', gave_up: 'bad' };
+  box.replaceChildren(h('table', { id: 'alert-log' },
+    h('thead', {}, h('tr', {}, h('th', {}, 'Queued'), h('th', {}, 'Event'), h('th', {}, 'Sink'), h('th', {}, 'State'), h('th', { class: 'hide-narrow' }, 'Message'))),
+    h('tbody', {}, [...state.alerts].reverse().map((a) => h('tr', {},
+      h('td', { class: 'num' }, clock(a.queued_at)),
+      h('td', {}, a.event.replaceAll('_', ' ')),
+      h('td', {}, h('code', {}, a.sink)),
+      h('td', {}, h('span', { class: 'badge ' + (cls[a.state] || '') }, a.state.replace('_', ' ')),
+        a.attempts > 1 ? h('span', { class: 'muted' }, ' ' + a.attempts + ' attempts') : null,
+        a.last_error ? h('div', { class: 'muted' }, a.last_error) : null),
+      h('td', { class: 'hide-narrow' }, a.title))))));
+}
+
+// ---------- actions ----------
+
+function renderActions() {
+  const box = document.getElementById('actions');
+  box.replaceChildren(...ACTIONS.map(([a]) => h('button', {
+    type: 'button', class: a === 'abort' ? 'danger' : 'ghost', 'data-action': a, onclick: () => act(a),
+  }, a[0].toUpperCase() + a.slice(1))));
+}
+
+function askToken(action) {
+  const dialog = document.getElementById('token-dialog');
+  const input = document.getElementById('token-input');
+  document.getElementById('token-what').textContent = action + ' ' + state.route.ns + '/' + state.route.name + ' needs the daemon\'s API token.';
+  input.value = '';
+  return new Promise((resolve) => {
+    dialog.addEventListener('close', () => {
+      if (dialog.returnValue !== 'ok') { resolve(null); return; }
+      const token = input.value.trim();
+      if (token && document.getElementById('token-remember').checked) sessionStorage.setItem('canaryd-token', token);
+      resolve(token);
+    }, { once: true });
+    dialog.showModal();
+    input.focus();
+  });
+}
+
+async function act(action) {
+  let token = sessionStorage.getItem('canaryd-token');
+  if (!token) {
+    token = await askToken(action);
+    if (token === null) return;
+  }
+  const url = '/api/v1/rollouts/' + encodeURIComponent(state.route.ns) + '/' + encodeURIComponent(state.route.name) + '/' + action;
+  const headers = token ? { Authorization: 'Bearer ' + token } : {};
+  try {
+    const r = await fetch(url, { method: 'POST', headers });
+    const body = await r.json().catch(() => ({}));
+    if (r.ok) {
+      state.rollouts.set(key(body), body);
+      notice('ok', action + ': done — ' + body.phase + ', canary weight ' + percent(body.canary_weight));
+      render();
+    } else {
+      if (r.status === 401 || r.status === 403) sessionStorage.removeItem('canaryd-token');
+      const msg = body.error ? body.error.message : 'HTTP ' + r.status;
+      notice('bad', action + ' refused (' + r.status + (body.error ? ' ' + body.error.code : '') + '): ' + msg);
+    }
+  } catch (e) {
+    notice('bad', action + ' failed: canaryd cannot be reached (' + e.message + ')');
+  }
+}
+
+// ---------- theme and start ----------
+
+document.getElementById('theme').addEventListener('click', () => {
+  const next = document.documentElement.dataset.theme === 'dark' ? 'light' : 'dark';
+  document.documentElement.dataset.theme = next;
+  try { localStorage.setItem('canaryd-theme', next); } catch (e) { /* private mode */ }
+  destroyCharts();
+  render();
+});
+
+// Times in phase and left in the step move on between events.
+setInterval(() => { if (!document.hidden) render(); }, 1000);
+
+refresh();
+connect();

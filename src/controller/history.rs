@@ -1,0 +1,113 @@
+//! Recent gate values per rollout, for the dashboard's charts: each tick's
+//! canary and stable value of every gate judged, against its threshold. Kept
+//! in memory (bounded); the decision log is the durable record.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use serde::Serialize;
+
+use crate::engine::{GateRef, GateResult, Timestamp, Verdict};
+use crate::spec::model::{Comparison, DeploySpec};
+use crate::spec::policy::Unit;
+
+/// Points kept per gate: an hour at the usual 5 s interval, 15 min at 1 s.
+pub const KEPT: usize = 900;
+
+/// One tick's reading of a gate.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Point {
+    /// When (ms since the epoch).
+    pub t: u64,
+    /// The canary's value, if measured.
+    pub canary: Option<f64>,
+    /// The stable version's value, if measured.
+    pub stable: Option<f64>,
+    /// `pass`, `fail` (a breach or failed gate) or `inconclusive`.
+    pub verdict: &'static str,
+}
+
+/// A gate's recent values.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct GateSeries {
+    /// `error_rate < 1%`.
+    pub name: String,
+    /// An abort condition (watched every tick) or a promotion gate.
+    pub kind: &'static str,
+    /// The unit of the values.
+    pub unit: Unit,
+    /// `<` or `>`: which side of the threshold passes.
+    pub comparison: Comparison,
+    /// The threshold as written.
+    pub threshold: String,
+    /// The threshold in the values' unit (`0.01` for `1%`).
+    pub threshold_value: f64,
+    /// Oldest first.
+    pub points: VecDeque<Point>,
+}
+
+/// The charts of one rollout.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Series {
+    /// The canary version the points are about (a new version starts afresh).
+    pub version: Option<String>,
+    /// One series per gate, in the order first judged.
+    pub gates: Vec<GateSeries>,
+}
+
+impl Series {
+    /// Adds a tick's `results` for canary `version` at `at`.
+    pub fn record(
+        &mut self,
+        spec: &DeploySpec,
+        version: Option<&str>,
+        at: Timestamp,
+        results: &[GateResult],
+    ) {
+        if self.version.as_deref() != version {
+            *self = Series {
+                version: version.map(str::to_string),
+                gates: Vec::new(),
+            };
+        }
+        for r in results {
+            let Some(gate) = r.gate.resolve(spec) else {
+                continue;
+            };
+            let series = match self.gates.iter().position(|g| g.name == r.name) {
+                Some(i) => &mut self.gates[i],
+                None => {
+                    self.gates.push(GateSeries {
+                        name: r.name.clone(),
+                        kind: match r.gate {
+                            GateRef::Abort(_) => "abort",
+                            GateRef::Promotion { .. } => "promotion",
+                        },
+                        unit: gate.unit,
+                        comparison: gate.comparison,
+                        threshold: r.threshold.clone(),
+                        threshold_value: gate.threshold.value(),
+                        points: VecDeque::new(),
+                    });
+                    let last = self.gates.len() - 1;
+                    &mut self.gates[last]
+                }
+            };
+            if series.points.len() == KEPT {
+                series.points.pop_front();
+            }
+            series.points.push_back(Point {
+                t: at.millis(),
+                canary: r.value.filter(|v| v.is_finite()),
+                stable: r.stable_value.filter(|v| v.is_finite()),
+                verdict: match r.verdict {
+                    Verdict::Pass => "pass",
+                    Verdict::Fail => "fail",
+                    Verdict::Inconclusive { .. } => "inconclusive",
+                },
+            });
+        }
+    }
+}
+
+/// Every rollout's charts.
+pub type Histories = BTreeMap<crate::spec::model::RolloutId, Series>;
