@@ -210,7 +210,7 @@ async fn scenario(options: DemoOptions) -> Result<(), String> {
     println!("  sample app v2      http://{b}/   (canary)");
     println!("  built-in router    http://{router}/   (50 requests/s of load)");
     println!("  Prometheus         {}/", prom.url);
-    println!("  canaryd dashboard  {api}/        API {api}/api/v1/rollouts");
+    println!("  canaryd dashboard  {api}/rollouts/default/checkout   API {api}/api/v1/rollouts");
     println!("  Slack (local)      {}", chat.url);
     println!(
         "  deploy file        {}\n",

@@ -29,14 +29,18 @@ impl Daemon {
 
     /// Starts with extra environment variables.
     pub fn start_with(dir: &Path, prometheus: &str, env: &[(&str, String)]) -> Daemon {
-        let api = free_addr();
+        Daemon::start_at(dir, prometheus, &free_addr(), env)
+    }
+
+    /// Starts with its API at `api` (`127.0.0.1:port`).
+    pub fn start_at(dir: &Path, prometheus: &str, api: &str, env: &[(&str, String)]) -> Daemon {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(dir.join("canaryd.log"))
             .expect("log");
         let child = Command::new(env!("CARGO_BIN_EXE_canaryd"))
-            .args(["run", "--listen", &api, "--prometheus", prometheus])
+            .args(["run", "--listen", api, "--prometheus", prometheus])
             .arg("--deploy-dir")
             .arg(dir.join("deploy"))
             .arg("--state")

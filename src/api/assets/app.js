@@ -305,8 +305,8 @@ function renderDetail() {
       h('h2', {}, 'Alerts sent'), h('div', { id: 'alerts' })));
     renderActions(r);
   }
-  document.getElementById('phase-slot').replaceChildren(phaseBadge(r),
-    r.pause_reason ? h('span', { class: 'muted' }, ' ' + (PAUSE_WHY[r.pause_reason] || r.pause_reason)) : null);
+  document.getElementById('phase-slot').replaceChildren(...[phaseBadge(r),
+    r.pause_reason ? h('span', { class: 'muted' }, ' ' + (PAUSE_WHY[r.pause_reason] || r.pause_reason)) : null].filter(Boolean));
   for (const b of document.querySelectorAll('#actions button')) {
     const allowed = ACTIONS.find(([a]) => a === b.dataset.action)[1];
     b.disabled = !allowed.includes(r.phase);
@@ -378,19 +378,29 @@ function verdictTag(v) {
 
 function renderGates(r) {
   const box = document.getElementById('gate-values');
-  if (!r.gates.length) {
+  // Not measuring (rolled back, promoted): the gates of the last decision that judged any.
+  let gates = r.gates;
+  let caption = null;
+  if (!gates.length) {
+    const last = [...state.decisions].sort((a, b) => b.seq - a.seq).find((d) => d.gates.length);
+    if (last) {
+      gates = last.gates;
+      caption = h('p', { class: 'muted' }, 'As judged at decision #' + last.seq + ' (' + last.action + ', ' + clock(last.at) + '):');
+    }
+  }
+  if (!gates.length) {
     box.replaceChildren(h('p', { class: 'muted' }, 'No gate measured yet.'));
     return;
   }
   const unitOf = (name) => (state.series?.gates || []).find((g) => g.name === name)?.unit;
-  box.replaceChildren(h('table', {},
+  box.replaceChildren(...[caption, h('table', {},
     h('thead', {}, h('tr', {}, h('th', {}, 'Gate'), h('th', {}, 'Canary'), h('th', {}, 'Stable'), h('th', {}, 'Threshold'), h('th', {}, 'Verdict'))),
-    h('tbody', {}, r.gates.map((g) => h('tr', { 'data-gate': g.name },
+    h('tbody', {}, gates.map((g) => h('tr', { 'data-gate': g.name },
       h('td', {}, g.name),
       h('td', { class: 'num canary-value' }, g.shown),
       h('td', { class: 'num' }, show(unitOf(g.name), g.stable_value)),
       h('td', { class: 'num' }, g.threshold),
-      h('td', {}, verdictTag(g.verdict), g.reason ? h('div', { class: 'muted' }, reasonText(g.reason)) : null))))));
+      h('td', {}, verdictTag(g.verdict), g.reason ? h('div', { class: 'muted' }, reasonText(g.reason)) : null)))))].filter(Boolean));
 }
 
 function reasonText(reason) {
@@ -426,7 +436,7 @@ function makeChart(g, box) {
     width: Math.max(260, box.clientWidth),
     height: 190,
     scales: { x: { time: true } },
-    legend: { live: true },
+    legend: { live: false },
     cursor: { drag: { x: false, y: false } },
     series: [
       {},

@@ -1,0 +1,319 @@
+//! The dashboard in a real headless Chromium against a running daemon (real
+//! Prometheus, sample apps, the built-in router): the list and the rollout
+//! page show the rollout's name, phase, weight and gate values; updates
+//! arrive over the event stream without a reload; an action without the token
+//! is refused; a rolled-back rollout shows its reason; the empty state and
+//! the lost-connection notice. Screenshots go to target/dashboard/.
+
+mod harness;
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use harness::browser::{Chrome, click, eval, screenshot, text, wait_text};
+use harness::daemon::{Daemon, Stack, TOKEN, free_addr};
+use harness::wait_for;
+use serde_json::Value;
+
+const LIMIT: Duration = Duration::from_secs(60);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollout_in_progress_is_shown_live_and_actions_need_the_token() {
+    let s = Stack::new().await;
+    s.deploy("    - deploy: 10%\n      duration: 8s\n      metrics:\n        - error_rate_less_than: 1%\n    - deploy: 50%\n      duration: 10m\n    - deploy: 100%");
+    let daemon = s.daemon();
+    let _load = s.load(100.0);
+    daemon.wait_phase("Progressing", LIMIT).await;
+    let chrome = Chrome::launch().await;
+
+    // The list: name, phase, step, weight.
+    let list = chrome.open(&format!("{}/", daemon.api)).await;
+    let row = r#"tr[data-rollout="default/checkout"]"#;
+    wait_text(
+        &list,
+        &format!("{row} [data-testid=phase]"),
+        "the phase in the list",
+        LIMIT,
+        |t| t == "Progressing",
+    )
+    .await;
+    let weight = text(&list, &format!("{row} [data-testid=weight]")).await;
+    assert_eq!(weight.as_deref(), Some("10%"));
+    let cells = text(&list, row).await.unwrap_or_default();
+    assert!(
+        cells.contains("1/3") && cells.contains("v1 → v2"),
+        "{cells}"
+    );
+    screenshot(&list, "list").await;
+
+    // The rollout page: gate values as measured, then a step change arrives
+    // over the event stream while the same page stays loaded.
+    let page = chrome
+        .open(&format!("{}/rollouts/default/checkout", daemon.api))
+        .await;
+    let _: Value = eval(&page, "window.__sameDocument = 'yes'")
+        .await
+        .expect("mark the document");
+    let gate = r#"#gate-values tr[data-gate="error_rate < 1%"] .canary-value"#;
+    let shown = wait_text(&page, gate, "a measured gate value", LIMIT, |t| {
+        t.ends_with('%')
+    })
+    .await;
+    let api_gate = daemon.rollout().await.expect("rollout")["gates"].clone();
+    assert!(
+        api_gate
+            .as_array()
+            .is_some_and(|g| g.iter().any(|g| g["name"] == "error_rate < 1%")),
+        "the page shows the gates the API reports: {api_gate}"
+    );
+    assert!(
+        shown.parse::<f64>().is_err(),
+        "a value with its unit: {shown}"
+    );
+    wait_text(
+        &page,
+        "#summary [data-testid=weight]",
+        "the weight of step 2",
+        LIMIT,
+        |t| t == "50%",
+    )
+    .await;
+    wait_text(
+        &page,
+        "[data-testid=step]",
+        "step 2",
+        Duration::from_secs(5),
+        |t| t == "2 / 3",
+    )
+    .await;
+    let same: String = eval(&page, "window.__sameDocument").await.expect("marker");
+    assert_eq!(same, "yes", "updated without a reload");
+    let charts: u32 = eval(
+        &page,
+        "document.querySelectorAll('.chart[data-gate] canvas').length",
+    )
+    .await
+    .expect("charts");
+    assert!(charts >= 2, "a chart per gate: {charts}");
+    let log = text(&page, "#decision-log").await.unwrap_or_default();
+    assert!(
+        log.contains("advance") && log.contains("step 1 passed"),
+        "{log}"
+    );
+
+    // Pause without the token: asked for it, refused, nothing changes.
+    click(&page, "button[data-action=pause]").await;
+    wait_for("the token prompt", Duration::from_secs(5), || async {
+        match eval::<bool>(&page, "document.getElementById('token-dialog').open").await {
+            Ok(true) => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    click(&page, "#token-ok").await;
+    let refused = wait_text(
+        &page,
+        "#notices",
+        "the refusal",
+        Duration::from_secs(10),
+        |t| t.contains("refused"),
+    )
+    .await;
+    assert!(refused.contains("401"), "{refused}");
+    assert_eq!(
+        daemon.rollout().await.expect("rollout")["phase"],
+        "Progressing"
+    );
+
+    // With the token: paused, and the page says so.
+    click(&page, "button[data-action=pause]").await;
+    let _: Value = eval(
+        &page,
+        &format!("document.getElementById('token-input').value = '{TOKEN}'"),
+    )
+    .await
+    .expect("type the token");
+    click(&page, "#token-ok").await;
+    wait_text(
+        &page,
+        "#notices",
+        "the result",
+        Duration::from_secs(10),
+        |t| t.contains("pause: done"),
+    )
+    .await;
+    wait_text(
+        &page,
+        "#phase-slot [data-testid=phase]",
+        "Paused",
+        Duration::from_secs(10),
+        |t| t == "Paused",
+    )
+    .await;
+    assert_eq!(daemon.rollout().await.expect("rollout")["phase"], "Paused");
+    screenshot(&page, "rollout-paused").await;
+}
+
+/// `canaryd demo` as a child process; killed on drop.
+struct Demo(Child);
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demos_rolled_back_canary_shows_its_reason_breach_and_alert() {
+    let api = free_addr();
+    let _demo = Demo(
+        Command::new(env!("CARGO_BIN_EXE_canaryd"))
+            .args(["demo", "--api", &api])
+            .env_remove("CANARYD_API_TOKEN")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("the demo starts"),
+    );
+    let api = format!("http://{api}");
+    let rollout = wait_for("v3 rolled back", Duration::from_secs(240), || async {
+        let r: Value = reqwest::get(format!("{api}/api/v1/rollouts/default/checkout"))
+            .await
+            .map_err(|e| e.to_string())?
+            .json()
+            .await
+            .map_err(|e| e.to_string())?;
+        if r["canary_version"] == "v3" && r["phase"] == "RolledBack" {
+            Ok(r)
+        } else {
+            Err(r.to_string())
+        }
+    })
+    .await;
+    let reason = rollout["last_decision"]["reason"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let chrome = Chrome::launch().await;
+    let page = chrome
+        .open(&format!("{api}/rollouts/default/checkout"))
+        .await;
+    let shown = wait_text(&page, "#reason", "the rollback reason", LIMIT, |t| {
+        t.starts_with("Rolled back")
+    })
+    .await;
+    assert!(shown.contains(&reason), "{shown} / {reason}");
+    assert!(shown.contains("error_rate > 2%"), "{shown}");
+    assert_eq!(
+        text(&page, "#summary [data-testid=weight]")
+            .await
+            .as_deref(),
+        Some("0%")
+    );
+    let judged = text(&page, r#"#gate-values tr[data-gate="error_rate > 2%"]"#)
+        .await
+        .unwrap_or_default();
+    assert!(
+        judged.contains("fail"),
+        "the breached gate as judged: {judged}"
+    );
+    // The breach is on the chart's data and the PromQL in the log.
+    let series: Value = reqwest::get(format!("{api}/api/v1/rollouts/default/checkout/series"))
+        .await
+        .expect("series")
+        .json()
+        .await
+        .expect("JSON");
+    let breached = series["gates"]
+        .as_array()
+        .and_then(|g| g.iter().find(|g| g["name"] == "error_rate > 2%"))
+        .and_then(|g| g["points"].as_array())
+        .is_some_and(|p| p.iter().any(|p| p["verdict"] == "fail"));
+    assert!(breached, "{series}");
+    let chart = text(&page, r#".chart[data-gate="error_rate > 2%"]"#)
+        .await
+        .unwrap_or_default();
+    assert!(
+        chart.contains("breach") && chart.contains("threshold 2%"),
+        "{chart}"
+    );
+    let log = text(&page, "#decision-log").await.unwrap_or_default();
+    assert!(
+        log.contains("rollback") && log.contains(r#"version="v3""#),
+        "{log}"
+    );
+    // The Slack alert of the rollback, delivered to the demo's receiver.
+    let alerts = wait_text(
+        &page,
+        "#alert-log",
+        "the rollback alert",
+        Duration::from_secs(20),
+        |t| t.contains("rolled back") && t.contains("delivered"),
+    )
+    .await;
+    assert!(alerts.contains("slack:file:"), "{alerts}");
+    let light = screenshot(&page, "demo-rollback").await;
+    click(&page, "#theme").await;
+    wait_text(
+        &page,
+        "#reason",
+        "the page after the theme switch",
+        Duration::from_secs(5),
+        |t| t.starts_with("Rolled back"),
+    )
+    .await;
+    let theme: String = eval(&page, "document.documentElement.dataset.theme")
+        .await
+        .expect("theme");
+    assert_eq!(theme, "dark");
+    screenshot(&page, "demo-rollback-dark").await;
+    if std::env::var_os("CANARYD_UPDATE_DOCS").is_some() {
+        let docs =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/dashboard-rollback.png");
+        std::fs::copy(&light, docs).expect("update docs/");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_no_rollouts_it_explains_how_to_declare_one_and_says_when_the_connection_drops() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::create_dir_all(dir.path().join("deploy")).expect("deploy dir");
+    let addr = free_addr();
+    let prometheus = "http://127.0.0.1:9"; // never asked: there is nothing to measure
+    let mut daemon = Daemon::start_at(dir.path(), prometheus, &addr, &[]);
+    wait_for("the API", LIMIT, || async {
+        reqwest::get(format!("{}/readyz", daemon.api))
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    })
+    .await;
+    let chrome = Chrome::launch().await;
+    let page = chrome.open(&format!("{}/", daemon.api)).await;
+    wait_text(&page, "#empty h1", "the empty state", LIMIT, |t| {
+        t == "No rollouts yet"
+    })
+    .await;
+    let help = text(&page, "#empty").await.unwrap_or_default();
+    for needle in [
+        "--deploy-dir",
+        "service: checkout",
+        "error_rate_less_than",
+        "canaryd validate",
+    ] {
+        assert!(help.contains(needle), "`{needle}` missing: {help}");
+    }
+    screenshot(&page, "empty").await;
+
+    daemon.kill();
+    wait_text(&page, "#conn", "the lost-connection notice", LIMIT, |t| {
+        t.contains("Connection lost")
+    })
+    .await;
+    let _again = Daemon::start_at(dir.path(), prometheus, &addr, &[]);
+    wait_text(&page, "#conn", "the reconnection", LIMIT, |t| {
+        t.contains("Reconnected")
+    })
+    .await;
+}
