@@ -3,7 +3,9 @@
 use std::time::Duration;
 
 use canaryd::spec::decode::{decode, decode_node};
-use canaryd::spec::model::{Comparison, NoDataPolicy, RouterSpec, SecretRef, SinkKind};
+use canaryd::spec::model::{
+    AlertSeverity, Comparison, NoDataPolicy, RouterSpec, SecretRef, SinkKind,
+};
 use canaryd::spec::policy::{PolicySet, Unit};
 use canaryd::spec::units::{Threshold, Weight};
 use canaryd::spec::yaml::from_json;
@@ -110,4 +112,22 @@ fn weights_display_as_written() {
     for text in ["5%", "0.5%", "12.25%", "100%"] {
         assert_eq!(Weight::parse(text).expect("valid").to_string(), text);
     }
+}
+
+#[test]
+fn an_alert_sinks_empty_severity_means_info_and_a_named_one_is_its_minimum() {
+    let text = SEED_FILE.replace(
+        "  - slack: { webhook_env: SLACK_WEBHOOK_URL }",
+        "  - slack: { webhook_env: SLACK_WEBHOOK_URL, severity: }\n  - teams: { webhook_file: /run/secrets/teams, severity: error }",
+    );
+    let s = decode("checkout.yaml", &text, &PolicySet::builtin())
+        .spec
+        .expect("valid");
+    assert_eq!(s.alerts.len(), 2);
+    assert_eq!(s.alerts[0].min_severity, AlertSeverity::Info);
+    assert_eq!(s.alerts[1].min_severity, AlertSeverity::Error);
+    assert_eq!(
+        s.alerts[1].webhook,
+        SecretRef::File("/run/secrets/teams".into())
+    );
 }

@@ -183,3 +183,37 @@ fn a_file_from_a_newer_canaryd_is_refused_not_overwritten() {
     let err = SqliteStore::open(&path).err().expect("refused");
     assert!(err.to_string().contains("schema version 99"), "{err}");
 }
+
+#[test]
+fn an_unreadable_delivery_is_given_up_and_does_not_stop_the_others() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("canaryd.db");
+    let store = SqliteStore::open(&path).expect("open");
+    let mut sim = Sim::new(spec(SEED_FILE));
+    run(&store, &mut sim, &World::healthy(), 1);
+    let due = store.due_deliveries(sim.now, 10).expect("outbox");
+    assert_eq!(due.len(), 2, "{due:#?}");
+    // As if written by another build: the Slack row's message is unreadable.
+    let raw = rusqlite::Connection::open(&path).expect("raw open");
+    raw.execute(
+        "UPDATE deliveries SET message = '{\"not\": \"a message\"}' WHERE id = ?1",
+        [due[0].id],
+    )
+    .expect("corrupt");
+    drop(raw);
+    let due_now = store.due_deliveries(sim.now, 10).expect("the others still");
+    assert_eq!(due_now.len(), 1);
+    assert_eq!(due_now[0].id, due[1].id);
+    let statuses = store
+        .deliveries(&sim.spec.id, 10)
+        .expect("the readable ones");
+    assert_eq!(statuses.len(), 1, "{statuses:#?}");
+    assert!(
+        store
+            .due_deliveries(sim.now, 10)
+            .expect("outbox")
+            .iter()
+            .all(|d| d.id != due[0].id),
+        "given up, not retried"
+    );
+}

@@ -309,7 +309,7 @@ impl Notifier {
     }
 
     async fn post(&self, sink: &AlertSink, d: &PendingDelivery) -> Result<Attempt, NotifyError> {
-        let url = read_secret("webhook URL", &sink.webhook)?;
+        let url = read_secret_off_runtime("webhook URL", &sink.webhook).await?;
         let payload = serde_json::to_vec(&body(sink.kind, &d.message))
             .map_err(|e| NotifyError::Transport(e.to_string()))?;
         let mut req = self
@@ -325,7 +325,7 @@ impl Notifier {
                 .header("X-Canaryd-Event", kind_event(&d.message))
                 .header("X-Canaryd-Timestamp", ts.to_string());
             if let Some(secret) = &sink.secret {
-                let secret = read_secret("signing secret", secret)?;
+                let secret = read_secret_off_runtime("signing secret", secret).await?;
                 req = req.header(
                     "X-Canaryd-Signature",
                     format!("v1={}", signature(&secret, ts, &payload)),
@@ -356,8 +356,16 @@ impl Notifier {
         if status.is_success() {
             return Ok(Attempt::Accepted);
         }
-        let text = response.text().await.unwrap_or_default();
-        let text: String = text.chars().take(200).collect();
+        // The receiver's explanation (`invalid_payload`), its first bytes only.
+        let mut response = response;
+        let mut head = Vec::new();
+        while head.len() < 512 {
+            match response.chunk().await {
+                Ok(Some(chunk)) => head.extend_from_slice(&chunk),
+                _ => break,
+            }
+        }
+        let text: String = String::from_utf8_lossy(&head).chars().take(200).collect();
         let error = scrub(format!("HTTP {}: {}", status.as_u16(), text.trim()));
         Ok(
             if status.is_server_error()
@@ -370,6 +378,17 @@ impl Notifier {
             },
         )
     }
+}
+
+/// Reads a secret on the blocking pool (a file read must not stall the runtime).
+async fn read_secret_off_runtime(
+    what: &'static str,
+    r: &crate::spec::model::SecretRef,
+) -> Result<String, NotifyError> {
+    let r = r.clone();
+    tokio::task::spawn_blocking(move || read_secret(what, &r))
+        .await
+        .map_err(|e| NotifyError::Transport(e.to_string()))?
 }
 
 fn kind_event(m: &super::AlertMessage) -> String {

@@ -420,7 +420,9 @@ fn read_sink(r: &mut Reader<'_>, node: &Node) -> Option<AlertSink> {
     let webhook = secret(r, &f, "webhook", &what, true)?;
     let secret = secret(r, &f, "secret", &what, false);
     let min_severity = match f.get("severity") {
+        // Absent or empty (`severity:`) means info.
         None => AlertSeverity::Info,
+        Some(n) if matches!(n.value, crate::spec::yaml::Value::Null) => AlertSeverity::Info,
         Some(n) => match r.text(n, "`severity`")?.as_str() {
             "" | "info" => AlertSeverity::Info,
             "warn" | "warning" => AlertSeverity::Warn,

@@ -95,15 +95,31 @@ impl SqliteStore {
             ))
         })?;
         let mut out = Vec::new();
+        let mut undecodable = Vec::new();
         for row in rows {
             let (id, sink_key, sink, message, attempts) = row?;
-            out.push(PendingDelivery {
-                id,
-                sink_key,
-                sink: from_json("alert sink", &sink)?,
-                message: from_json::<AlertMessage>("alert message", &message)?,
-                attempts,
+            let decoded = from_json("alert sink", &sink).and_then(|sink| {
+                from_json::<AlertMessage>("alert message", &message).map(|m| (sink, m))
             });
+            match decoded {
+                Ok((sink, message)) => out.push(PendingDelivery {
+                    id,
+                    sink_key,
+                    sink,
+                    message,
+                    attempts,
+                }),
+                Err(e) => undecodable.push((id, e.to_string())),
+            }
+        }
+        drop(stmt);
+        // A row this build cannot read must not stop every other alert.
+        for (id, error) in undecodable {
+            tracing::error!(delivery = id, %error, "alert given up: its stored form does not decode");
+            conn.execute(
+                "UPDATE deliveries SET gave_up_at = ?2, last_error = ?3 WHERE id = ?1",
+                params![id, millis(now), error],
+            )?;
         }
         Ok(out)
     }
@@ -160,7 +176,9 @@ impl SqliteStore {
         let mut out = Vec::new();
         for row in rows {
             let (seq, sink, message, attempts, created, delivered, gave_up, last_error) = row?;
-            let message: AlertMessage = from_json("alert message", &message)?;
+            let Ok(message) = from_json::<AlertMessage>("alert message", &message) else {
+                continue; // given up by the notifier (see due_deliveries)
+            };
             let state = match (delivered, gave_up) {
                 (Some(_), _) => DeliveryState::Delivered,
                 (None, Some(_)) => DeliveryState::GaveUp,
