@@ -20,7 +20,14 @@ const LIMIT: Duration = Duration::from_secs(60);
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rollout_in_progress_is_shown_live_and_actions_need_the_token() {
     let s = Stack::new().await;
-    s.deploy("    - deploy: 10%\n      duration: 8s\n      metrics:\n        - error_rate_less_than: 1%\n    - deploy: 50%\n      duration: 10m\n    - deploy: 100%");
+    // Step 1 is long: the page is checked while it runs; a shorter step 1 is
+    // then saved to the file, and the advance arrives over the event stream.
+    let steps = |first: &str| {
+        format!(
+            "    - deploy: 10%\n      duration: {first}\n      metrics:\n        - error_rate_less_than: 1%\n    - deploy: 50%\n      duration: 10m\n    - deploy: 100%"
+        )
+    };
+    s.deploy(&steps("10m"));
     let daemon = s.daemon();
     let _load = s.load(100.0);
     daemon.wait_phase("Progressing", LIMIT).await;
@@ -37,8 +44,14 @@ async fn a_rollout_in_progress_is_shown_live_and_actions_need_the_token() {
         |t| t == "Progressing",
     )
     .await;
-    let weight = text(&list, &format!("{row} [data-testid=weight]")).await;
-    assert_eq!(weight.as_deref(), Some("10%"));
+    wait_text(
+        &list,
+        &format!("{row} [data-testid=weight]"),
+        "the weight in the list",
+        LIMIT,
+        |t| t == "10%",
+    )
+    .await;
     let cells = text(&list, row).await.unwrap_or_default();
     assert!(
         cells.contains("1/3") && cells.contains("v1 → v2"),
@@ -46,8 +59,7 @@ async fn a_rollout_in_progress_is_shown_live_and_actions_need_the_token() {
     );
     screenshot(&list, "list").await;
 
-    // The rollout page: gate values as measured, then a step change arrives
-    // over the event stream while the same page stays loaded.
+    // The rollout page: gate values as measured, time left, a chart per gate.
     let page = chrome
         .open(&format!("{}/rollouts/default/checkout", daemon.api))
         .await;
@@ -55,21 +67,36 @@ async fn a_rollout_in_progress_is_shown_live_and_actions_need_the_token() {
         .await
         .expect("mark the document");
     let gate = r#"#gate-values tr[data-gate="error_rate < 1%"] .canary-value"#;
-    let shown = wait_text(&page, gate, "a measured gate value", LIMIT, |t| {
+    wait_text(&page, gate, "a measured gate value", LIMIT, |t| {
         t.ends_with('%')
     })
     .await;
-    let api_gate = daemon.rollout().await.expect("rollout")["gates"].clone();
+    let left = wait_text(
+        &page,
+        "[data-testid=time-left]",
+        "time left in step 1",
+        LIMIT,
+        |t| t.contains('m'),
+    )
+    .await;
     assert!(
-        api_gate
-            .as_array()
-            .is_some_and(|g| g.iter().any(|g| g["name"] == "error_rate < 1%")),
-        "the page shows the gates the API reports: {api_gate}"
+        left.starts_with('9') || left.starts_with("10m"),
+        "about 10 minutes left: {left}"
     );
-    assert!(
-        shown.parse::<f64>().is_err(),
-        "a value with its unit: {shown}"
-    );
+    wait_for("the promotion gate's chart", LIMIT, || async {
+        match eval::<u32>(
+            &page,
+            r#"document.querySelectorAll('.chart[data-gate="error_rate < 1%"] canvas').length"#,
+        )
+        .await
+        {
+            Ok(n) if n > 0 => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+
+    s.deploy(&steps("2s"));
     wait_text(
         &page,
         "#summary [data-testid=weight]",
@@ -88,18 +115,15 @@ async fn a_rollout_in_progress_is_shown_live_and_actions_need_the_token() {
     .await;
     let same: String = eval(&page, "window.__sameDocument").await.expect("marker");
     assert_eq!(same, "yes", "updated without a reload");
-    let charts: u32 = eval(
+    let log = wait_text(
         &page,
-        "document.querySelectorAll('.chart[data-gate] canvas').length",
+        "#decision-log",
+        "the advance in the log",
+        Duration::from_secs(10),
+        |t| t.contains("advance"),
     )
-    .await
-    .expect("charts");
-    assert!(charts >= 2, "a chart per gate: {charts}");
-    let log = text(&page, "#decision-log").await.unwrap_or_default();
-    assert!(
-        log.contains("advance") && log.contains("step 1 passed"),
-        "{log}"
-    );
+    .await;
+    assert!(log.contains("step 1 passed"), "{log}");
 
     // Pause without the token: asked for it, refused, nothing changes.
     click(&page, "button[data-action=pause]").await;

@@ -28,13 +28,19 @@ const state = {
   lost: false,
   lastSeries: 0,
   lastAlerts: 0,
+  seriesDue: false,
+  alertsDue: false,
 };
 
 // ---------- small helpers ----------
 
 function route() {
   const m = location.pathname.match(/^\/rollouts\/([^/]+)\/([^/]+)\/?$/);
-  return m ? { ns: decodeURIComponent(m[1]), name: decodeURIComponent(m[2]) } : null;
+  try {
+    return m ? { ns: decodeURIComponent(m[1]), name: decodeURIComponent(m[2]) } : null;
+  } catch (e) {
+    return null; // a malformed address shows the list
+  }
 }
 
 function key(r) { return r.namespace + '/' + r.name; }
@@ -129,36 +135,55 @@ function setConn(text, ok) {
   c.classList.toggle('ok', !!ok);
 }
 
+let retryDelay = 1000;
 function connect() {
   const es = new EventSource('/api/v1/events');
   es.onopen = () => {
+    retryDelay = 1000;
     if (state.lost) {
       state.lost = false;
       setConn('Reconnected', true);
       setTimeout(() => { if (!state.lost) setConn(null); }, 4000);
-      refresh();
     }
+    refresh(); // whatever happened before (or while away) the stream was open
   };
   es.onerror = () => {
     state.lost = true;
     setConn('Connection lost — reconnecting…');
+    // The browser retries a dropped stream by itself, but not one that was
+    // answered with an error (a proxy's 502): then we start over.
+    if (es.readyState === EventSource.CLOSED) {
+      es.close();
+      setTimeout(connect, retryDelay);
+      retryDelay = Math.min(retryDelay * 2, 15000);
+    }
   };
   for (const kind of ['state', 'decision']) {
     es.addEventListener(kind, (e) => {
       const ev = JSON.parse(e.data);
       state.rollouts.set(key(ev.rollout), ev.rollout);
-      if (kind === 'decision' && isCurrent(ev.rollout)) {
-        if (!state.decisions.some((d) => d.seq === ev.decision.seq)) state.decisions.push(ev.decision);
-        state.lastAlerts = 0; // a decision may have queued alerts
+      if (isCurrent(ev.rollout)) {
+        state.seriesDue = true;
+        if (kind === 'decision') {
+          mergeDecisions([ev.decision]);
+          state.alertsDue = true; // a decision may have queued alerts
+        }
       }
       render();
     });
   }
   es.addEventListener('file_rejected', (e) => {
     const ev = JSON.parse(e.data);
-    notice('bad', 'Deploy file ' + ev.file + ' rejected; the previous version keeps running.\n' + ev.errors);
+    notice('bad', 'Deploy file ' + ev.file + ' was rejected; the previous version (if any) keeps running.', ev.errors);
   });
   es.addEventListener('lagged', () => refresh());
+}
+
+/** Adds decisions by sequence number, keeping the latest 300. */
+function mergeDecisions(list) {
+  const bySeq = new Map(state.decisions.map((d) => [d.seq, d]));
+  for (const d of list) bySeq.set(d.seq, d);
+  state.decisions = [...bySeq.values()].sort((a, b) => a.seq - b.seq).slice(-300);
 }
 
 function isCurrent(r) {
@@ -170,10 +195,14 @@ async function refresh() {
     const list = await getJSON('/api/v1/rollouts');
     state.rollouts = new Map(list.rollouts.map((r) => [key(r), r]));
     state.loaded = true;
-    if (state.route) await refreshDetail(true);
+    if (state.route) {
+      state.seriesDue = state.alertsDue = true;
+      await refreshDetail(true);
+    }
   } catch (e) {
     state.lost = true;
     setConn('Cannot reach canaryd — retrying…');
+    setTimeout(refresh, 3000);
   }
   render();
 }
@@ -182,12 +211,17 @@ async function refreshDetail(all) {
   const base = '/api/v1/rollouts/' + encodeURIComponent(state.route.ns) + '/' + encodeURIComponent(state.route.name);
   const now = Date.now();
   const jobs = [];
-  if (all) jobs.push(getJSON(base + '/decisions?limit=200').then((j) => { state.decisions = j.decisions; }).catch(() => {}));
-  if (all || now - state.lastSeries > 1000) {
+  if (all) jobs.push(getJSON(base + '/decisions?limit=300').then((j) => mergeDecisions(j.decisions)).catch(() => {}));
+  // Charts: on this rollout's events, at most once a second.
+  if (state.seriesDue && now - state.lastSeries > 1000) {
+    state.seriesDue = false;
     state.lastSeries = now;
     jobs.push(getJSON(base + '/series').then((j) => { state.series = j; }).catch(() => {}));
   }
-  if (all || now - state.lastAlerts > 3000) {
+  // Alerts: after a decision, and every few seconds while one is still pending.
+  const pending = state.alerts.some((a) => a.state === 'pending');
+  if ((state.alertsDue || pending) && now - state.lastAlerts > 2000) {
+    state.alertsDue = false;
     state.lastAlerts = now;
     jobs.push(getJSON(base + '/alerts').then((j) => { state.alerts = j.alerts; }).catch(() => {}));
   }
@@ -208,13 +242,32 @@ function render() {
     } else {
       renderList();
     }
+    updateClock();
   });
 }
 
-function notice(kind, text) {
+/** A message above the page until closed (or replaced). */
+function notice(kind, text, detail) {
   const n = document.getElementById('notices');
-  if (!n) return;
-  n.replaceChildren(h('div', { class: 'notice ' + kind, role: 'alert' }, text));
+  n.replaceChildren(h('div', { class: 'notice ' + kind },
+    h('button', { type: 'button', class: 'close', 'aria-label': 'Dismiss', onclick: () => n.replaceChildren() }, '×'),
+    text, detail ? h('pre', {}, detail) : null));
+}
+
+/** Replaces `el`'s children only when `sig` changed (keeps focus, selection, open details). */
+function patch(el, sig, build) {
+  if (el.dataset.sig === sig) return;
+  el.dataset.sig = sig;
+  el.replaceChildren(...[build()].flat().filter(Boolean));
+}
+
+/** Texts that move with the clock between events: time in phase, time left. */
+function updateClock() {
+  for (const e of document.querySelectorAll('[data-since]')) e.textContent = duration(since(e.dataset.since));
+  for (const e of document.querySelectorAll('[data-left]')) {
+    const left = Number(e.dataset.left) - Math.min(Math.max(0, since(e.dataset.from)), Number(e.dataset.cap));
+    e.textContent = duration(Math.max(0, left)) + (e.dataset.suffix || '');
+  }
 }
 
 function renderList() {
@@ -222,10 +275,10 @@ function renderList() {
   document.title = 'canaryd';
   if (!state.loaded) return;
   const rows = [...state.rollouts.values()].sort((a, b) => key(a).localeCompare(key(b)));
-  if (!rows.length) { app.replaceChildren(emptyState()); return; }
-  app.replaceChildren(
+  if (!rows.length) { patch(app, 'empty', emptyState); return; }
+  const sig = JSON.stringify(rows.map((r) => [key(r), r.phase, r.step, r.canary_weight, r.stable_version, r.canary_version, r.phase_since, r.last_decision, r.file_error]));
+  patch(app, sig, () => [
     h('h1', {}, 'Rollouts'),
-    h('div', { id: 'notices' }),
     h('table', { id: 'rollouts' },
       h('thead', {}, h('tr', {},
         h('th', {}, 'Rollout'), h('th', {}, 'Phase'), h('th', {}, 'Step'), h('th', {}, 'Canary weight'),
@@ -237,10 +290,10 @@ function renderList() {
         h('td', { class: 'num' }, r.step + '/' + r.steps),
         h('td', {}, weightBar(r.canary_weight)),
         h('td', {}, versions(r)),
-        h('td', { class: 'num hide-narrow' }, duration(since(r.phase_since))),
+        h('td', { class: 'num hide-narrow', 'data-since': r.phase_since }, duration(since(r.phase_since))),
         h('td', {}, r.last_decision
           ? [h('strong', {}, r.last_decision.action), ' ', h('span', { class: 'muted' }, clock(r.last_decision.at)), h('div', {}, r.last_decision.reason)]
-          : h('span', { class: 'muted' }, '–')))))));
+          : h('span', { class: 'muted' }, '–'))))))]);
 }
 
 function emptyState() {
@@ -296,7 +349,6 @@ function renderDetail() {
     app.replaceChildren(h('div', { id: 'detail' },
       h('p', {}, h('a', { href: '/' }, '← all rollouts')),
       h('div', { class: 'title' }, h('h1', {}, id), h('span', { id: 'phase-slot' }), h('div', { class: 'actions', id: 'actions' })),
-      h('div', { id: 'notices' }),
       h('div', { id: 'outcome' }),
       h('div', { class: 'summary', id: 'summary' }),
       h('h2', {}, 'Steps'), h('ol', { class: 'timeline', id: 'timeline' }),
@@ -305,8 +357,8 @@ function renderDetail() {
       h('h2', {}, 'Alerts sent'), h('div', { id: 'alerts' })));
     renderActions(r);
   }
-  document.getElementById('phase-slot').replaceChildren(...[phaseBadge(r),
-    r.pause_reason ? h('span', { class: 'muted' }, ' ' + (PAUSE_WHY[r.pause_reason] || r.pause_reason)) : null].filter(Boolean));
+  patch(document.getElementById('phase-slot'), r.phase + r.pause_reason, () => [phaseBadge(r),
+    r.pause_reason ? h('span', { class: 'muted' }, ' ' + (PAUSE_WHY[r.pause_reason] || r.pause_reason)) : null]);
   for (const b of document.querySelectorAll('#actions button')) {
     const allowed = ACTIONS.find(([a]) => a === b.dataset.action)[1];
     b.disabled = !allowed.includes(r.phase);
@@ -330,15 +382,19 @@ function renderOutcome(r) {
     const verb = { RolledBack: 'Rolled back', Aborted: 'Aborted', Paused: 'Paused', Promoted: 'Promoted' }[r.phase];
     parts.push(h('div', { class: 'notice ' + kind, id: 'reason' }, verb + ' at ' + clock(d.at) + ': ' + d.reason));
   }
-  o.replaceChildren(...parts);
+  patch(o, JSON.stringify([r.phase, d, r.file_error]), () => parts);
 }
 
-function stepTimes(r) {
-  // Watched time grows only while progressing; extrapolate from the last tick.
-  const live = r.phase === 'Progressing' ? Math.max(0, since(r.updated_at)) : 0;
-  const elapsed = r.step_elapsed_seconds + Math.min(live, 5);
-  const left = r.step_duration_seconds === null || r.step_duration_seconds === undefined ? null : Math.max(0, r.step_duration_seconds - elapsed);
-  return { elapsed, left };
+/** Time left in the step, as data the clock updates: progress counts only
+ *  while progressing, at most one interval past the last tick. */
+function leftAttrs(r, suffix) {
+  if (r.phase !== 'Progressing' || r.step_duration_seconds === null || r.step_duration_seconds === undefined) return null;
+  return {
+    'data-left': Math.max(0, r.step_duration_seconds - r.step_elapsed_seconds),
+    'data-from': r.updated_at,
+    'data-cap': 60,
+    'data-suffix': suffix || '',
+  };
 }
 
 function stat(label, value, attrs) {
@@ -346,29 +402,37 @@ function stat(label, value, attrs) {
 }
 
 function renderSummary(r) {
-  const t = stepTimes(r);
-  document.getElementById('summary').replaceChildren(
-    stat('Canary weight', weightBar(r.canary_weight)),
-    stat('Step', r.step + ' / ' + r.steps, { 'data-testid': 'step' }),
-    stat('Stable → canary', versions(r), { class: 'value small' }),
-    stat('In phase', duration(since(r.phase_since)), { class: 'value small' }),
-    stat(r.phase === 'Progressing' ? 'Left in this step' : 'Watched in this step',
-      r.phase === 'Progressing' ? (t.left === null ? 'final step' : duration(t.left)) : duration(r.step_elapsed_seconds),
-      { class: 'value small', 'data-testid': 'time-left' }),
-    stat('Upstreams', (r.health.stable ? 'stable ✓' : 'stable ✗') + '  ' + (r.health.canary ? 'canary ✓' : 'canary ✗'), { class: 'value small' }));
+  const sig = JSON.stringify([r.canary_weight, r.step, r.steps, r.stable_version, r.canary_version, r.phase, r.phase_since,
+    r.step_elapsed_seconds, r.updated_at, r.health]);
+  patch(document.getElementById('summary'), sig, () => {
+    const left = leftAttrs(r);
+    return [
+      stat('Canary weight', weightBar(r.canary_weight)),
+      stat('Step', r.step + ' / ' + r.steps, { 'data-testid': 'step' }),
+      stat('Stable → canary', versions(r), { class: 'value small' }),
+      stat('In this step', duration(since(r.phase_since)), { class: 'value small', 'data-since': r.phase_since }),
+      left
+        ? stat('Left in this step', '', Object.assign({ class: 'value small', 'data-testid': 'time-left' }, left))
+        : stat(r.phase === 'Progressing' ? 'Left in this step' : 'Watched in this step',
+          r.phase === 'Progressing' ? 'final step' : duration(r.step_elapsed_seconds), { class: 'value small', 'data-testid': 'time-left' }),
+      stat('Upstreams', (r.health.stable ? 'stable ✓' : 'stable ✗') + '  ' + (r.health.canary ? 'canary ✓' : 'canary ✗'), { class: 'value small' }),
+    ];
+  });
 }
 
 function renderTimeline(r) {
-  const t = stepTimes(r);
   const current = r.step - 1;
   const finished = r.phase === 'Promoted';
-  document.getElementById('timeline').replaceChildren(...r.plan.map((s, i) => {
+  const sig = JSON.stringify([r.plan, r.step, r.phase, r.step_elapsed_seconds, r.updated_at]);
+  patch(document.getElementById('timeline'), sig, () => r.plan.map((s, i) => {
     const cls = finished || i < current ? 'done' : i === current ? 'current' : '';
-    let d = s.duration_seconds === null ? 'until promoted' : 'watch ' + duration(s.duration_seconds);
-    if (i === current && !finished && r.phase === 'Progressing' && t.left !== null) d += ' · ' + duration(t.left) + ' left';
-    if (i === current && r.phase === 'Paused') d += ' · paused';
+    const d = s.duration_seconds === null ? 'until promoted' : 'watch ' + duration(s.duration_seconds);
+    const left = i === current && !finished ? leftAttrs(r, ' left') : null;
     return h('li', { class: cls, 'aria-current': i === current ? 'step' : null },
-      h('div', { class: 'w' }, percent(s.weight)), h('div', { class: 'd' }, 'Step ' + (i + 1) + ' · ' + d));
+      h('div', { class: 'w' }, percent(s.weight)),
+      h('div', { class: 'd' }, 'Step ' + (i + 1) + ' · ' + d,
+        left ? [' · ', h('span', left, '')] : null,
+        i === current && r.phase === 'Paused' ? ' · paused' : null));
   }));
 }
 
@@ -389,18 +453,18 @@ function renderGates(r) {
     }
   }
   if (!gates.length) {
-    box.replaceChildren(h('p', { class: 'muted' }, 'No gate measured yet.'));
+    patch(box, 'none', () => h('p', { class: 'muted' }, 'No gate measured yet.'));
     return;
   }
   const unitOf = (name) => (state.series?.gates || []).find((g) => g.name === name)?.unit;
-  box.replaceChildren(...[caption, h('table', {},
+  patch(box, JSON.stringify([gates, caption && caption.textContent, state.series?.version]), () => [caption, h('table', {},
     h('thead', {}, h('tr', {}, h('th', {}, 'Gate'), h('th', {}, 'Canary'), h('th', {}, 'Stable'), h('th', {}, 'Threshold'), h('th', {}, 'Verdict'))),
     h('tbody', {}, gates.map((g) => h('tr', { 'data-gate': g.name },
       h('td', {}, g.name),
       h('td', { class: 'num canary-value' }, g.shown),
       h('td', { class: 'num' }, show(unitOf(g.name), g.stable_value)),
       h('td', { class: 'num' }, g.threshold),
-      h('td', {}, verdictTag(g.verdict), g.reason ? h('div', { class: 'muted' }, reasonText(g.reason)) : null)))))].filter(Boolean));
+      h('td', {}, verdictTag(g.verdict), g.reason ? h('div', { class: 'muted' }, reasonText(g.reason)) : null)))))]);
 }
 
 function reasonText(reason) {
@@ -413,6 +477,8 @@ function reasonText(reason) {
 function destroyCharts() {
   for (const c of state.charts.values()) c.plot.destroy();
   state.charts.clear();
+  const holder = document.getElementById('charts');
+  if (holder) delete holder.dataset.shape;
 }
 
 function chartData(g) {
@@ -456,10 +522,15 @@ function renderCharts() {
   const gates = state.series?.gates || [];
   if (!gates.length) {
     destroyCharts();
-    holder.replaceChildren(h('p', { class: 'muted' }, 'Charts appear after the first measurement.'));
+    patch(holder, 'none', () => h('p', { class: 'muted' }, 'Charts appear after the first measurement.'));
     return;
   }
-  if (!state.charts.size) holder.replaceChildren();
+  const shape = JSON.stringify([state.series.version, gates.map((g) => [g.name, g.threshold, g.unit]), document.documentElement.dataset.theme]);
+  if (holder.dataset.shape !== shape) {
+    destroyCharts();
+    holder.dataset.shape = shape;
+    holder.replaceChildren();
+  }
   for (const g of gates) {
     let c = state.charts.get(g.name);
     const last = g.points[g.points.length - 1];
@@ -487,10 +558,10 @@ window.addEventListener('resize', () => {
 
 function renderDecisions() {
   const box = document.getElementById('decisions');
-  if (!state.decisions.length) { box.replaceChildren(h('p', { class: 'muted' }, 'No decision yet.')); return; }
+  if (!state.decisions.length) { patch(box, 'none', () => h('p', { class: 'muted' }, 'No decision yet.')); return; }
   const rows = [...state.decisions].sort((a, b) => b.seq - a.seq).slice(0, 100);
   const open = new Set([...box.querySelectorAll('details[open]')].map((d) => d.dataset.seq));
-  box.replaceChildren(h('table', { id: 'decision-log' },
+  patch(box, rows.map((d) => d.seq).join(','), () => h('table', { id: 'decision-log' },
     h('thead', {}, h('tr', {}, h('th', {}, '#'), h('th', {}, 'Time'), h('th', {}, 'Action'), h('th', { class: 'hide-narrow' }, 'Phase'),
       h('th', {}, 'Step · weight'), h('th', {}, 'Reason and numbers'))),
     h('tbody', {}, rows.map((d) => h('tr', { 'data-seq': d.seq },
@@ -511,11 +582,11 @@ function renderDecisions() {
 function renderAlerts() {
   const box = document.getElementById('alerts');
   if (!state.alerts.length) {
-    box.replaceChildren(h('p', { class: 'muted' }, 'No alert sent. Add sinks under ', h('code', {}, 'alerts:'), ' in the deploy file (Slack, Teams, Discord, Google Chat, webhook).'));
+    patch(box, 'none', () => h('p', { class: 'muted' }, 'No alert sent. Add sinks under ', h('code', {}, 'alerts:'), ' in the deploy file (Slack, Teams, Discord, Google Chat, webhook).'));
     return;
   }
   const cls = { delivered: 'ok', pending: 'warn', gave_up: 'bad' };
-  box.replaceChildren(h('table', { id: 'alert-log' },
+  patch(box, JSON.stringify(state.alerts), () => h('table', { id: 'alert-log' },
     h('thead', {}, h('tr', {}, h('th', {}, 'Queued'), h('th', {}, 'Event'), h('th', {}, 'Sink'), h('th', {}, 'State'), h('th', { class: 'hide-narrow' }, 'Message'))),
     h('tbody', {}, [...state.alerts].reverse().map((a) => h('tr', {},
       h('td', { class: 'num' }, clock(a.queued_at)),
@@ -541,6 +612,7 @@ function askToken(action) {
   const input = document.getElementById('token-input');
   document.getElementById('token-what').textContent = action + ' ' + state.route.ns + '/' + state.route.name + ' needs the daemon\'s API token.';
   input.value = '';
+  dialog.returnValue = ''; // Escape must not repeat the last "Run"
   return new Promise((resolve) => {
     dialog.addEventListener('close', () => {
       if (dialog.returnValue !== 'ok') { resolve(null); return; }
@@ -553,7 +625,24 @@ function askToken(action) {
   });
 }
 
+const CONFIRM = {
+  promote: 'Promote now? The canary gets 100% of the traffic and becomes the stable version.',
+  abort: 'Abort? All traffic goes back to the stable version.',
+};
+
+let acting = false;
 async function act(action) {
+  if (acting) return;
+  if (CONFIRM[action] && !window.confirm(CONFIRM[action])) return;
+  acting = true;
+  try {
+    await send(action);
+  } finally {
+    acting = false;
+  }
+}
+
+async function send(action) {
   let token = sessionStorage.getItem('canaryd-token');
   if (!token) {
     token = await askToken(action);
@@ -580,6 +669,8 @@ async function act(action) {
 
 // ---------- theme and start ----------
 
+document.getElementById('token-cancel').addEventListener('click', () => document.getElementById('token-dialog').close('cancel'));
+
 document.getElementById('theme').addEventListener('click', () => {
   const next = document.documentElement.dataset.theme === 'dark' ? 'light' : 'dark';
   document.documentElement.dataset.theme = next;
@@ -588,8 +679,7 @@ document.getElementById('theme').addEventListener('click', () => {
   render();
 });
 
-// Times in phase and left in the step move on between events.
-setInterval(() => { if (!document.hidden) render(); }, 1000);
+// Times in the step and left in it move on between events.
+setInterval(() => { if (!document.hidden) updateClock(); }, 1000);
 
-refresh();
-connect();
+connect(); // its first `open` loads everything
