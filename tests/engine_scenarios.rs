@@ -601,3 +601,29 @@ fn decision_numbers_count_up_from_one_without_gaps() {
     let seqs: Vec<u64> = sim.log.iter().map(|r| r.seq).collect();
     assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>());
 }
+
+#[test]
+fn data_returning_on_the_final_step_with_a_failing_gate_resumes_but_does_not_promote() {
+    // Found by the property test: a rollout paused for no data on its last
+    // step (no duration) was promoted on the tick its data came back, even
+    // though that data failed the step's gate.
+    let text = SEED_FILE.replace(
+        "    - deploy: 100%\n",
+        "    - deploy: 100%\n      metrics:\n        - latency_p99_less_than: 200ms\n",
+    );
+    let mut sim = Sim::new(spec(&text));
+    sim.tick_until(&World::healthy(), 10_000, |s| s.state.step == 2);
+    sim.tick_until(&World::healthy().without_data(), 100, |s| {
+        s.state.pause == Some(PauseReason::NoData)
+    });
+    let slow = World::healthy().with("latency_p99", 0.3); // fails < 200ms, not the 500ms abort
+    sim.tick(&slow);
+    assert_ne!(sim.state.phase, Phase::Promoted, "{:#?}", sim.log.last());
+    let actions: Vec<Action> = sim.log.iter().rev().take(2).map(|r| r.action).collect();
+    assert_eq!(
+        actions,
+        [Action::Hold, Action::Resume],
+        "resumed, then the failure counted"
+    );
+    assert_eq!(sim.state.counters.failures, 1);
+}

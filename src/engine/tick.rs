@@ -67,7 +67,8 @@ fn judge_and_apply<'a>(mut d: Draft<'a>, obs: &Observation) -> Draft<'a> {
         return d;
     }
     // A conclusive failure counts even when another gate is inconclusive.
-    if d.state.phase == Phase::Progressing && promotion_gates(&mut d, analysis.failure_limit) {
+    let was_progressing = d.state.phase == Phase::Progressing;
+    if was_progressing && promotion_gates(&mut d, analysis.failure_limit) {
         return d;
     }
     let watching_data =
@@ -81,6 +82,11 @@ fn judge_and_apply<'a>(mut d: Draft<'a>, obs: &Observation) -> Draft<'a> {
             Flow::Continue { ignored } => ignored,
         };
     if d.state.phase != Phase::Progressing {
+        return d;
+    }
+    // Resumed on this tick (data returned): its promotion gates count too, so
+    // a failing gate never completes the step it resumed.
+    if !was_progressing && promotion_gates(&mut d, analysis.failure_limit) {
         return d;
     }
     let duration = d
