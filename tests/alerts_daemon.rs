@@ -66,21 +66,12 @@ async fn a_rollback_alert_pending_at_a_crash_is_sent_once_after_restart_and_secr
     ];
     let mut daemon = Daemon::start_with(s.dir.path(), s.prom.url(), &env);
     let _load = s.load(100.0);
-    wait_for("step 2", Duration::from_secs(60), || async {
-        let r = daemon.rollout().await?;
-        if r["step"] == 2 && r["phase"] == "Progressing" {
-            Ok(())
-        } else {
-            Err(r.to_string())
-        }
-    })
-    .await;
-    reqwest::Client::new()
-        .put(format!("http://{}/admin/behaviour", s.canary.addr()))
-        .body(r#"{"error_rate": "50%"}"#)
-        .send()
-        .await
-        .expect("inject the fault");
+    daemon
+        .wait_until("step 2", Duration::from_secs(60), |r| {
+            r["step"] == 2 && r["phase"] == "Progressing"
+        })
+        .await;
+    s.set_canary(r#"{"error_rate": "50%"}"#).await;
     daemon
         .wait_phase("RolledBack", Duration::from_secs(60))
         .await;

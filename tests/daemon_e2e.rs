@@ -44,22 +44,13 @@ async fn an_error_fault_at_step_2_cuts_the_canary_to_zero_and_says_why() {
     s.deploy("    - deploy: 10%\n      duration: 3s\n    - deploy: 50%\n      duration: 10m\n    - deploy: 100%");
     let daemon = s.daemon();
     let _load = s.load(100.0);
-    wait_for("step 2", Duration::from_secs(60), || async {
-        let r = daemon.rollout().await?;
-        if r["step"] == 2 && r["phase"] == "Progressing" {
-            Ok(())
-        } else {
-            Err(r.to_string())
-        }
-    })
-    .await;
+    daemon
+        .wait_until("step 2", Duration::from_secs(60), |r| {
+            r["step"] == 2 && r["phase"] == "Progressing"
+        })
+        .await;
 
-    reqwest::Client::new()
-        .put(format!("http://{}/admin/behaviour", s.canary.addr()))
-        .body(r#"{"error_rate": "50%"}"#)
-        .send()
-        .await
-        .expect("inject the fault");
+    s.set_canary(r#"{"error_rate": "50%"}"#).await;
     let r = daemon
         .wait_phase("RolledBack", Duration::from_secs(60))
         .await;
@@ -139,19 +130,11 @@ async fn commands_need_the_token_and_a_broken_edit_keeps_the_rollout_going() {
         "service: checkout\ndeploy:\n  steps: [{deploy: 150%}]\n",
     )
     .expect("write");
-    let r = wait_for(
-        "the edit to be rejected",
-        Duration::from_secs(15),
-        || async {
-            let r = daemon.rollout().await?;
-            if r["file_error"].is_string() {
-                Ok(r)
-            } else {
-                Err(r.to_string())
-            }
-        },
-    )
-    .await;
+    let r = daemon
+        .wait_until("the edit to be rejected", Duration::from_secs(15), |r| {
+            r["file_error"].is_string()
+        })
+        .await;
     assert!(
         r["file_error"]
             .as_str()
@@ -201,32 +184,22 @@ async fn a_daemon_killed_mid_step_continues_the_same_step_without_duplicate_deci
     s.deploy("    - deploy: 10%\n      duration: 3s\n    - deploy: 30%\n      duration: 10m\n    - deploy: 100%");
     let mut daemon = s.daemon();
     let _load = s.load(50.0);
-    let before = wait_for(
-        "step 2 with some watched time",
-        Duration::from_secs(60),
-        || async {
-            let r = daemon.rollout().await?;
-            if r["step"] == 2 && r["step_elapsed_seconds"].as_f64().is_some_and(|s| s >= 2.0) {
-                Ok(r)
-            } else {
-                Err(r.to_string())
-            }
-        },
-    )
-    .await;
+    let before = daemon
+        .wait_until(
+            "step 2 with some watched time",
+            Duration::from_secs(60),
+            |r| r["step"] == 2 && r["step_elapsed_seconds"].as_f64().is_some_and(|s| s >= 2.0),
+        )
+        .await;
     let log_before = daemon.decisions().await;
     daemon.kill(); // SIGKILL: no shutdown code runs
 
     let daemon = s.daemon();
-    let after = wait_for("the restarted daemon", Duration::from_secs(30), || async {
-        let r = daemon.rollout().await?;
-        if r["step_elapsed_seconds"].as_f64().is_some_and(|s| s > 0.0) {
-            Ok(r)
-        } else {
-            Err(r.to_string())
-        }
-    })
-    .await;
+    let after = daemon
+        .wait_until("the restarted daemon", Duration::from_secs(30), |r| {
+            r["step_elapsed_seconds"].as_f64().is_some_and(|s| s > 0.0)
+        })
+        .await;
     assert_eq!(after["phase"], "Progressing");
     assert_eq!(after["step"], 2, "same step");
     assert_eq!(after["canary_weight"], 30.0, "router weight re-applied");
@@ -274,12 +247,8 @@ async fn a_latency_only_fault_rolls_back() {
     daemon
         .wait_phase("Progressing", Duration::from_secs(30))
         .await;
-    reqwest::Client::new()
-        .put(format!("http://{}/admin/behaviour", s.canary.addr()))
-        .body(r#"{"latency_p50": "600ms", "latency_p99": "900ms"}"#)
-        .send()
-        .await
-        .expect("inject latency");
+    s.set_canary(r#"{"latency_p50": "600ms", "latency_p99": "900ms"}"#)
+        .await;
     let r = daemon
         .wait_phase("RolledBack", Duration::from_secs(60))
         .await;
@@ -420,19 +389,13 @@ async fn a_file_broken_while_the_daemon_was_down_runs_its_last_good_version() {
     )
     .expect("break it");
     let daemon = s.daemon();
-    let r = wait_for(
-        "the rollout under its last good file",
-        Duration::from_secs(30),
-        || async {
-            let r = daemon.rollout().await?;
-            if r["file_error"].is_string() {
-                Ok(r)
-            } else {
-                Err(r.to_string())
-            }
-        },
-    )
-    .await;
+    let r = daemon
+        .wait_until(
+            "the rollout under its last good file",
+            Duration::from_secs(30),
+            |r| r["file_error"].is_string(),
+        )
+        .await;
     assert_eq!(r["phase"], "Progressing");
     assert_eq!(r["canary_weight"], 20.0);
     assert!(

@@ -173,27 +173,14 @@ async fn decisions(
     Path((namespace, name)): Path<(String, String)>,
     Query(q): Query<Limit>,
 ) -> Response {
-    let id = id(namespace, name);
-    let limit = q.limit.unwrap_or(100).clamp(1, 10_000);
-    let store = s.store.clone();
-    let key = id.clone();
-    let known = s.view.get(&id).is_some();
-    match tokio::task::spawn_blocking(move || store.decisions(&key, limit)).await {
-        Ok(Ok(records)) if known || !records.is_empty() => {
-            axum::Json(serde_json::json!({ "decisions": records })).into_response()
-        }
-        Ok(Ok(_)) => ApiError::new(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            format!("no rollout {id}"),
-        )
-        .into_response(),
-        Ok(Err(e)) => {
-            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "store", e.to_string()).into_response()
-        }
-        Err(e) => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
-            .into_response(),
-    }
+    rollout_log(
+        &s,
+        id(namespace, name),
+        q,
+        "decisions",
+        SqliteStore::decisions,
+    )
+    .await
 }
 
 async fn alerts(
@@ -201,14 +188,32 @@ async fn alerts(
     Path((namespace, name)): Path<(String, String)>,
     Query(q): Query<Limit>,
 ) -> Response {
-    let id = id(namespace, name);
+    rollout_log(
+        &s,
+        id(namespace, name),
+        q,
+        "alerts",
+        SqliteStore::deliveries,
+    )
+    .await
+}
+
+/// `{"<field>": [...]}`: the latest entries of one of a rollout's logs in the
+/// store; 404 for a rollout neither running nor logged.
+async fn rollout_log<T: serde::Serialize + Send + 'static>(
+    s: &ApiState,
+    id: RolloutId,
+    q: Limit,
+    field: &'static str,
+    read: fn(&SqliteStore, &RolloutId, usize) -> Result<Vec<T>, crate::store::StoreError>,
+) -> Response {
     let limit = q.limit.unwrap_or(100).clamp(1, 10_000);
     let store = s.store.clone();
     let key = id.clone();
     let known = s.view.get(&id).is_some();
-    match tokio::task::spawn_blocking(move || store.deliveries(&key, limit)).await {
-        Ok(Ok(alerts)) if known || !alerts.is_empty() => {
-            axum::Json(serde_json::json!({ "alerts": alerts })).into_response()
+    match tokio::task::spawn_blocking(move || read(&store, &key, limit)).await {
+        Ok(Ok(entries)) if known || !entries.is_empty() => {
+            axum::Json(serde_json::json!({ field: entries })).into_response()
         }
         Ok(Ok(_)) => ApiError::new(
             StatusCode::NOT_FOUND,

@@ -50,14 +50,20 @@ impl ChatReceiver {
 
     /// The first message received whose fallback text contains `needle`.
     pub fn find(&self, needle: &str) -> Option<Value> {
-        let messages = match self.inbox.messages.lock() {
-            Ok(m) => m,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        messages
+        self.inbox
+            .messages()
             .iter()
             .find(|m| m["text"].as_str().is_some_and(|t| t.contains(needle)))
             .cloned()
+    }
+}
+
+impl Inbox {
+    /// The messages (a poisoned lock still holds whole messages).
+    fn messages(&self) -> std::sync::MutexGuard<'_, Vec<Value>> {
+        self.messages
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
@@ -79,10 +85,7 @@ async fn receive(State(inbox): State<Inbox>, Json(message): Json<Value>) -> &'st
             tracing::warn!(file = %inbox.file.display(), error = %e, "cannot keep the chat message");
         }
     }
-    match inbox.messages.lock() {
-        Ok(mut m) => m.push(message),
-        Err(poisoned) => poisoned.into_inner().push(message),
-    }
+    inbox.messages().push(message);
     "ok"
 }
 

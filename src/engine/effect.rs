@@ -269,6 +269,18 @@ pub enum AlertEvent {
 }
 
 impl AlertEvent {
+    /// The name as serialized (`rolled_back`): stored, sent in headers and keys.
+    pub fn name(self) -> &'static str {
+        match self {
+            AlertEvent::Started => "started",
+            AlertEvent::StepAdvanced => "step_advanced",
+            AlertEvent::Paused => "paused",
+            AlertEvent::Promoted => "promoted",
+            AlertEvent::RolledBack => "rolled_back",
+            AlertEvent::Aborted => "aborted",
+        }
+    }
+
     /// How loud the event is.
     pub fn severity(self) -> AlertSeverity {
         match self {
@@ -290,4 +302,23 @@ pub struct Alert {
     pub event: AlertEvent,
     /// Its severity.
     pub severity: AlertSeverity,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::AlertEvent;
+
+    #[test]
+    fn an_alert_events_name_is_its_serialized_form() {
+        for e in [
+            AlertEvent::Started,
+            AlertEvent::StepAdvanced,
+            AlertEvent::Paused,
+            AlertEvent::Promoted,
+            AlertEvent::RolledBack,
+            AlertEvent::Aborted,
+        ] {
+            assert_eq!(serde_json::to_value(e).ok(), Some(e.name().into()));
+        }
+    }
 }

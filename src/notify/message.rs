@@ -70,13 +70,12 @@ pub struct GateSummary {
 
 /// The idempotency key of an alert: `namespace/name/seq/event`.
 pub fn alert_id(rollout: &RolloutId, alert: &Alert) -> String {
-    let event = serde_json::to_value(alert.event)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_default();
     format!(
-        "{}/{}/{}/{event}",
-        rollout.namespace, rollout.name, alert.seq
+        "{}/{}/{}/{}",
+        rollout.namespace,
+        rollout.name,
+        alert.seq,
+        alert.event.name()
     )
 }
 

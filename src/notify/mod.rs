@@ -12,10 +12,12 @@
 pub mod deliver;
 pub mod format;
 pub mod message;
+pub mod retry;
 pub mod sink;
 
-pub use deliver::{Notifier, RetryPolicy};
+pub use deliver::Notifier;
 pub use message::{AlertMessage, GateSummary};
+pub use retry::RetryPolicy;
 pub use sink::{SinkConfig, sink_key, sinks_for};
 
 use crate::engine::{Decision, RolloutState};

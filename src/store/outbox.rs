@@ -7,7 +7,7 @@ use super::sqlite::{from_json, millis, seq, timestamp, to_json};
 use super::{
     Delivery, DeliveryState, DeliveryStatus, Outgoing, PendingDelivery, SqliteStore, StoreError,
 };
-use crate::engine::{AlertEvent, Timestamp};
+use crate::engine::Timestamp;
 use crate::notify::{AlertMessage, sink_key};
 use crate::spec::model::RolloutId;
 
@@ -36,13 +36,6 @@ CREATE INDEX deliveries_open ON deliveries (sink_key, id)
 CREATE INDEX deliveries_rollout ON deliveries (namespace, name, id);
 ";
 
-fn event_name(e: AlertEvent) -> String {
-    serde_json::to_value(e)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_default()
-}
-
 /// Queues `d` (once: the same alert and sink again is ignored).
 pub(super) fn insert(
     tx: &Transaction<'_>,
@@ -58,7 +51,7 @@ pub(super) fn insert(
             id.namespace,
             id.name,
             seq(d.seq),
-            event_name(d.event),
+            d.event.name(),
             sink_key(&d.sink),
             to_json(&d.sink)?,
             to_json(&d.message)?,

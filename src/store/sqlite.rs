@@ -190,10 +190,7 @@ impl SqliteStore {
                 )?;
             }
             for a in &c.alerts {
-                let event = serde_json::to_value(a.event)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_string))
-                    .unwrap_or_default();
+                let event = a.event.name();
                 tx.execute(
                     "INSERT INTO outbox (namespace, name, seq, event, alert, created_at, next_attempt_at)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)

@@ -67,13 +67,20 @@ impl Daemon {
     }
 
     pub async fn wait_phase(&self, phase: &str, limit: Duration) -> Value {
-        wait_for(&format!("phase {phase}"), limit, || async {
+        self.wait_until(&format!("phase {phase}"), limit, |r| r["phase"] == phase)
+            .await
+    }
+
+    /// Waits (bounded) until the rollout as the API shows it satisfies `ok`.
+    pub async fn wait_until(
+        &self,
+        what: &str,
+        limit: Duration,
+        ok: impl Fn(&Value) -> bool,
+    ) -> Value {
+        wait_for(what, limit, || async {
             let r = self.rollout().await?;
-            if r["phase"] == phase {
-                Ok(r)
-            } else {
-                Err(r.to_string())
-            }
+            if ok(&r) { Ok(r) } else { Err(r.to_string()) }
         })
         .await
     }
@@ -174,6 +181,16 @@ deploy:
 
     pub fn daemon(&self) -> Daemon {
         Daemon::start(self.dir.path(), self.prom.url())
+    }
+
+    /// Changes the canary app's behaviour (`{"error_rate": "50%"}`).
+    pub async fn set_canary(&self, behaviour: &str) {
+        reqwest::Client::new()
+            .put(format!("http://{}/admin/behaviour", self.canary.addr()))
+            .body(behaviour.to_string())
+            .send()
+            .await
+            .expect("change the canary's behaviour");
     }
 
     /// The built-in router's URL.

@@ -355,7 +355,7 @@ function renderDetail() {
       h('h2', {}, 'Gates'), h('div', { id: 'gate-values' }), h('div', { class: 'charts', id: 'charts' }),
       h('h2', {}, 'Decision log'), h('div', { id: 'decisions' }),
       h('h2', {}, 'Alerts sent'), h('div', { id: 'alerts' })));
-    renderActions(r);
+    renderActions();
   }
   patch(document.getElementById('phase-slot'), r.phase + r.pause_reason, () => [phaseBadge(r),
     r.pause_reason ? h('span', { class: 'muted' }, ' ' + (PAUSE_WHY[r.pause_reason] || r.pause_reason)) : null]);
