@@ -7,6 +7,7 @@ pub mod controller;
 pub mod demo;
 pub mod engine;
 pub mod notify;
+pub mod ports;
 pub mod provider;
 pub mod router;
 pub mod sample;
