@@ -15,7 +15,7 @@ use serde::Serialize;
 use super::{Output, policy_dir};
 use crate::engine::observation::{GateRef, Measurement, Reading};
 use crate::engine::time::Timestamp;
-use crate::engine::verdict::{Verdict, judge};
+use crate::engine::verdict::{Verdict, judge_reading};
 use crate::provider::{
     Batch, MetricsSource, PrometheusSource, ProviderConfig, every_gate, plan_rollout, redact_url,
 };
@@ -164,20 +164,23 @@ fn measure(
 fn row(spec: &DeploySpec, m: &Measurement) -> Option<GateRow> {
     let gate = m.gate.resolve(spec)?;
     let analysis = &spec.strategy.analysis;
+    let stable_value = m
+        .stable
+        .as_ref()
+        .and_then(|s| s.value.as_ref().ok().copied());
     let track = |name: &'static str, version: &str, reading: &Reading| {
         let alone = Measurement {
             gate: m.gate,
             canary: reading.clone(),
             stable: None,
         };
-        let judged = judge(m.gate, gate, Some(&alone), analysis, true);
-        let verdict = match (&judged.verdict, m.gate) {
-            (Verdict::Pass, GateRef::Abort(_)) => "ok".to_string(),
-            (Verdict::Fail, GateRef::Abort(_)) => "BREACH".to_string(),
-            (Verdict::Pass, GateRef::Promotion { .. }) => "pass".to_string(),
-            (Verdict::Fail, GateRef::Promotion { .. }) => "FAIL".to_string(),
-            (Verdict::Inconclusive { reason }, _) => format!("inconclusive: {reason}"),
+        let mut plain = gate.clone();
+        plain.limit = match gate.limit.against(stable_value) {
+            Some(v) => crate::spec::model::Limit::Fixed(threshold_in(gate.unit, v)),
+            None => gate.limit,
         };
+        let judged = judge_reading(m.gate, &plain, Some(&alone), analysis, true);
+        let verdict = verdict_word(&judged.verdict, m.gate);
         TrackRow {
             track: name,
             version: version.to_string(),
@@ -199,9 +202,32 @@ fn row(spec: &DeploySpec, m: &Measurement) -> Option<GateRow> {
             GateRef::Promotion { step, .. } => format!("step {}", step + 1),
         },
         name: gate.to_string(),
-        threshold: gate.threshold.to_string(),
+        threshold: gate.limit.to_string(),
         tracks,
     })
+}
+
+/// A threshold of `value` in `unit`.
+fn threshold_in(unit: crate::spec::policy::Unit, value: f64) -> crate::spec::units::Threshold {
+    use crate::spec::policy::Unit;
+    use crate::spec::units::Threshold;
+    match unit {
+        Unit::Ratio => Threshold::Ratio(value),
+        Unit::Seconds => Threshold::Latency(Duration::from_secs_f64(value.max(0.0))),
+        Unit::PerSecond | Unit::Number => Threshold::Number(value),
+    }
+}
+
+/// How `check` words a verdict.
+pub(super) fn verdict_word(v: &Verdict, gate: GateRef) -> String {
+    match (v, gate) {
+        (Verdict::Pass, GateRef::Abort(_)) => "ok".to_string(),
+        (Verdict::Fail, GateRef::Abort(_)) => "BREACH".to_string(),
+        (Verdict::Pass, GateRef::Promotion { .. }) => "pass".to_string(),
+        (Verdict::Fail, GateRef::Promotion { .. }) => "FAIL".to_string(),
+        (Verdict::Undecided, _) => "undecided".to_string(),
+        (Verdict::Inconclusive { reason }, _) => format!("inconclusive: {reason}"),
+    }
 }
 
 fn write_text(out: &mut impl Write, r: &Report) -> std::io::Result<()> {

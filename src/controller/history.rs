@@ -39,8 +39,9 @@ pub struct GateSeries {
     pub comparison: Comparison,
     /// The threshold as written.
     pub threshold: String,
-    /// The threshold in the values' unit (`0.01` for `1%`).
-    pub threshold_value: f64,
+    /// The threshold in the values' unit (`0.01` for `1%`); none when it is
+    /// relative to the stable version.
+    pub threshold_value: Option<f64>,
     /// Oldest first.
     pub points: VecDeque<Point>,
 }
@@ -85,7 +86,7 @@ impl Series {
                         unit: gate.unit,
                         comparison: gate.comparison,
                         threshold: r.threshold.clone(),
-                        threshold_value: gate.threshold.value(),
+                        threshold_value: gate.limit.fixed(),
                         points: VecDeque::new(),
                     });
                     let last = self.gates.len() - 1;
@@ -102,6 +103,7 @@ impl Series {
                 verdict: match r.verdict {
                     Verdict::Pass => "pass",
                     Verdict::Fail => "fail",
+                    Verdict::Undecided => "undecided",
                     Verdict::Inconclusive { .. } => "inconclusive",
                 },
             });

@@ -6,10 +6,11 @@ use std::time::Instant;
 use super::rollout::interval;
 use super::view::{Event, LastDecision};
 use super::{CommandError, CommandRequest, Controller, now};
-use crate::engine::verdict::judge_all;
-use crate::engine::{Decision, Effect, Input, Observation, Timestamp, active_gates, decide};
+use crate::engine::{
+    Decision, Effect, Input, Observation, Timestamp, counts_needed, decide, reading_gates,
+};
 use crate::notify;
-use crate::provider::{Batch, MetricsSource, plan_rollout};
+use crate::provider::{Batch, MetricsSource, plan_counts, plan_rollout};
 use crate::spec::model::RolloutId;
 use crate::store::Change;
 
@@ -28,20 +29,18 @@ impl Controller {
         let started = Instant::now();
         let mut batch = Batch::new();
         let mut plans = Vec::with_capacity(due.len());
+        let server = self.settings.default_prometheus.as_deref();
         for id in &due {
             let m = &self.rollouts[id];
-            let gates = active_gates(&m.spec, &m.state);
-            let plan = plan_rollout(
-                &mut batch,
-                &m.spec,
-                &self.policies,
-                self.settings.default_prometheus.as_deref(),
-                &gates,
-            );
-            if let Err(e) = &plan {
+            let gates = reading_gates(&m.spec, &m.state);
+            let plan = plan_rollout(&mut batch, &m.spec, &self.policies, server, &gates);
+            let counts = counts_needed(&m.spec, &m.state).map(|needed| {
+                plan_counts(&mut batch, &m.spec, &self.policies, server, needed)
+            });
+            if let Some(e) = plan.as_ref().err().or(counts.as_ref().and_then(|c| c.as_ref().err())) {
                 tracing::warn!(rollout = %id, error = %e, "cannot measure; its gates are inconclusive");
             }
-            plans.push((gates, plan));
+            plans.push((plan, counts));
         }
         let answers = if batch.queries().is_empty() {
             Vec::new()
@@ -54,7 +53,7 @@ impl Controller {
             answers
         };
         let mut decisions = Vec::with_capacity(due.len());
-        for (id, (gates, plan)) in due.into_iter().zip(plans) {
+        for (id, (plan, counts)) in due.into_iter().zip(plans) {
             let Some(m) = self.rollouts.get_mut(&id) else {
                 continue;
             };
@@ -65,17 +64,21 @@ impl Controller {
             let obs = Observation {
                 canary_ready: m.health.canary,
                 measurements,
+                counts: counts.and_then(Result::ok).map(|c| c.reading(&answers)),
             };
-            m.gates = judge_all(&m.spec, &obs, &gates);
-            self.view.sample(
-                &id,
-                &m.spec,
-                m.state.canary_version.as_deref(),
-                now,
-                &m.gates,
-            );
             match decide(&m.spec, &m.state, &Input::Tick(obs), now) {
-                Ok(d) => decisions.push((id, d)),
+                Ok(d) => {
+                    // The view and charts show the verdicts the engine reached.
+                    m.gates = d.gates.clone();
+                    self.view.sample(
+                        &id,
+                        &m.spec,
+                        d.state.canary_version.as_deref(),
+                        now,
+                        &m.gates,
+                    );
+                    decisions.push((id, d));
+                }
                 Err(e) => tracing::error!(rollout = %id, error = %e, "a tick was refused (a bug)"),
             }
         }

@@ -114,6 +114,7 @@ impl<'a> Draft<'a> {
         self.state.step = 0;
         self.state.step_elapsed = Duration::ZERO;
         self.state.counters = Counters::default();
+        self.state.evidence = Default::default();
         self.state.last_tick = Some(self.now);
         self.enter(Phase::Progressing, None);
         self.state.since = self.now; // also when a superseding version restarts
@@ -141,6 +142,8 @@ impl<'a> Draft<'a> {
         self.state.step += 1;
         self.state.step_elapsed = Duration::ZERO;
         self.state.counters.failures = 0;
+        self.state.counters.waiting = false;
+        self.state.evidence.new_step();
         self.state.since = self.now;
         let weight = self.step_weight();
         self.set_weight(weight);
@@ -226,6 +229,7 @@ impl<'a> Draft<'a> {
             state: self.state,
             effects: self.effects,
             next_tick,
+            gates: self.gates,
         }
     }
 }

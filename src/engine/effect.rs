@@ -135,6 +135,9 @@ pub enum Reason {
         breaches: u32,
         /// Breaches needed to roll back.
         limit: u32,
+        /// The evidence of the breach (gates judged on counts).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        evidence: Option<String>,
     },
     /// A promotion gate failed.
     PromotionGate {
@@ -148,7 +151,34 @@ pub enum Reason {
         failures: u32,
         /// Failures that roll back.
         limit: u32,
+        /// The evidence of the failure (gates judged on counts).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        evidence: Option<String>,
     },
+    /// The step ran its duration; its promotion gates are still undecided,
+    /// so it goes on (up to its extension) for their evidence.
+    AwaitingEvidence {
+        /// 1-based step.
+        step: usize,
+        /// The first undecided gate.
+        gate: String,
+        /// Its evidence so far.
+        evidence: String,
+        /// How much longer the step may wait, in seconds.
+        extension_seconds: u64,
+    },
+    /// The step ran its duration and its extension without conclusive
+    /// evidence for a promotion gate: `no_data` decides.
+    NotEnoughEvidence {
+        /// 1-based step.
+        step: usize,
+        /// The undecided gate.
+        gate: String,
+        /// Its evidence.
+        evidence: String,
+    },
+    /// The promotion gates' evidence arrived after a pause for it.
+    EvidenceArrived,
     /// Data was inconclusive.
     Inconclusive {
         /// The first inconclusive gate.
@@ -187,8 +217,12 @@ impl fmt::Display for Reason {
                 threshold: _,
                 breaches,
                 limit,
+                evidence,
             } => {
-                write!(f, "abort condition {gate} breached: value {value}")?;
+                match evidence {
+                    Some(e) => write!(f, "abort condition {gate} breached: {e}")?,
+                    None => write!(f, "abort condition {gate} breached: value {value}")?,
+                }
                 if *limit > 1 {
                     write!(f, " ({breaches}/{limit} consecutive)")?;
                 }
@@ -200,12 +234,36 @@ impl fmt::Display for Reason {
                 threshold: _,
                 failures,
                 limit,
+                evidence,
             } => {
-                write!(
-                    f,
-                    "promotion gate {gate} failed: value {value} (failure {failures}/{limit} in this step)"
-                )
+                match evidence {
+                    Some(e) => write!(f, "promotion gate {gate} failed: {e}")?,
+                    None => write!(f, "promotion gate {gate} failed: value {value}")?,
+                }
+                if *limit > 1 {
+                    write!(f, " (failure {failures}/{limit} in this step)")?;
+                }
+                Ok(())
             }
+            Reason::AwaitingEvidence {
+                step,
+                gate,
+                evidence,
+                extension_seconds,
+            } => write!(
+                f,
+                "step {step} ran its duration; waiting up to {} more for evidence on {gate}: {evidence}",
+                crate::spec::units::format_duration(std::time::Duration::from_secs(*extension_seconds))
+            ),
+            Reason::NotEnoughEvidence {
+                step,
+                gate,
+                evidence,
+            } => write!(
+                f,
+                "step {step} ran its duration and extension without conclusive evidence on {gate}: {evidence}"
+            ),
+            Reason::EvidenceArrived => f.write_str("the promotion gates passed; continuing"),
             Reason::Inconclusive {
                 gate,
                 why,

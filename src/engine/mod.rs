@@ -31,6 +31,7 @@
 mod command;
 mod draft;
 pub mod effect;
+pub mod evidence;
 pub mod observation;
 pub mod state;
 mod tick;
@@ -39,7 +40,11 @@ pub mod verdict;
 
 pub use command::Rejected;
 pub use effect::{Action, Alert, AlertEvent, Command, DecisionRecord, Effect, Reason};
-pub use observation::{GateRef, Inconclusive, Measurement, Observation, Reading, active_gates};
+pub use evidence::{Evidence, EvidenceSummary};
+pub use observation::{
+    CountsNeeded, CountsQueries, CountsReading, GateRef, Inconclusive, Measurement, Observation,
+    Reading, TrackCounts, active_gates, counts_needed, reading_gates,
+};
 pub use state::{Counters, PauseReason, Phase, RolloutState};
 pub use time::Timestamp;
 pub use verdict::{GateResult, TrackKind, Verdict};
@@ -64,6 +69,9 @@ pub struct Decision {
     pub effects: Vec<Effect>,
     /// When to tick next; `None` when nothing is in flight.
     pub next_tick: Option<Timestamp>,
+    /// The gates judged on this tick (empty for commands and idle rollouts):
+    /// what the view, the charts and the metrics show.
+    pub gates: Vec<GateResult>,
 }
 
 impl Decision {

@@ -5,8 +5,9 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use super::evidence::counts::Snapshot;
 use super::state::RolloutState;
-use crate::spec::model::{DeploySpec, Gate};
+use crate::spec::model::{DeploySpec, Gate, Judged};
 
 /// Which gate of the spec a measurement belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -67,6 +68,12 @@ pub enum Inconclusive {
     CanaryNotReady,
     /// The controller did not measure this gate.
     NotMeasured,
+    /// The test cannot start yet (no histogram bound at or beyond the
+    /// threshold; no stable baseline).
+    Waiting {
+        /// What it waits for.
+        what: String,
+    },
 }
 
 impl Inconclusive {
@@ -100,6 +107,7 @@ impl fmt::Display for Inconclusive {
             Inconclusive::Timeout => f.write_str("Prometheus timed out"),
             Inconclusive::CanaryNotReady => f.write_str("canary not ready"),
             Inconclusive::NotMeasured => f.write_str("not measured"),
+            Inconclusive::Waiting { what } => f.write_str(what),
         }
     }
 }
@@ -153,8 +161,87 @@ pub struct Measurement {
 pub struct Observation {
     /// Whether the canary passes its health checks (never route to it otherwise).
     pub canary_ready: bool,
-    /// One measurement per active gate; missing ones count as not measured.
+    /// One measurement per active gate judged on readings; missing ones
+    /// count as not measured.
     pub measurements: Vec<Measurement>,
+    /// Both tracks' cumulative counters, for the gates judged on evidence.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub counts: Option<CountsReading>,
+}
+
+/// Both tracks' counters, read at the same instant.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CountsReading {
+    /// The canary's.
+    pub canary: TrackCounts,
+    /// The stable version's.
+    pub stable: TrackCounts,
+}
+
+/// One track's counters, or why they could not be read, and the PromQL read.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrackCounts {
+    /// The counters.
+    pub snapshot: Result<Snapshot, Inconclusive>,
+    /// The PromQL behind them, for the record.
+    pub queries: CountsQueries,
+}
+
+/// The rendered count queries of one track.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct CountsQueries {
+    /// Requests.
+    pub requests: String,
+    /// Errors, when an error gate needs them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub errors: Option<String>,
+    /// The latency histogram, when a latency gate needs it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency_buckets: Option<String>,
+}
+
+/// Which counters a spec's evidence gates need read.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CountsNeeded {
+    /// Errors (an error-rate gate).
+    pub errors: bool,
+    /// The latency histogram (a latency gate).
+    pub latency_buckets: bool,
+}
+
+/// The counters `spec`'s evidence gates need while `state` is in flight
+/// (every gate of every step, so the reads stay comparable across steps);
+/// `None` when nothing is to be counted.
+pub fn counts_needed(spec: &DeploySpec, state: &RolloutState) -> Option<CountsNeeded> {
+    if !state.phase.in_flight() {
+        return None;
+    }
+    let gates = spec
+        .strategy
+        .rollback
+        .on
+        .iter()
+        .chain(spec.strategy.steps.iter().flat_map(|s| &s.gates));
+    let mut needed = None;
+    for g in gates {
+        match g.judged {
+            Judged::Errors => needed.get_or_insert(CountsNeeded::default()).errors = true,
+            Judged::Quantile { .. } => {
+                needed.get_or_insert(CountsNeeded::default()).latency_buckets = true
+            }
+            Judged::Reading => {}
+        }
+    }
+    needed
+}
+
+/// The active gates judged on single readings: what the controller must
+/// query besides the counters.
+pub fn reading_gates(spec: &DeploySpec, state: &RolloutState) -> Vec<GateRef> {
+    active_gates(spec, state)
+        .into_iter()
+        .filter(|g| g.resolve(spec).is_some_and(|g| !g.judged.on_evidence()))
+        .collect()
 }
 
 impl Observation {

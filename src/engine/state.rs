@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::evidence::Evidence;
 use super::time::Timestamp;
 use crate::spec::model::DeploySpec;
 use crate::spec::units::Weight;
@@ -49,6 +50,10 @@ pub enum PauseReason {
     NoData,
     /// canaryd would have rolled back but `rollback.auto` is false; a person decides.
     RollbackDisabled,
+    /// The step ran its duration and its extension without conclusive
+    /// evidence for its promotion gates (`no_data: hold`); ends by itself
+    /// when they pass.
+    Evidence,
 }
 
 /// Running counts the rules of BRIEF §3 are judged on.
@@ -60,6 +65,10 @@ pub struct Counters {
     pub failures: u32,
     /// Consecutive inconclusive ticks.
     pub inconclusive: u32,
+    /// The step ran its duration and waits for its gates' evidence (the
+    /// wait is recorded once).
+    #[serde(default)]
+    pub waiting: bool,
 }
 
 /// Everything the engine remembers about one rollout. Persisted as is.
@@ -92,6 +101,9 @@ pub struct RolloutState {
     pub counters: Counters,
     /// Number of decisions recorded so far; the next record gets this + 1.
     pub decisions: u64,
+    /// The counts and tests of the evidence gates.
+    #[serde(default)]
+    pub evidence: Evidence,
 }
 
 impl RolloutState {
@@ -109,6 +121,7 @@ impl RolloutState {
             since: now,
             counters: Counters::default(),
             decisions: 0,
+            evidence: Evidence::default(),
         }
     }
 }

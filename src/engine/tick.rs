@@ -6,10 +6,11 @@ use std::time::Duration;
 
 use super::draft::Draft;
 use super::effect::{Action, Reason};
+use super::evidence::{self, TickContext};
 use super::observation::{GateRef, Observation, active_gates};
 use super::state::{PauseReason, Phase};
-use super::verdict::{GateResult, judge_all};
-use crate::spec::model::NoDataPolicy;
+use super::verdict::{GateResult, Verdict};
+use crate::spec::model::{Judged, NoDataPolicy};
 use crate::spec::units::Weight;
 
 /// How many intervals one tick may add to a step's watched time. A longer gap
@@ -42,6 +43,8 @@ fn judge_and_apply<'a>(mut d: Draft<'a>, obs: &Observation) -> Draft<'a> {
     // Watched time: only while progressing with the step's weight applied and
     // the canary still ready.
     let step_weight = d.step_weight();
+    let interval_start = d.state.last_tick.unwrap_or(d.now);
+    let had_traffic = d.state.weight > Weight::ZERO;
     if let Some(last) = d.state.last_tick {
         let gap = d
             .now
@@ -61,18 +64,26 @@ fn judge_and_apply<'a>(mut d: Draft<'a>, obs: &Observation) -> Draft<'a> {
     }
 
     let gates = active_gates(d.spec, &d.state);
-    d.gates = judge_all(d.spec, obs, &gates);
+    let tick = TickContext {
+        now: d.now,
+        since: interval_start,
+        had_traffic,
+    };
+    d.gates = evidence::judge_all(&mut d.state.evidence, d.spec, &gates, obs, &tick);
 
     if abort_conditions(&mut d, analysis.consecutive_breaches) {
         return d;
     }
     // A conclusive failure counts even when another gate is inconclusive.
     let was_progressing = d.state.phase == Phase::Progressing;
-    if was_progressing && promotion_gates(&mut d, analysis.failure_limit) {
+    if was_progressing && promotion_gates(&mut d) {
         return d;
     }
-    let watching_data =
-        d.state.phase == Phase::Progressing || d.state.pause == Some(PauseReason::NoData);
+    let watching_data = d.state.phase == Phase::Progressing
+        || matches!(
+            d.state.pause,
+            Some(PauseReason::NoData | PauseReason::Evidence)
+        );
     if !watching_data {
         return d; // paused by a person (or instead of a rollback): only abort conditions apply
     }
@@ -86,27 +97,69 @@ fn judge_and_apply<'a>(mut d: Draft<'a>, obs: &Observation) -> Draft<'a> {
     }
     // Resumed on this tick (data returned): its promotion gates count too, so
     // a failing gate never completes the step it resumed.
-    if !was_progressing && promotion_gates(&mut d, analysis.failure_limit) {
+    if !was_progressing && promotion_gates(&mut d) {
         return d;
     }
-    let duration = d
-        .spec
-        .strategy
-        .steps
-        .get(d.state.step)
-        .and_then(|s| s.duration)
-        .unwrap_or(Duration::ZERO);
+    let Some(step) = d.spec.strategy.steps.get(d.state.step) else {
+        return d;
+    };
+    let duration = step.duration.unwrap_or(Duration::ZERO);
     let watched = d.state.step_elapsed >= duration && d.state.step_elapsed > Duration::ZERO;
-    if watched
-        && d.state.weight == step_weight
-        && !ignore_inconclusive_blocks(&d, ignore_inconclusive)
+    if !watched
+        || d.state.weight != step_weight
+        || ignore_inconclusive_blocks(&d, ignore_inconclusive)
     {
-        let step = d.state.step + 1;
-        if d.is_last_step() {
-            d.promote(Reason::StepPassed { step });
-        } else {
-            d.advance(Reason::StepPassed { step });
+        return d;
+    }
+    let number = d.state.step + 1;
+    if let Some(open) = d
+        .gates
+        .iter()
+        .find(|g| matches!(g.gate, GateRef::Promotion { .. }) && g.undecided())
+    {
+        let gate = open.name.clone();
+        let evidence = open.value_with_evidence();
+        let extension = analysis.max_extension_for(step);
+        let waited = d.state.step_elapsed.saturating_sub(duration);
+        if waited < extension {
+            if !d.state.counters.waiting {
+                d.state.counters.waiting = true;
+                let phase = d.state.phase;
+                let reason = Reason::AwaitingEvidence {
+                    step: number,
+                    gate,
+                    evidence,
+                    extension_seconds: extension.saturating_sub(waited).as_secs(),
+                };
+                d.record(phase, Action::Hold, reason);
+            }
+            return d;
         }
+        let reason = Reason::NotEnoughEvidence {
+            step: number,
+            gate,
+            evidence,
+        };
+        match analysis.no_data {
+            NoDataPolicy::Hold => {
+                d.pause(PauseReason::Evidence, reason);
+                return d;
+            }
+            NoDataPolicy::Rollback => {
+                d.rollback(reason);
+                return d;
+            }
+            NoDataPolicy::Ignore => {
+                let phase = d.state.phase;
+                d.record(phase, Action::IgnoreNoData, reason);
+            }
+        }
+    }
+    let reason = Reason::StepPassed { step: number };
+    if d.is_last_step() {
+        d.promote(reason);
+    } else {
+        d.advance(reason);
     }
     d
 }
@@ -175,15 +228,19 @@ fn abort_conditions(d: &mut Draft<'_>, limit: u32) -> bool {
         .iter()
         .filter(|g| matches!(g.gate, GateRef::Abort(_)))
         .collect();
-    let breached = aborts
-        .iter()
-        .find(|g| g.failed())
-        .map(|g| (g.name.clone(), g.shown.clone(), g.threshold.clone()));
+    let breached = aborts.iter().find(|g| g.failed()).map(|g| {
+        (
+            g.name.clone(),
+            g.shown.clone(),
+            g.threshold.clone(),
+            g.evidence.as_ref().map(|e| e.to_string()),
+        )
+    });
     let all_pass = aborts
         .iter()
         .all(|g| !g.failed() && g.inconclusive().is_none());
     match breached {
-        Some((gate, value, threshold)) => {
+        Some((gate, value, threshold, evidence)) => {
             d.state.counters.breaches += 1;
             let breaches = d.state.counters.breaches;
             let reason = Reason::AbortCondition {
@@ -192,6 +249,7 @@ fn abort_conditions(d: &mut Draft<'_>, limit: u32) -> bool {
                 threshold,
                 breaches,
                 limit,
+                evidence,
             };
             d.rollback_at_limit(breaches >= limit, reason);
             true
@@ -216,6 +274,14 @@ fn inconclusive(d: &mut Draft<'_>, limit: u32, policy: NoDataPolicy) -> Flow {
         d.state.counters.inconclusive = 0;
         if d.state.pause == Some(PauseReason::NoData) {
             d.resume(Reason::DataReturned);
+        }
+        let all_passed = d
+            .gates
+            .iter()
+            .filter(|g| matches!(g.gate, GateRef::Promotion { .. }))
+            .all(|g| g.verdict == Verdict::Pass);
+        if d.state.pause == Some(PauseReason::Evidence) && all_passed {
+            d.resume(Reason::EvidenceArrived);
         }
         return Flow::Continue { ignored: false };
     };
@@ -257,15 +323,27 @@ fn inconclusive(d: &mut Draft<'_>, limit: u32, policy: NoDataPolicy) -> Flow {
 }
 
 /// Counts a failed promotion gate; returns true when the tick's decision is taken.
-fn promotion_gates(d: &mut Draft<'_>, limit: u32) -> bool {
+fn promotion_gates(d: &mut Draft<'_>) -> bool {
     let failed = d
         .gates
         .iter()
         .find(|g| matches!(g.gate, GateRef::Promotion { .. }) && g.failed())
-        .map(|g| (g.name.clone(), g.shown.clone(), g.threshold.clone()));
-    let Some((gate, value, threshold)) = failed else {
+        .map(|g| {
+            (
+                g.gate,
+                g.name.clone(),
+                g.shown.clone(),
+                g.threshold.clone(),
+                g.evidence.as_ref().map(|e| e.to_string()),
+            )
+        });
+    let Some((r, gate, value, threshold, evidence)) = failed else {
         return false;
     };
+    let judged = r
+        .resolve(d.spec)
+        .map_or(Judged::Reading, |g| g.judged);
+    let limit = d.spec.strategy.analysis.failure_limit_for(judged);
     d.state.counters.failures += 1;
     let failures = d.state.counters.failures;
     let reason = Reason::PromotionGate {
@@ -274,6 +352,7 @@ fn promotion_gates(d: &mut Draft<'_>, limit: u32) -> bool {
         threshold,
         failures,
         limit,
+        evidence,
     };
     d.rollback_at_limit(failures >= limit, reason);
     true

@@ -2,8 +2,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::observation::{GateRef, Inconclusive, Measurement, Observation};
-use crate::spec::model::{Analysis, DeploySpec, Gate};
+use super::evidence::EvidenceSummary;
+use super::observation::{GateRef, Inconclusive, Measurement};
+use crate::spec::model::{Analysis, Gate};
 
 /// The outcome of one gate on one tick.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -13,6 +14,9 @@ pub enum Verdict {
     Pass,
     /// Promotion gate not satisfied, or abort condition breached.
     Fail,
+    /// Data is coming in but does not yet show either way (evidence gates);
+    /// never a pass.
+    Undecided,
     /// No judgement possible; never a pass.
     Inconclusive {
         /// Why.
@@ -53,12 +57,29 @@ pub struct GateResult {
     /// The verdict.
     #[serde(flatten)]
     pub verdict: Verdict,
+    /// For gates judged on counts: what the verdict rests on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evidence: Option<Box<EvidenceSummary>>,
 }
 
 impl GateResult {
     /// True when the verdict is a failure (or, for an abort condition, a breach).
     pub fn failed(&self) -> bool {
         self.verdict == Verdict::Fail
+    }
+
+    /// True when the gate does not yet show either way.
+    pub fn undecided(&self) -> bool {
+        self.verdict == Verdict::Undecided
+    }
+
+    /// The measured value with its evidence, for reasons and alerts:
+    /// `3.1% (3.1% errors over 1,240 requests since 12:03:10 (99.75% lower bound 2.4%))`.
+    pub fn value_with_evidence(&self) -> String {
+        match &self.evidence {
+            Some(e) => e.to_string(),
+            None => self.shown.clone(),
+        }
     }
 
     /// The reason it is inconclusive, if it is.
@@ -70,25 +91,10 @@ impl GateResult {
     }
 }
 
-/// Judges every gate in `gates` against the observation.
-pub fn judge_all(spec: &DeploySpec, obs: &Observation, gates: &[GateRef]) -> Vec<GateResult> {
-    gates
-        .iter()
-        .filter_map(|g| {
-            Some(judge(
-                *g,
-                g.resolve(spec)?,
-                obs.get(*g),
-                &spec.strategy.analysis,
-                obs.canary_ready,
-            ))
-        })
-        .collect()
-}
-
-/// Judges one gate. For an abort condition, the comparison holding is a breach
-/// (`Fail`); for a promotion gate it is a `Pass`.
-pub fn judge(
+/// Judges a gate on a single reading (custom `query:` gates, and metrics a
+/// policy defines without counts). For an abort condition, the comparison
+/// holding is a breach (`Fail`); for a promotion gate it is a `Pass`.
+pub fn judge_reading(
     r: GateRef,
     gate: &Gate,
     m: Option<&Measurement>,
@@ -117,8 +123,9 @@ pub fn judge(
         shown: value.map_or_else(|| "-".to_string(), |v| gate.format_value(v)),
         value,
         stable_value,
-        threshold: gate.threshold.to_string(),
+        threshold: gate.limit.to_string(),
         verdict,
+        evidence: None,
     }
 }
 
@@ -151,7 +158,19 @@ fn classify(r: GateRef, gate: &Gate, m: &Measurement, a: &Analysis) -> Verdict {
             };
         }
     }
-    let holds = gate.holds(value);
+    let stable = m
+        .stable
+        .as_ref()
+        .and_then(|s| s.value.as_ref().ok().copied());
+    let Some(limit) = gate.limit.against(stable) else {
+        let reason = m
+            .stable
+            .as_ref()
+            .and_then(|s| s.value.as_ref().err().cloned())
+            .unwrap_or(Inconclusive::NotMeasured);
+        return Verdict::Inconclusive { reason };
+    };
+    let holds = gate.holds_against(value, limit);
     let pass = match r {
         GateRef::Abort(_) => !holds,
         GateRef::Promotion { .. } => holds,

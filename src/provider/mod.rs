@@ -2,6 +2,7 @@
 //! [`MetricsSource`] port that answers a batch of them, and its Prometheus
 //! adapter (`prometheus`).
 
+pub mod counts;
 pub mod plan;
 pub mod prometheus;
 
@@ -13,6 +14,7 @@ use serde::Serialize;
 use crate::engine::observation::Inconclusive;
 use crate::engine::time::Timestamp;
 
+pub use counts::{CountsPlan, plan_counts};
 pub use plan::{Batch, PlanError, RolloutPlan, every_gate, plan_rollout};
 pub use prometheus::{PrometheusSource, ProviderConfig, ProviderError, redact_url};
 

@@ -28,7 +28,7 @@ impl Batch {
         &self.queries
     }
 
-    fn intern(&mut self, query: InstantQuery) -> usize {
+    pub(super) fn intern(&mut self, query: InstantQuery) -> usize {
         if let Some(&i) = self.index.get(&query) {
             return i;
         }
@@ -60,6 +60,20 @@ pub enum PlanError {
     /// A gate reference that is not in the spec.
     #[error("gate {0:?} is not in the deploy file")]
     UnknownGate(GateRef),
+    /// Evidence gates on a policy without `counts`.
+    #[error("policy `{0}` defines no `counts` to judge evidence gates on")]
+    NoCounts(String),
+}
+
+/// The Prometheus a rollout is measured on.
+pub(super) fn server_for<'a>(
+    spec: &'a DeploySpec,
+    default_server: Option<&'a str>,
+) -> Result<&'a str, PlanError> {
+    spec.prometheus
+        .as_deref()
+        .or(default_server)
+        .ok_or(PlanError::NoServer)
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -101,11 +115,7 @@ pub fn plan_rollout(
     default_server: Option<&str>,
     gates: &[GateRef],
 ) -> Result<RolloutPlan, PlanError> {
-    let server = spec
-        .prometheus
-        .as_deref()
-        .or(default_server)
-        .ok_or(PlanError::NoServer)?;
+    let server = server_for(spec, default_server)?;
     let policy = policies
         .get(&spec.policy)
         .ok_or_else(|| PlanError::UnknownPolicy(spec.policy.clone()))?;

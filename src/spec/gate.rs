@@ -3,8 +3,8 @@
 //! known unit, with a threshold written in that unit.
 
 use super::diagnostic::{Code, suggest};
-use super::model::{Comparison, Gate};
-use super::policy::{Policy, QueryTemplate, Unit, template};
+use super::model::{Comparison, Gate, Judged, Limit};
+use super::policy::{EvidenceKind, Policy, QueryTemplate, Unit, template};
 use super::reader::Reader;
 use super::units::{Threshold, trim_float};
 use super::yaml::{Key, Node, Value};
@@ -129,25 +129,110 @@ fn read_gate(
         .hint(hint);
         return None;
     }
-    let threshold = threshold(r, value)?;
-    let unit = match defined {
-        Some(def) => {
-            check_unit(r, value, &metric, def.unit, threshold)?;
+    let limit = limit(r, value)?;
+    let amount = match limit {
+        Limit::Fixed(t) | Limit::StablePlus(t) => Some(t),
+        Limit::StableTimes(_) => None,
+    };
+    let unit = match (defined, amount) {
+        (Some(def), Some(t)) => {
+            check_unit(r, value, &metric, def.unit, t)?;
             def.unit
         }
-        None => match threshold {
-            Threshold::Ratio(_) => Unit::Ratio,
-            Threshold::Latency(_) => Unit::Seconds,
-            Threshold::Number(_) => Unit::Number,
-        },
+        (Some(def), None) => def.unit,
+        (None, Some(Threshold::Ratio(_))) => Unit::Ratio,
+        (None, Some(Threshold::Latency(_))) => Unit::Seconds,
+        (None, _) => Unit::Number,
     };
+    let judged = match (&query, defined.and_then(|d| d.evidence)) {
+        (None, Some(EvidenceKind::Errors)) => Judged::Errors,
+        (None, Some(EvidenceKind::Quantile(quantile))) => Judged::Quantile { quantile },
+        _ => Judged::Reading,
+    };
+    if judged.on_evidence() {
+        check_evidence_limit(r, value, &metric, limit)?;
+    }
     Some(Gate {
         metric,
         comparison,
-        threshold,
+        limit,
         unit,
         query,
+        judged,
     })
+}
+
+/// A threshold, or a limit relative to the stable version: `stable + 0.5%`,
+/// `stable + 50ms`, `stable * 1.2`.
+fn limit(r: &mut Reader<'_>, node: &Node) -> Option<Limit> {
+    let Value::String(text) = &node.value else {
+        return threshold(r, node).map(Limit::Fixed);
+    };
+    let Some(rest) = text.trim().strip_prefix("stable") else {
+        return threshold(r, node).map(Limit::Fixed);
+    };
+    let rest = rest.trim_start();
+    let len = text.chars().count();
+    if let Some(amount) = rest.strip_prefix('+') {
+        return match Threshold::parse(amount.trim()) {
+            Ok(Threshold::Number(n)) if n < 0.0 => None,
+            Ok(t) => Some(Limit::StablePlus(t)),
+            Err(e) => {
+                r.error(Code::BadValue, node.pos, e.to_string())
+                    .len(len)
+                    .hint("write the amount in the metric's unit: `stable + 0.5%`, `stable + 50ms`");
+                None
+            }
+        };
+    }
+    if let Some(factor) = rest.strip_prefix(['*', '×']) {
+        return match factor.trim().parse::<f64>() {
+            Ok(f) if f.is_finite() && f > 0.0 => Some(Limit::StableTimes(f)),
+            _ => {
+                r.error(
+                    Code::BadValue,
+                    node.pos,
+                    format!("`{}` is not a factor", factor.trim()),
+                )
+                .len(len)
+                .hint("a positive number: `stable * 1.2` is 20% above the stable version");
+                None
+            }
+        };
+    }
+    r.error(
+        Code::BadValue,
+        node.pos,
+        format!("`{text}` is not a limit"),
+    )
+    .len(len)
+    .hint("compare with the stable version as `stable + 0.5%` (an amount) or `stable * 1.2` (a factor)");
+    None
+}
+
+/// Evidence gates test a probability: a fixed ratio threshold strictly
+/// between 0% and 100%, a latency above 0.
+fn check_evidence_limit(r: &mut Reader<'_>, node: &Node, metric: &str, limit: Limit) -> Option<()> {
+    let bad = match limit {
+        Limit::Fixed(Threshold::Ratio(p)) if p <= 0.0 || p >= 1.0 => Some((
+            format!("`{metric}` cannot be judged against {}", Threshold::Ratio(p)),
+            "counts can show a rate is above or below a threshold strictly between 0% and 100%, e.g. `0.1%`".to_string(),
+        )),
+        Limit::Fixed(Threshold::Latency(d)) if d.is_zero() => Some((
+            format!("`{metric}` cannot be judged against 0s"),
+            "give a latency above zero".to_string(),
+        )),
+        Limit::StablePlus(Threshold::Ratio(p)) if p >= 1.0 => Some((
+            format!("`stable + {}` is never reached", Threshold::Ratio(p)),
+            "an amount below 100%, e.g. `stable + 0.5%`".to_string(),
+        )),
+        _ => None,
+    };
+    if let Some((message, hint)) = bad {
+        r.error(Code::OutOfRange, node.pos, message).hint(hint);
+        return None;
+    }
+    Some(())
 }
 
 fn threshold(r: &mut Reader<'_>, node: &Node) -> Option<Threshold> {
@@ -190,7 +275,16 @@ fn check_unit(
     if fits {
         return Some(());
     }
+    let relative = text.trim_start().starts_with("stable");
     let (message, hint) = match (unit, t) {
+        (Unit::Seconds, Threshold::Ratio(p)) if relative => (
+            format!("`{metric}` is a latency: `{text}` adds a ratio to it"),
+            format!(
+                "for {}% above the stable version write `stable * {}`; for an amount, `stable + 50ms`",
+                trim_float(p * 100.0),
+                trim_float(1.0 + p)
+            ),
+        ),
         (Unit::Seconds, Threshold::Number(_)) => (
             format!("latency `{text}` has no unit"),
             format!("`{metric}` is a latency: write `{text}ms` or `{text}s`"),

@@ -178,13 +178,87 @@ pub struct Gate {
     pub metric: String,
     /// Less than or greater than.
     pub comparison: Comparison,
-    /// The value compared against.
-    pub threshold: Threshold,
+    /// What the metric is compared with.
+    pub limit: Limit,
     /// The unit the metric's value is in.
     pub unit: Unit,
     /// The gate's own PromQL, replacing the policy's.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub query: Option<QueryTemplate>,
+    /// How the gate is judged: on counts, or on single readings.
+    pub judged: Judged,
+}
+
+/// What a gate compares the canary with.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[serde(tag = "kind", content = "value", rename_all = "snake_case")]
+pub enum Limit {
+    /// A fixed threshold (`1%`, `200ms`).
+    Fixed(Threshold),
+    /// The stable version's value plus an amount in the metric's unit
+    /// (`stable + 0.5%`: half a point above stable).
+    StablePlus(Threshold),
+    /// The stable version's value times a factor (`stable * 1.2`: 20% above).
+    StableTimes(f64),
+}
+
+impl Limit {
+    /// The fixed threshold in the metric's unit, if the limit is fixed.
+    pub fn fixed(self) -> Option<f64> {
+        match self {
+            Limit::Fixed(t) => Some(t.value()),
+            _ => None,
+        }
+    }
+
+    /// The threshold given the stable version's value (`None` when it is
+    /// relative and the stable value is unknown).
+    pub fn against(self, stable: Option<f64>) -> Option<f64> {
+        match self {
+            Limit::Fixed(t) => Some(t.value()),
+            Limit::StablePlus(t) => stable.map(|s| s + t.value()),
+            Limit::StableTimes(f) => stable.map(|s| s * f),
+        }
+    }
+
+    /// True when the limit depends on the stable version.
+    pub fn is_relative(self) -> bool {
+        !matches!(self, Limit::Fixed(_))
+    }
+}
+
+impl fmt::Display for Limit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Limit::Fixed(t) => write!(f, "{t}"),
+            Limit::StablePlus(t) => write!(f, "stable + {t}"),
+            Limit::StableTimes(x) => write!(f, "stable * {}", super::units::trim_float(*x)),
+        }
+    }
+}
+
+/// How a gate's verdict is reached.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Judged {
+    /// Errors among requests, counted over the step (evidence).
+    Errors,
+    /// Requests slower than the threshold, counted over the step: the
+    /// `quantile` is under the threshold when fewer than `1 − quantile` are.
+    Quantile {
+        /// 0.99 for p99.
+        quantile: f64,
+    },
+    /// A single reading of the gate's query at each tick (custom `query:`
+    /// gates, and metrics a policy defines without counts).
+    Reading,
+}
+
+impl Judged {
+    /// True when judged on counts (with the statistical guarantees).
+    pub fn on_evidence(self) -> bool {
+        !matches!(self, Judged::Reading)
+    }
 }
 
 impl Gate {
@@ -193,11 +267,12 @@ impl Gate {
         format!("{}{}", self.metric, self.comparison.suffix())
     }
 
-    /// True when `value` satisfies the comparison. NaN never does.
-    pub fn holds(&self, value: f64) -> bool {
+    /// True when `value` satisfies the comparison against a threshold of
+    /// `limit`. NaN never does.
+    pub fn holds_against(&self, value: f64, limit: f64) -> bool {
         match self.comparison {
-            Comparison::LessThan => value < self.threshold.value(),
-            Comparison::GreaterThan => value > self.threshold.value(),
+            Comparison::LessThan => value < limit,
+            Comparison::GreaterThan => value > limit,
         }
     }
 
@@ -214,7 +289,7 @@ impl fmt::Display for Gate {
             "{} {} {}",
             self.metric,
             self.comparison.symbol(),
-            self.threshold
+            self.limit
         )
     }
 }
@@ -244,13 +319,45 @@ pub struct Analysis {
     pub min_requests: u64,
     /// Consecutive breaching ticks of an abort condition before rolling back.
     pub consecutive_breaches: u32,
-    /// Failed promotion-gate evaluations within one step that roll back.
-    pub failure_limit: u32,
+    /// Failed promotion-gate evaluations within one step that roll back;
+    /// `None`: 1 for gates judged on evidence, 3 for single readings.
+    pub failure_limit: Option<u32>,
+    /// 1 − the false-rollback budget of a healthy canary over the whole
+    /// rollout, and of a false pass of each promotion gate (0.99).
+    pub confidence: f64,
+    /// How long a step may run past its duration waiting for its promotion
+    /// gates' evidence before `no_data` decides; `None`: the step's duration.
+    #[serde(serialize_with = "ser_opt_duration")]
+    pub max_extension: Option<Duration>,
     /// Consecutive inconclusive ticks before `no_data` applies.
     pub inconclusive_limit: u32,
     /// What happens past `inconclusive_limit`.
     pub no_data: NoDataPolicy,
 }
+
+impl Analysis {
+    /// The false-rollback / false-pass budget α.
+    pub fn alpha(&self) -> f64 {
+        (1.0 - self.confidence).clamp(1e-12, 0.5)
+    }
+
+    /// The failure limit of a gate judged as `judged`.
+    pub fn failure_limit_for(&self, judged: Judged) -> u32 {
+        self.failure_limit
+            .unwrap_or(if judged.on_evidence() { 1 } else { 3 })
+    }
+
+    /// How long step `step` may wait for evidence past its duration.
+    pub fn max_extension_for(&self, step: &Step) -> Duration {
+        self.max_extension
+            .or(step.duration)
+            .unwrap_or(DEFAULT_LAST_STEP_WAIT)
+    }
+}
+
+/// How long a last step without a `duration` may wait for its promotion
+/// gates' evidence before `no_data` decides (unless `max_extension` is set).
+pub const DEFAULT_LAST_STEP_WAIT: Duration = Duration::from_secs(600);
 
 impl Default for Analysis {
     fn default() -> Self {
@@ -259,7 +366,9 @@ impl Default for Analysis {
             window: Duration::from_secs(60),
             min_requests: 20,
             consecutive_breaches: 1,
-            failure_limit: 3,
+            failure_limit: None,
+            confidence: 0.99,
+            max_extension: None,
             inconclusive_limit: 6,
             no_data: NoDataPolicy::Hold,
         }

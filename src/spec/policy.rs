@@ -91,10 +91,43 @@ impl fmt::Display for Unit {
 pub struct MetricDef {
     /// What the value is in.
     pub unit: Unit,
-    /// The PromQL template measuring it for one track.
+    /// The PromQL template measuring it for one track (display, `check`,
+    /// and gates judged on single readings).
     pub query: QueryTemplate,
     /// A line for people.
     pub description: String,
+    /// How gates on it are judged on the policy's counts; `None`: on
+    /// single readings of `query`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub evidence: Option<EvidenceKind>,
+}
+
+/// What a metric's gates count, from the policy's `counts`.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EvidenceKind {
+    /// Errors among requests (`counts.errors` / `counts.requests`): a ratio.
+    Errors,
+    /// Requests slower than the threshold (`counts.latency_buckets`): the
+    /// quantile `q` is under the threshold when fewer than `1 − q` are.
+    Quantile(f64),
+}
+
+/// The policy's cumulative counters, per track: canaryd reads them at every
+/// tick and judges evidence gates on the differences (no window: nothing is
+/// counted twice and nothing is lost).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct CountQueries {
+    /// A track's requests since its counters started (one value).
+    pub requests: QueryTemplate,
+    /// Of those, errors (one value; none means 0).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub errors: Option<QueryTemplate>,
+    /// A track's cumulative latency histogram, one series per `le`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latency_buckets: Option<QueryTemplate>,
+    /// Seconds per unit of the buckets' `le` label (0.001 for milliseconds).
+    pub le_scale: f64,
 }
 
 /// A named set of metric definitions.
@@ -104,8 +137,12 @@ pub struct Policy {
     pub name: String,
     /// What stack it fits.
     pub description: String,
-    /// Counts a track's requests in the window, for `min_requests`.
+    /// Counts a track's requests in the window, for `min_requests` of gates
+    /// judged on single readings.
     pub requests: QueryTemplate,
+    /// The counters evidence gates are judged on (`None`: every gate of the
+    /// policy is judged on single readings).
+    pub counts: Option<CountQueries>,
     /// Metric name → definition.
     pub metrics: BTreeMap<String, MetricDef>,
     /// What `{{track_selector}}` becomes for each track (empty when not given):
@@ -204,7 +241,7 @@ fn read_policy(r: &mut Reader<'_>, root: &Node) -> Option<Policy> {
     let f = r.map(
         root,
         "the policy",
-        &["name", "description", "tracks", "requests", "metrics"],
+        &["name", "description", "tracks", "requests", "counts", "metrics"],
     )?;
     let name = r.required(&f, "name", "the policy", "name: my-policy", |r, n| {
         r.text(n, "`name`")
@@ -225,7 +262,8 @@ fn read_policy(r: &mut Reader<'_>, root: &Node) -> Option<Policy> {
         if let Some(mf) = r.any_map(node, "`metrics`") {
             for (key, def) in mf.entries() {
                 let what = format!("metric `{}`", key.name);
-                let Some(df) = r.map(def, &what, &["unit", "query", "description"]) else {
+                let Some(df) = r.map(def, &what, &["unit", "query", "description", "evidence"])
+                else {
                     continue;
                 };
                 let unit = r.required(&df, "unit", &what, "unit: ratio", |r, n| {
@@ -244,6 +282,7 @@ fn read_policy(r: &mut Reader<'_>, root: &Node) -> Option<Policy> {
                     .get("description")
                     .and_then(|n| r.text(n, "`description`"))
                     .unwrap_or_default();
+                let evidence = df.get("evidence").and_then(|n| read_evidence(r, n, unit));
                 if let (Some(unit), Some(query)) = (unit, query) {
                     metrics.insert(
                         key.name.clone(),
@@ -251,6 +290,7 @@ fn read_policy(r: &mut Reader<'_>, root: &Node) -> Option<Policy> {
                             unit,
                             query,
                             description,
+                            evidence,
                         },
                     );
                 }
@@ -268,13 +308,118 @@ fn read_policy(r: &mut Reader<'_>, root: &Node) -> Option<Policy> {
         .get("tracks")
         .map(|n| read_track_selectors(r, n))
         .unwrap_or_default();
+    let counts = f.get("counts").and_then(|n| read_counts(r, n));
+    check_evidence_has_counts(r, &f, &metrics, counts.as_ref());
     Some(Policy {
         name: name?,
         description,
         requests: requests?,
+        counts,
         metrics,
         track_selectors,
     })
+}
+
+/// `evidence: errors` or `evidence: { quantile: 0.99 }`.
+fn read_evidence(r: &mut Reader<'_>, node: &Node, unit: Option<Unit>) -> Option<EvidenceKind> {
+    let hint = "`evidence: errors` (a ratio of errors to requests) or `evidence: { quantile: 0.99 }` (a latency)";
+    let kind = match &node.value {
+        yaml::Value::String(s) if s == "errors" => EvidenceKind::Errors,
+        yaml::Value::Map(_) => {
+            let f = r.map(node, "`evidence`", &["quantile"])?;
+            let q = f.get("quantile")?;
+            let yaml::Value::Number(q, _) = q.value else {
+                r.wrong_type(q, "`quantile`", "a number between 0 and 1, e.g. 0.99");
+                return None;
+            };
+            if !(q > 0.0 && q < 1.0) {
+                r.error(Code::OutOfRange, node.pos, format!("quantile {q} is not between 0 and 1"))
+                    .hint("p99 is `quantile: 0.99`");
+                return None;
+            }
+            EvidenceKind::Quantile(q)
+        }
+        _ => {
+            r.error(Code::BadValue, node.pos, "unknown evidence kind").hint(hint);
+            return None;
+        }
+    };
+    let fits = matches!(
+        (kind, unit),
+        (EvidenceKind::Errors, Some(Unit::Ratio)) | (EvidenceKind::Quantile(_), Some(Unit::Seconds))
+    );
+    if !fits && unit.is_some() {
+        r.error(
+            Code::UnitMismatch,
+            node.pos,
+            "this evidence kind does not fit the metric's unit",
+        )
+        .hint("`errors` goes with `unit: ratio`, `quantile` with `unit: seconds`");
+        return None;
+    }
+    Some(kind)
+}
+
+/// The `counts:` map of a policy.
+fn read_counts(r: &mut Reader<'_>, node: &Node) -> Option<CountQueries> {
+    let f = r.map(
+        node,
+        "`counts`",
+        &["requests", "errors", "latency_buckets", "le_unit"],
+    )?;
+    let requests = r.required(&f, "requests", "`counts`", "requests: sum(http_requests_total{…})", |r, n| {
+        template(r, n, "`counts.requests`")
+    });
+    let errors = f.get("errors").and_then(|n| template(r, n, "`counts.errors`"));
+    let latency_buckets = f
+        .get("latency_buckets")
+        .and_then(|n| template(r, n, "`counts.latency_buckets`"));
+    let le_scale = match f.get("le_unit") {
+        None => 1.0,
+        Some(n) => match r.text(n, "`le_unit`").as_deref() {
+            Some("seconds") => 1.0,
+            Some("milliseconds") => 0.001,
+            Some(other) => {
+                r.error(Code::BadValue, n.pos, format!("unknown `le_unit` `{other}`"))
+                    .hint("`seconds` (the default) or `milliseconds`");
+                return None;
+            }
+            None => return None,
+        },
+    };
+    Some(CountQueries {
+        requests: requests?,
+        errors,
+        latency_buckets,
+        le_scale,
+    })
+}
+
+/// A metric judged on counts needs the counter it counts.
+fn check_evidence_has_counts(
+    r: &mut Reader<'_>,
+    f: &super::reader::Fields<'_>,
+    metrics: &BTreeMap<String, MetricDef>,
+    counts: Option<&CountQueries>,
+) {
+    let pos = f.key("counts").or(f.key("metrics")).map_or(Pos::default(), |k| k.pos);
+    for (name, def) in metrics {
+        let missing = match def.evidence {
+            None => continue,
+            Some(EvidenceKind::Errors) => counts.is_none_or(|c| c.errors.is_none()).then_some("errors"),
+            Some(EvidenceKind::Quantile(_)) => counts
+                .is_none_or(|c| c.latency_buckets.is_none())
+                .then_some("latency_buckets"),
+        };
+        if let Some(query) = missing {
+            r.error(
+                Code::MissingKey,
+                pos,
+                format!("metric `{name}` is judged on counts but `counts.{query}` is not given"),
+            )
+            .hint(format!("add `counts: {{ {query}: <PromQL> }}` or remove the metric's `evidence`"));
+        }
+    }
 }
 
 /// `tracks: { canary: 'canary!=""', stable: 'canary=""' }`: label matchers,

@@ -5,7 +5,7 @@ use super::gate::read_gates;
 use super::model::{Analysis, Gate, NoDataPolicy, Rollback, Step, Strategy};
 use super::policy::Policy;
 use super::reader::Reader;
-use super::units::{UnitError, Weight, parse_duration};
+use super::units::{UnitError, Weight, parse_duration, parse_percent};
 use super::yaml::{Node, Pos};
 
 /// Reads the `deploy:` block. `policy` is `None` when it could not be resolved
@@ -233,7 +233,7 @@ fn read_rollback(r: &mut Reader<'_>, node: &Node, policy: Option<&Policy>) -> Op
     Some(Rollback { auto, on })
 }
 
-const ANALYSIS_KEYS: [&str; 7] = [
+const ANALYSIS_KEYS: [&str; 9] = [
     "interval",
     "window",
     "min_requests",
@@ -241,6 +241,8 @@ const ANALYSIS_KEYS: [&str; 7] = [
     "failure_limit",
     "inconclusive_limit",
     "no_data",
+    "confidence",
+    "max_extension",
 ];
 
 fn read_analysis(r: &mut Reader<'_>, node: &Node) -> Option<Analysis> {
@@ -284,10 +286,35 @@ fn read_analysis(r: &mut Reader<'_>, node: &Node) -> Option<Analysis> {
         a.consecutive_breaches = v as u32;
     }
     if let Some(v) = count(r, "failure_limit", 1, 1000) {
-        a.failure_limit = v as u32;
+        a.failure_limit = Some(v as u32);
     }
     if let Some(v) = count(r, "inconclusive_limit", 1, 1000) {
         a.inconclusive_limit = v as u32;
+    }
+    if let Some(n) = f.get("confidence") {
+        match r.text(n, "`confidence`").map(|t| parse_percent(&t)) {
+            Some(Ok(p)) if (50.0..100.0).contains(&p) && p <= 99.9999 => a.confidence = p / 100.0,
+            Some(Ok(_)) => {
+                r.error(
+                    Code::OutOfRange,
+                    n.pos,
+                    "`confidence` is outside 50%–99.9999%",
+                )
+                .hint("99% (the default) allows at most 1% false rollbacks of healthy canaries");
+                ok = false;
+            }
+            Some(Err(e)) => {
+                r.error(Code::BadValue, n.pos, e.to_string()).hint(e.hint());
+                ok = false;
+            }
+            None => ok = false,
+        }
+    }
+    if let Some(n) = f.get("max_extension") {
+        match duration(r, n, "`max_extension`") {
+            Some(d) => a.max_extension = Some(d),
+            None => ok = false,
+        }
     }
     if let Some(n) = f.get("no_data") {
         match r.text(n, "`no_data`").as_deref() {
