@@ -209,11 +209,18 @@ pub struct CountsNeeded {
     pub latency_buckets: bool,
 }
 
-/// The counters `spec`'s evidence gates need while `state` is in flight
+/// The counters `spec`'s evidence gates need while `state` is in flight or
+/// about to start
 /// (every gate of every step, so the reads stay comparable across steps);
 /// `None` when nothing is to be counted.
 pub fn counts_needed(spec: &DeploySpec, state: &RolloutState) -> Option<CountsNeeded> {
-    if !state.phase.in_flight() {
+    // Also on the tick that starts a rollout: its reads are the baseline.
+    let starting = !state.phase.in_flight()
+        && super::tick::wanted_version(spec, state).is_some_and(|v| {
+            !matches!(state.phase, super::state::Phase::RolledBack | super::state::Phase::Aborted)
+                || state.canary_version.as_deref() != Some(v.as_str())
+        });
+    if !state.phase.in_flight() && !starting {
         return None;
     }
     let gates = spec

@@ -10,7 +10,8 @@ use super::evidence::{self, TickContext};
 use super::observation::{GateRef, Observation, active_gates};
 use super::state::{PauseReason, Phase};
 use super::verdict::{GateResult, Verdict};
-use crate::spec::model::{Judged, NoDataPolicy};
+use super::state::RolloutState;
+use crate::spec::model::{DeploySpec, Judged, NoDataPolicy};
 use crate::spec::units::Weight;
 
 /// How many intervals one tick may add to a step's watched time. A longer gap
@@ -30,7 +31,13 @@ pub(super) fn tick<'a>(mut d: Draft<'a>, obs: &Observation) -> Draft<'a> {
 }
 
 fn judge_and_apply<'a>(mut d: Draft<'a>, obs: &Observation) -> Draft<'a> {
-    if reconcile_version(&mut d, obs.canary_ready) || !d.state.phase.in_flight() {
+    if reconcile_version(&mut d, obs.canary_ready) {
+        // This tick's counter reads are the new canary's baseline: its first
+        // interval at the step's weight is counted from here.
+        d.state.evidence.baseline(obs);
+        return d;
+    }
+    if !d.state.phase.in_flight() {
         return d;
     }
     let analysis = d.spec.strategy.analysis.clone();
@@ -170,13 +177,19 @@ fn ignore_inconclusive_blocks(d: &Draft<'_>, ignored: bool) -> bool {
     !ignored && d.gates.iter().any(|g| g.inconclusive().is_some())
 }
 
+/// The canary version the file asks to roll out, if any (neither the stable
+/// version nor the one just promoted).
+pub(super) fn wanted_version(spec: &DeploySpec, state: &RolloutState) -> Option<String> {
+    let target = &spec.canary.version;
+    (target != &spec.stable.version && target != &state.stable_version).then(|| target.clone())
+}
+
 /// Starts, supersedes or leaves the rollout according to the file's canary
 /// version. Returns true when it took this tick's decision.
 fn reconcile_version(d: &mut Draft<'_>, canary_ready: bool) -> bool {
     let spec = d.spec;
     let target = &spec.canary.version;
-    let wanted = (target != &spec.stable.version && target != &d.state.stable_version)
-        .then(|| target.clone());
+    let wanted = wanted_version(spec, &d.state);
     match d.state.phase {
         Phase::Idle | Phase::Promoted | Phase::RolledBack | Phase::Aborted => {
             // A rolled-back or aborted version is not restarted by itself: `retry` does that.

@@ -47,8 +47,15 @@ impl Snapshot {
         if requests < 0.0 || errors < 0.0 {
             return None;
         }
-        let buckets = if self.buckets.is_empty() || earlier.buckets.is_empty() {
+        let buckets = if self.buckets.is_empty() {
+            // The histogram vanished (or never existed): a reset if it had been read.
+            if !earlier.buckets.is_empty() {
+                return None;
+            }
             Vec::new()
+        } else if earlier.buckets.is_empty() {
+            // A histogram read for the first time started from zero.
+            self.buckets.clone()
         } else {
             if self.buckets.len() != earlier.buckets.len() {
                 return None;
@@ -174,6 +181,15 @@ mod tests {
         assert_eq!(t.exceeding(0.1), Some((20.0, 60.0)));
         assert_eq!(t.exceeding(0.2), Some((5.0, 60.0)));
         assert_eq!(t.exceeding(0.3), None);
+    }
+
+    #[test]
+    fn a_histogram_seen_for_the_first_time_counts_from_zero() {
+        let t = snap(10.0, 0.0, &[(0.1, 8.0), (f64::INFINITY, 10.0)])
+            .since(&snap(0.0, 0.0, &[]))
+            .expect("no reset");
+        assert_eq!(t.exceeding(0.1), Some((2.0, 10.0)));
+        assert_eq!(snap(10.0, 0.0, &[]).since(&snap(5.0, 0.0, &[(0.1, 5.0), (f64::INFINITY, 5.0)])), None);
     }
 
     #[test]

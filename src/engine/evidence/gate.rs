@@ -190,7 +190,8 @@ impl GateEvidence {
         min_requests: f64,
         now: Timestamp,
     ) -> Standing {
-        if matches!(gate.judged, Judged::Quantile { .. }) && self.against.le.is_none() {
+        let latency = matches!(gate.judged, Judged::Quantile { .. });
+        if latency && self.against.le.is_none() {
             return Standing::Waiting(if gate.limit.is_relative() && self.baseline.is_none() {
                 "waiting for the stable version's latency"
             } else {
@@ -206,12 +207,13 @@ impl GateEvidence {
         if self.passed_at.is_some() {
             return Standing::Passes;
         }
-        if within.le.is_some() || !matches!(gate.judged, Judged::Quantile { .. }) {
-            let enough = within.canary.n >= min_requests;
-            if enough && log_e(within) >= log_needed(within, gate, budget.within, budget) {
-                self.passed_at = Some(now);
-                return Standing::Passes;
-            }
+        if latency && within.le.is_none() {
+            return Standing::Waiting("no histogram bound on the passing side of the threshold");
+        }
+        let enough = within.canary.n >= min_requests;
+        if enough && log_e(within) >= log_needed(within, gate, budget.within, budget) {
+            self.passed_at = Some(now);
+            return Standing::Passes;
         }
         Standing::Open
     }
@@ -394,7 +396,14 @@ fn summarize(
     budget: &Budget,
 ) -> EvidenceSummary {
     let needed = log_needed(side, gate, alpha, budget);
+    let two_sample = matches!(
+        (gate.judged, gate.limit),
+        (Judged::Errors, Limit::StableTimes(_))
+    );
     let (method, since, c) = match &side.test {
+        // A two-sample detector's runs count events only; show the rates
+        // since its evidence began.
+        Test::Detector(_) if two_sample => (Method::Detector, since, side.canary),
         Test::Sequential(_) => (Method::Sequential, since, side.canary),
         Test::Detector(d) => match d.strongest_run() {
             Some(run) if run.n > 0.0 => (
@@ -405,10 +414,6 @@ fn summarize(
             _ => (Method::Detector, since, side.canary),
         },
     };
-    let two_sample = matches!(
-        (gate.judged, gate.limit),
-        (Judged::Errors, Limit::StableTimes(_))
-    );
     let counted = match gate.judged {
         _ if two_sample => Counted::ErrorRatio,
         Judged::Quantile { .. } => Counted::SlowerThan {
@@ -465,10 +470,13 @@ fn summarize(
         stable_events: side.stable.x,
         stable_requests: side.stable.n,
         estimate: est,
+        // The bound is at the level the decision uses: for a detector, the
+        // threshold that spends the gate's budget over every restart, so it
+        // holds with the gate's confidence simultaneously.
         bound: bound.map(|value| Bound {
             side: bound_side,
             value,
-            confidence: 1.0 - level,
+            confidence: 1.0 - alpha,
         }),
         limit: limit_scale(side, gate),
         log_e,

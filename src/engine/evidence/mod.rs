@@ -30,7 +30,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-pub use gate::{Budget, GateEvidence, Standing};
+pub use gate::{Budget, Count, GateEvidence, Side, Standing, Test};
 pub use summary::{Bound, BoundSide, Counted, EvidenceSummary, Method, confidence, count, percent};
 
 use super::observation::{GateRef, Inconclusive, Observation};
@@ -83,6 +83,15 @@ impl Evidence {
         self.step_canary = Tally::default();
         self.step_stable = Tally::default();
         self.gates.retain(|g| matches!(g.gate, GateRef::Abort(_)));
+    }
+
+    /// Takes this tick's counter reads as the baseline of a rollout that
+    /// starts now (nothing before them counts).
+    pub fn baseline(&mut self, obs: &Observation) {
+        if let Some(c) = &obs.counts {
+            self.canary_read = c.canary.snapshot.as_ref().ok().cloned();
+            self.stable_read = c.stable.snapshot.as_ref().ok().cloned();
+        }
     }
 
     /// Whether a promotion gate of the current step has passed.

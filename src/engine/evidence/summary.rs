@@ -114,11 +114,15 @@ pub fn percent(share: f64) -> String {
     crate::spec::policy::Unit::Ratio.format(share)
 }
 
-/// A confidence such as `99%` or `99.75%` (up to two decimals).
+/// A confidence such as `99%`, `99.75%` or `99.9975%`: enough decimals to
+/// show two significant digits of what it leaves out.
 pub fn confidence(c: f64) -> String {
+    let left_out = ((1.0 - c) * 100.0).max(1e-12);
+    let decimals = (1 - left_out.log10().floor() as i32).clamp(0, 8);
+    let scale = 10f64.powi(decimals);
     format!(
         "{}%",
-        crate::spec::units::trim_float((c * 10_000.0).round() / 100.0)
+        crate::spec::units::trim_float((c * 100.0 * scale).round() / scale)
     )
 }
 
@@ -199,6 +203,14 @@ impl fmt::Display for EvidenceSummary {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn confidences_show_what_they_leave_out() {
+        assert_eq!(confidence(0.99), "99%");
+        assert_eq!(confidence(0.9975), "99.75%");
+        assert_eq!(confidence(0.999_975), "99.9975%");
+        assert_eq!(confidence(0.95), "95%");
+    }
 
     #[test]
     fn counts_read_with_thousands_separators() {
