@@ -49,7 +49,10 @@ fn scenarios() -> Vec<Scenario> {
         missing: 0.0,
     };
     vec![
-        Scenario { name: "A/A healthy (0.5%, p99 150ms)", ..base },
+        Scenario {
+            name: "A/A healthy (0.5%, p99 150ms)",
+            ..base
+        },
         Scenario {
             name: "A/A near the gate (p99 180ms vs 200ms)",
             stable: arm(0.005, 180.0),
@@ -123,7 +126,11 @@ fn summarize(outcomes: &[Outcome], scenario: &Scenario) -> Cell {
     let share = |e: End| outcomes.iter().filter(|o| o.end == e).count() as f64 / n * 100.0;
     // Time to the decision users wait for: a rollback of a regression, a
     // promotion of a healthy canary.
-    let wanted = if scenario.regression { End::RolledBack } else { End::Promoted };
+    let wanted = if scenario.regression {
+        End::RolledBack
+    } else {
+        End::Promoted
+    };
     let mut times: Vec<f64> = outcomes
         .iter()
         .filter(|o| o.end == wanted && (!scenario.regression || o.fault_started))
@@ -175,8 +182,8 @@ fn oracle_n(p0: f64, p1: f64, alpha: f64) -> u64 {
     }
 }
 
-fn run_cell(
-    make: &(dyn Fn() -> Box<dyn sim::Rule + '_> + Sync),
+fn run_cell<'a>(
+    make: &(dyn Fn() -> Box<dyn sim::Rule + 'a> + Sync),
     scenario: &Scenario,
     rate: f64,
     runs: usize,
@@ -197,9 +204,18 @@ fn run_cell(
                         if i >= runs {
                             break;
                         }
-                        let mut rng = StdRng::seed_from_u64(seed ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+                        let mut rng = StdRng::seed_from_u64(
+                            seed ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+                        );
                         let mut rule = make();
-                        out.push(sim::run(rule.as_mut(), scenario, rate, nominal, steps, &mut rng));
+                        out.push(sim::run(
+                            rule.as_mut(),
+                            scenario,
+                            rate,
+                            nominal,
+                            steps,
+                            &mut rng,
+                        ));
                     }
                     out
                 })
@@ -224,7 +240,10 @@ fn main() {
     let only = flag("--only");
     let strategies: Vec<(&str, DeploySpec)> = [
         ("seed (interval 10s)", spec("")),
-        ("fast (interval 1s, window 30s)", spec("  analysis:\n    interval: 1s\n    window: 30s\n")),
+        (
+            "fast (interval 1s, window 30s)",
+            spec("  analysis:\n    interval: 1s\n    window: 30s\n"),
+        ),
     ]
     .into_iter()
     .filter(|(name, _)| flag("--strategy").is_none_or(|s| name.starts_with(s.as_str())))
@@ -237,31 +256,59 @@ fn main() {
             .iter()
             .map(|s| s.duration.unwrap_or(Duration::ZERO).as_secs_f64())
             .collect();
-        let nominal: f64 = steps.iter().sum::<f64>() + spec.strategy.analysis.interval.as_secs_f64();
+        let nominal: f64 =
+            steps.iter().sum::<f64>() + spec.strategy.analysis.interval.as_secs_f64();
         let peer_steps: Vec<(f64, f64)> = spec
             .strategy
             .steps
             .iter()
-            .map(|s| (s.weight.percent() / 100.0, s.duration.unwrap_or(Duration::ZERO).as_secs_f64()))
+            .map(|s| {
+                (
+                    s.weight.percent() / 100.0,
+                    s.duration.unwrap_or(Duration::ZERO).as_secs_f64(),
+                )
+            })
             .collect();
         let budget = evidence::budget(spec);
         println!("## Strategy: {name}\n");
-        println!("false-rollback budget α = {:.2}% (per gate {:.3}%), detector horizon {} intervals\n",
-            spec.strategy.analysis.alpha() * 100.0, budget.against * 100.0, budget.horizon);
-        println!("| scenario | req/s | canaryd rolled back | promoted | undecided | median | p95 | Flagger rolled back | median | Argo rolled back | median | oracle |");
+        println!(
+            "false-rollback budget α = {:.2}% (per gate {:.3}%), detector horizon {} intervals\n",
+            spec.strategy.analysis.alpha() * 100.0,
+            budget.against * 100.0,
+            budget.horizon
+        );
+        println!(
+            "| scenario | req/s | canaryd rolled back | promoted | undecided | median | p95 | Flagger rolled back | median | Argo rolled back | median | oracle |"
+        );
         println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
         for (si, scenario) in scenarios().iter().enumerate() {
-            if only.as_ref().is_some_and(|o| !scenario.name.contains(o.as_str())) {
+            if only
+                .as_ref()
+                .is_some_and(|o| !scenario.name.contains(o.as_str()))
+            {
                 continue;
             }
             for &rate in &RATES {
                 let seed = 1000 * si as u64 + rate as u64;
                 let engine = |/* fresh per rollout */| -> Box<dyn sim::Rule + '_> { Box::new(Canaryd::new(spec)) };
-                let ours = summarize(&run_cell(&engine, scenario, rate, runs, nominal, &steps, seed), scenario);
-                let flagger = |/**/| -> Box<dyn sim::Rule + '_> { Box::new(Peer::new(PeerKind::Flagger, peer_steps.clone())) };
-                let f = summarize(&run_cell(&flagger, scenario, rate, runs, nominal, &steps, seed), scenario);
-                let argo = |/**/| -> Box<dyn sim::Rule + '_> { Box::new(Peer::new(PeerKind::Argo, peer_steps.clone())) };
-                let a = summarize(&run_cell(&argo, scenario, rate, runs, nominal, &steps, seed), scenario);
+                let ours = summarize(
+                    &run_cell(&engine, scenario, rate, runs, nominal, &steps, seed),
+                    scenario,
+                );
+                let flagger = || -> Box<dyn sim::Rule + '_> {
+                    Box::new(Peer::new(PeerKind::Flagger, peer_steps.clone()))
+                };
+                let f = summarize(
+                    &run_cell(&flagger, scenario, rate, runs, nominal, &steps, seed),
+                    scenario,
+                );
+                let argo = || -> Box<dyn sim::Rule + '_> {
+                    Box::new(Peer::new(PeerKind::Argo, peer_steps.clone()))
+                };
+                let a = summarize(
+                    &run_cell(&argo, scenario, rate, runs, nominal, &steps, seed),
+                    scenario,
+                );
                 let canary_rate = rate * peer_steps[0].0;
                 let oracle = match scenario.name {
                     n if n.starts_with("subtle") => Some(oracle_n(0.01, 0.02, budget.against)),
@@ -278,10 +325,15 @@ fn main() {
                 println!(
                     "| {} | {rate:.0} | {:.1}% | {:.1}% | {:.1}% | {} | {} | {:.1}% | {} | {:.1}% | {} | {oracle} |",
                     scenario.name,
-                    ours.rolled_back, ours.promoted, ours.undecided,
-                    minutes(ours.median), minutes(ours.p95),
-                    f.rolled_back, minutes(f.median),
-                    a.rolled_back, minutes(a.median),
+                    ours.rolled_back,
+                    ours.promoted,
+                    ours.undecided,
+                    minutes(ours.median),
+                    minutes(ours.p95),
+                    f.rolled_back,
+                    minutes(f.median),
+                    a.rolled_back,
+                    minutes(a.median),
                 );
             }
         }

@@ -31,7 +31,9 @@ fn make(setup: Setup) -> Sim {
         Setup::PausedByHand => {
             sim.command(Command::Pause).expect("pausable");
         }
-        Setup::PausedForData => sim.ticks(6, &World::healthy().without_data()),
+        Setup::PausedForData => sim.tick_until(&World::healthy().without_data(), 50, |s| {
+            s.state.pause == Some(canaryd::engine::PauseReason::NoData)
+        }),
         Setup::Promoted => sim.tick_until(&healthy, 1000, |s| s.state.phase == Phase::Promoted),
         Setup::RolledBack => {
             sim.tick(&World::healthy().with("error_rate", 0.5));

@@ -40,7 +40,10 @@ fn with_step1_gates(gates: &str, analysis: &str) -> Sim {
             "        - error_rate_less_than: 1%\n        - latency_p99_less_than: 200ms\n",
             gates,
         )
-        .replace("  rollback:\n", &format!("  analysis:\n{analysis}\n  rollback:\n"));
+        .replace(
+            "  rollback:\n",
+            &format!("  analysis:\n{analysis}\n  rollback:\n"),
+        );
     Sim::new(spec(&text))
 }
 
@@ -81,24 +84,38 @@ fn an_error_rate_breach_rolls_back_at_once_at_every_step() {
         let record = sim.last_record();
         assert_eq!((record.action, record.step), (Action::Rollback, step + 1));
         assert!(
-            record
-                .reason
-                .starts_with("abort condition error_rate > 2% breached: 5% errors over 1,000 requests since "),
+            record.reason.starts_with(
+                "abort condition error_rate > 2% breached: 5% errors over 1,000 requests since "
+            ),
             "{}",
             record.reason
         );
-        assert!(record.reason.contains("(99.75% lower bound "), "{}", record.reason);
+        assert!(
+            record.reason.contains("(99.75% lower bound "),
+            "{}",
+            record.reason
+        );
         let Reason::AbortCondition {
-            gate, value, threshold, evidence, ..
+            gate,
+            value,
+            threshold,
+            evidence,
+            ..
         } = &record.detail
         else {
             panic!("unexpected reason {:?}", record.detail);
         };
-        assert_eq!((gate.as_str(), value.as_str(), threshold.as_str()), ("error_rate > 2%", "5%", "2%"));
+        assert_eq!(
+            (gate.as_str(), value.as_str(), threshold.as_str()),
+            ("error_rate > 2%", "5%", "2%")
+        );
         assert!(evidence.is_some());
         let judged = gate_of(record, "error_rate > 2%");
         let e = judged.evidence.as_deref().expect("evidence");
-        assert_eq!((e.method, e.events, e.requests), (Method::Detector, 50.0, 1000.0));
+        assert_eq!(
+            (e.method, e.events, e.requests),
+            (Method::Detector, 50.0, 1000.0)
+        );
         let bound = e.bound.expect("a lower bound");
         assert_eq!(bound.side, BoundSide::Lower);
         assert!(bound.value > 0.02 && bound.value < 0.05, "{bound:?}");
@@ -163,7 +180,10 @@ fn a_fault_that_starts_late_is_caught_as_fast_as_one_present_from_the_start() {
     let mut late = at_step(1);
     late.ticks(90, &World::healthy());
     let after_history = ticks_until_action(&mut late, &bad, Action::Rollback, 100);
-    assert!(from_start > 1, "a small breach needs more than one interval");
+    assert!(
+        from_start > 1,
+        "a small breach needs more than one interval"
+    );
     assert!(
         after_history <= from_start + 1,
         "late fault: {after_history} intervals, from the start: {from_start}"
@@ -241,7 +261,10 @@ fn a_promotion_gate_passes_only_on_evidence_that_the_canary_is_within_it() {
         assert_eq!(g.verdict, Verdict::Pass, "{name}");
         let e = g.evidence.as_deref().expect("evidence");
         let bound = e.bound.expect("an upper bound");
-        assert_eq!((e.method, bound.side), (Method::Sequential, BoundSide::Upper));
+        assert_eq!(
+            (e.method, bound.side),
+            (Method::Sequential, BoundSide::Upper)
+        );
         assert!(bound.value < 0.01, "{name}: {bound:?}");
         assert_eq!(bound.confidence, 0.99);
     }
@@ -255,7 +278,10 @@ fn one_bad_interval_is_not_a_failure_but_conclusive_evidence_is() {
     let failing = World::healthy().with("error_rate", 0.015);
     sim.tick(&failing);
     assert_eq!(sim.state.counters.failures, 0);
-    let g = gate(&sim.last.as_ref().expect("decided").gates, "error_rate < 1%");
+    let g = gate(
+        &sim.last.as_ref().expect("decided").gates,
+        "error_rate < 1%",
+    );
     assert_eq!(g.verdict, Verdict::Undecided);
     let ticks = ticks_until_action(&mut sim, &failing, Action::Rollback, 100);
     assert!(ticks > 2, "took {ticks} intervals");
@@ -275,7 +301,11 @@ fn a_failure_limit_waits_for_that_many_failing_ticks() {
     let first = ticks_until_action(&mut sim, &failing, Action::Hold, 100);
     assert!(first > 1);
     assert_eq!(sim.state.counters.failures, 1);
-    assert!(sim.last_record().reason.ends_with("(failure 1/3 in this step)"));
+    assert!(
+        sim.last_record()
+            .reason
+            .ends_with("(failure 1/3 in this step)")
+    );
     sim.ticks(2, &failing);
     assert_eq!(sim.state.phase, Phase::RolledBack);
 }
@@ -291,22 +321,41 @@ fn a_failed_promotion_gate_keeps_its_step_from_advancing() {
         (Phase::Progressing, 0, weight(5))
     );
     sim.ticks(3, &World::healthy());
-    assert_eq!(sim.state.step, 0, "conclusive failing evidence is not undone by a good minute");
+    assert_eq!(
+        sim.state.step, 0,
+        "conclusive failing evidence is not undone by a good minute"
+    );
 }
 
 #[test]
 fn a_failing_gate_counts_even_while_another_gate_cannot_be_judged() {
     // No histogram bound at or above 45s: that abort condition waits.
-    let text = SEED_FILE.replace("latency_p99_greater_than: 500ms", "latency_p99_greater_than: 45s");
+    let text = SEED_FILE.replace(
+        "latency_p99_greater_than: 500ms",
+        "latency_p99_greater_than: 45s",
+    );
     let mut sim = Sim::new(spec(&text));
     sim.tick_now(&World::healthy());
     sim.tick(&World::healthy());
-    let g = gate(&sim.last.as_ref().expect("decided").gates, "latency_p99 > 45s");
+    let g = gate(
+        &sim.last.as_ref().expect("decided").gates,
+        "latency_p99 > 45s",
+    );
     assert!(
-        matches!(&g.verdict, Verdict::Inconclusive { reason: Inconclusive::Waiting { .. } }),
+        matches!(
+            &g.verdict,
+            Verdict::Inconclusive {
+                reason: Inconclusive::Waiting { .. }
+            }
+        ),
         "{g:#?}"
     );
-    ticks_until_action(&mut sim, &World::healthy().with("error_rate", 0.018), Action::Rollback, 100);
+    ticks_until_action(
+        &mut sim,
+        &World::healthy().with("error_rate", 0.018),
+        Action::Rollback,
+        100,
+    );
 }
 
 #[test]
@@ -332,7 +381,10 @@ fn promotion_evidence_starts_afresh_at_each_step_while_abort_detectors_go_on() {
     };
     let before = detector_intervals(&sim);
     sim.tick(&World::healthy());
-    let g = gate(&sim.last.as_ref().expect("decided").gates, "error_rate < 1%");
+    let g = gate(
+        &sim.last.as_ref().expect("decided").gates,
+        "error_rate < 1%",
+    );
     assert_eq!(g.evidence.as_deref().expect("evidence").requests, 1000.0);
     assert_eq!(detector_intervals(&sim), before + 1);
 }
@@ -342,7 +394,10 @@ fn promotion_evidence_starts_afresh_at_each_step_while_abort_detectors_go_on() {
 /// 4 canary requests per tick without errors: 10 minutes give 240, a pass
 /// at 99% confidence needs about 700.
 fn trickle() -> World {
-    World::healthy().requests(4.0).with("error_rate", 0.0).with("latency_p99", 0.05)
+    World::healthy()
+        .requests(4.0)
+        .with("error_rate", 0.0)
+        .with("latency_p99", 0.05)
 }
 
 #[test]
@@ -354,7 +409,9 @@ fn at_low_traffic_a_step_waits_for_its_evidence_then_pauses_and_resumes_when_it_
     let waiting = sim.last_record();
     assert_eq!((waiting.action, sim.state.step), (Action::Hold, 0));
     assert!(
-        waiting.reason.starts_with("step 1 ran its duration; waiting up to 10m more for evidence on "),
+        waiting
+            .reason
+            .starts_with("step 1 ran its duration; waiting up to 10m more for evidence on "),
         "{}",
         waiting.reason
     );
@@ -366,9 +423,17 @@ fn at_low_traffic_a_step_waits_for_its_evidence_then_pauses_and_resumes_when_it_
     let paused = ticks_until_action(&mut sim, &trickle(), Action::Pause, 100);
     assert!(paused > 30);
     assert_eq!(sim.state.pause, Some(PauseReason::Evidence));
-    assert!(sim.last_record().reason.contains("without conclusive evidence"));
+    assert!(
+        sim.last_record()
+            .reason
+            .contains("without conclusive evidence")
+    );
     assert!(matches!(sim.last_effects().last(), Some(Effect::Notify(_))));
-    assert_eq!(sim.router, weight(5), "the weight is held while evidence accrues");
+    assert_eq!(
+        sim.router,
+        weight(5),
+        "the weight is held while evidence accrues"
+    );
     // The evidence arrives while paused: resume and advance at once.
     ticks_until_action(&mut sim, &trickle(), Action::Advance, 200);
     let n = sim.log.len();
@@ -381,21 +446,35 @@ fn at_low_traffic_a_step_waits_for_its_evidence_then_pauses_and_resumes_when_it_
 
 #[test]
 fn with_no_data_rollback_a_step_without_evidence_rolls_back_after_its_extension() {
-    let mut sim = Sim::new(seed_with_analysis("    no_data: rollback\n    max_extension: 2m"));
+    let mut sim = Sim::new(seed_with_analysis(
+        "    no_data: rollback\n    max_extension: 2m",
+    ));
     sim.tick_now(&trickle());
     ticks_until_action(&mut sim, &trickle(), Action::Rollback, 200);
-    assert_eq!(sim.elapsed(), 12 * MIN, "10 minutes, then 2 more for evidence");
-    assert!(matches!(sim.last_record().detail, Reason::NotEnoughEvidence { step: 1, .. }));
+    assert_eq!(
+        sim.elapsed(),
+        12 * MIN,
+        "10 minutes, then 2 more for evidence"
+    );
+    assert!(matches!(
+        sim.last_record().detail,
+        Reason::NotEnoughEvidence { step: 1, .. }
+    ));
 }
 
 #[test]
 fn with_no_data_ignore_a_step_without_evidence_advances_and_says_so() {
-    let mut sim = Sim::new(seed_with_analysis("    no_data: ignore\n    max_extension: 1m"));
+    let mut sim = Sim::new(seed_with_analysis(
+        "    no_data: ignore\n    max_extension: 1m",
+    ));
     sim.tick_now(&trickle());
     ticks_until_action(&mut sim, &trickle(), Action::Advance, 200);
     let n = sim.log.len();
     assert_eq!(sim.log[n - 2].action, Action::IgnoreNoData);
-    assert!(matches!(sim.log[n - 2].detail, Reason::NotEnoughEvidence { .. }));
+    assert!(matches!(
+        sim.log[n - 2].detail,
+        Reason::NotEnoughEvidence { .. }
+    ));
 }
 
 // === No data and the warm-up ===
@@ -436,20 +515,32 @@ fn missing_data_holds_then_pauses_at_the_limit_and_alerts_once() {
     sim.tick_now(&empty);
     sim.ticks(10, &empty);
     assert_eq!(sim.state.phase, Phase::Progressing);
-    assert_eq!(sim.last_record().reason, "inconclusive: error_rate > 2%: no data (5/6 ticks)");
+    assert_eq!(
+        sim.last_record().reason,
+        "inconclusive: error_rate > 2%: no data (5/6 ticks)"
+    );
     sim.tick(&empty);
-    assert_eq!((sim.state.phase, sim.last_record().action), (Phase::Paused, Action::Pause));
+    assert_eq!(
+        (sim.state.phase, sim.last_record().action),
+        (Phase::Paused, Action::Pause)
+    );
     assert!(matches!(sim.last_effects().last(), Some(Effect::Notify(_))));
     let decisions = sim.log.len();
     sim.ticks(20, &empty);
-    assert_eq!(sim.log.len(), decisions, "a held rollout does not flood the log");
+    assert_eq!(
+        sim.log.len(),
+        decisions,
+        "a held rollout does not flood the log"
+    );
 }
 
 #[test]
 fn a_rollout_paused_for_missing_data_resumes_when_data_returns() {
     let mut sim = seed();
     sim.tick_now(&World::healthy());
-    sim.tick_until(&World::healthy().without_data(), 50, |s| s.state.phase == Phase::Paused);
+    sim.tick_until(&World::healthy().without_data(), 50, |s| {
+        s.state.phase == Phase::Paused
+    });
     sim.tick(&World::healthy());
     assert_eq!(
         (sim.state.phase, sim.last_record().action),
@@ -460,20 +551,38 @@ fn a_rollout_paused_for_missing_data_resumes_when_data_returns() {
 
 #[test]
 fn the_rollback_no_data_policy_rolls_back_at_the_limit() {
-    let mut sim = Sim::new(seed_with_analysis("    no_data: rollback\n    inconclusive_limit: 3"));
+    let mut sim = Sim::new(seed_with_analysis(
+        "    no_data: rollback\n    inconclusive_limit: 3",
+    ));
     sim.tick_now(&World::healthy());
-    let ticks = ticks_until_action(&mut sim, &World::healthy().without_data(), Action::Rollback, 50);
+    let ticks = ticks_until_action(
+        &mut sim,
+        &World::healthy().without_data(),
+        Action::Rollback,
+        50,
+    );
     assert_eq!(ticks, 8, "a window of warm-up, then 3 inconclusive ticks");
-    assert_eq!(sim.last_effects()[0], Effect::SetWeight { weight: Weight::ZERO });
+    assert_eq!(
+        sim.last_effects()[0],
+        Effect::SetWeight {
+            weight: Weight::ZERO
+        }
+    );
 }
 
 #[test]
 fn the_ignore_no_data_policy_advances_and_logs_every_ignored_tick() {
-    let mut sim = Sim::new(seed_with_analysis("    no_data: ignore\n    inconclusive_limit: 2"));
+    let mut sim = Sim::new(seed_with_analysis(
+        "    no_data: ignore\n    inconclusive_limit: 2",
+    ));
     let failing_reads = World::healthy().inconclusive("counts", Inconclusive::Timeout);
     sim.tick_now(&World::healthy());
     sim.tick_until(&failing_reads, 1000, |s| s.state.phase == Phase::Promoted);
-    let ignored = sim.log.iter().filter(|r| r.action == Action::IgnoreNoData).count();
+    let ignored = sim
+        .log
+        .iter()
+        .filter(|r| r.action == Action::IgnoreNoData)
+        .count();
     assert!(ignored > 100, "every ignored tick is logged, got {ignored}");
 }
 
@@ -481,7 +590,12 @@ fn the_ignore_no_data_policy_advances_and_logs_every_ignored_tick() {
 fn provider_errors_and_too_few_requests_are_inconclusive_never_a_pass() {
     let cases = [
         World::healthy().requests(3.0),
-        World::healthy().inconclusive("counts", Inconclusive::ProviderError { message: "503".into() }),
+        World::healthy().inconclusive(
+            "counts",
+            Inconclusive::ProviderError {
+                message: "503".into(),
+            },
+        ),
         World::healthy().inconclusive("counts", Inconclusive::Timeout),
         World::healthy().inconclusive("counts", Inconclusive::AmbiguousSeries { series: 2 }),
     ];
@@ -489,10 +603,16 @@ fn provider_errors_and_too_few_requests_are_inconclusive_never_a_pass() {
         let mut sim = Sim::new(seed_with_analysis("    inconclusive_limit: 1000"));
         sim.tick_now(&World::healthy());
         sim.ticks(200, &world);
-        assert_eq!((sim.state.phase, sim.state.step), (Phase::Progressing, 0), "{world:?}");
+        assert_eq!(
+            (sim.state.phase, sim.state.step),
+            (Phase::Progressing, 0),
+            "{world:?}"
+        );
         let gates = &sim.last.as_ref().expect("decided").gates;
         assert!(
-            gates.iter().all(|g| matches!(g.verdict, Verdict::Inconclusive { .. })),
+            gates
+                .iter()
+                .all(|g| matches!(g.verdict, Verdict::Inconclusive { .. })),
             "{world:?}: {gates:#?}"
         );
     }
@@ -513,26 +633,38 @@ fn too_few_requests_reports_how_many_were_seen_and_needed() {
 fn a_counter_reset_drops_one_interval_and_keeps_the_evidence() {
     let mut sim = at_step(0);
     sim.ticks(3, &World::healthy());
-    let before = gate(&sim.last.as_ref().expect("decided").gates, "error_rate < 1%")
-        .evidence
-        .as_deref()
-        .expect("evidence")
-        .requests;
+    let before = gate(
+        &sim.last.as_ref().expect("decided").gates,
+        "error_rate < 1%",
+    )
+    .evidence
+    .as_deref()
+    .expect("evidence")
+    .requests;
     // The canary restarted: its counters start again from 0.
     sim.canary_counts = Counters::default();
     sim.tick(&World::healthy());
-    let after_reset = gate(&sim.last.as_ref().expect("decided").gates, "error_rate < 1%")
-        .evidence
-        .as_deref()
-        .expect("evidence")
-        .requests;
-    assert_eq!(after_reset, before, "the interval with the reset is dropped");
+    let after_reset = gate(
+        &sim.last.as_ref().expect("decided").gates,
+        "error_rate < 1%",
+    )
+    .evidence
+    .as_deref()
+    .expect("evidence")
+    .requests;
+    assert_eq!(
+        after_reset, before,
+        "the interval with the reset is dropped"
+    );
     sim.tick(&World::healthy());
-    let later = gate(&sim.last.as_ref().expect("decided").gates, "error_rate < 1%")
-        .evidence
-        .as_deref()
-        .expect("evidence")
-        .requests;
+    let later = gate(
+        &sim.last.as_ref().expect("decided").gates,
+        "error_rate < 1%",
+    )
+    .evidence
+    .as_deref()
+    .expect("evidence")
+    .requests;
     assert_eq!(later, before + 1000.0);
     assert_eq!(sim.state.phase, Phase::Progressing);
 }
@@ -543,18 +675,38 @@ fn a_counter_reset_drops_one_interval_and_keeps_the_evidence() {
 fn a_latency_threshold_between_histogram_bounds_is_judged_at_the_conservative_bound() {
     // 180ms lies between the 150ms and 200ms bounds: passing needs fewer
     // than 1% slower than 150ms; failing, more than 1% slower than 200ms.
-    let mut sim = with_step1_gates("        - latency_p99_less_than: 180ms\n", "    interval: 10s");
+    let mut sim = with_step1_gates(
+        "        - latency_p99_less_than: 180ms\n",
+        "    interval: 10s",
+    );
     sim.tick_now(&World::healthy());
     sim.tick(&World::healthy().with("latency_p99", 0.12));
-    let g = gate(&sim.last.as_ref().expect("decided").gates, "latency_p99 < 180ms");
+    let g = gate(
+        &sim.last.as_ref().expect("decided").gates,
+        "latency_p99 < 180ms",
+    );
     let e = g.evidence.as_deref().expect("evidence");
-    assert_eq!(e.counted, Counted::SlowerThan { seconds: 0.15 }, "leaning to pass: {e:#?}");
-    let mut slow = with_step1_gates("        - latency_p99_less_than: 180ms\n", "    interval: 10s");
+    assert_eq!(
+        e.counted,
+        Counted::SlowerThan { seconds: 0.15 },
+        "leaning to pass: {e:#?}"
+    );
+    let mut slow = with_step1_gates(
+        "        - latency_p99_less_than: 180ms\n",
+        "    interval: 10s",
+    );
     slow.tick_now(&World::healthy());
     slow.tick(&World::healthy().with("latency_p99", 0.4));
-    let g = gate(&slow.last.as_ref().expect("decided").gates, "latency_p99 < 180ms");
+    let g = gate(
+        &slow.last.as_ref().expect("decided").gates,
+        "latency_p99 < 180ms",
+    );
     let e = g.evidence.as_deref().expect("evidence");
-    assert_eq!(e.counted, Counted::SlowerThan { seconds: 0.2 }, "leaning to fail: {e:#?}");
+    assert_eq!(
+        e.counted,
+        Counted::SlowerThan { seconds: 0.2 },
+        "leaning to fail: {e:#?}"
+    );
 }
 
 // === Comparisons with the stable version ===
@@ -562,11 +714,15 @@ fn a_latency_threshold_between_histogram_bounds_is_judged_at_the_conservative_bo
 #[test]
 fn a_canary_as_good_as_stable_passes_a_ratio_gate_and_one_twice_as_bad_fails_it() {
     let gates = "        - error_rate_less_than: stable * 1.5\n";
-    let same = World::healthy().with("error_rate", 0.01).stable_errors(0.01);
+    let same = World::healthy()
+        .with("error_rate", 0.01)
+        .stable_errors(0.01);
     let mut sim = with_step1_gates(gates, "    interval: 10s");
     sim.tick_now(&same);
     sim.tick_until(&same, 200, |s| s.state.step == 1);
-    let twice = World::healthy().with("error_rate", 0.02).stable_errors(0.01);
+    let twice = World::healthy()
+        .with("error_rate", 0.02)
+        .stable_errors(0.01);
     let mut sim = with_step1_gates(gates, "    interval: 10s");
     sim.tick_now(&twice);
     ticks_until_action(&mut sim, &twice, Action::Rollback, 100);
@@ -574,17 +730,25 @@ fn a_canary_as_good_as_stable_passes_a_ratio_gate_and_one_twice_as_bad_fails_it(
     let e = g.evidence.as_deref().expect("evidence");
     assert_eq!(e.counted, Counted::ErrorRatio);
     assert!(e.estimate.is_some_and(|r| (r - 2.0).abs() < 0.01), "{e:#?}");
-    assert!(sim.last_record().reason.contains("ratio 2"), "{}", sim.last_record().reason);
+    assert!(
+        sim.last_record().reason.contains("ratio 2"),
+        "{}",
+        sim.last_record().reason
+    );
 }
 
 #[test]
 fn a_points_above_stable_gate_tests_the_canary_against_the_stable_versions_bound() {
     let gates = "        - error_rate_less_than: stable + 0.5%\n";
-    let close = World::healthy().with("error_rate", 0.011).stable_errors(0.01);
+    let close = World::healthy()
+        .with("error_rate", 0.011)
+        .stable_errors(0.01);
     let mut sim = with_step1_gates(gates, "    interval: 10s");
     sim.tick_now(&close);
     sim.tick_until(&close, 300, |s| s.state.step == 1);
-    let far = World::healthy().with("error_rate", 0.019).stable_errors(0.01);
+    let far = World::healthy()
+        .with("error_rate", 0.019)
+        .stable_errors(0.01);
     let mut sim = with_step1_gates(gates, "    interval: 10s");
     sim.tick_now(&far);
     ticks_until_action(&mut sim, &far, Action::Rollback, 100);
@@ -599,7 +763,9 @@ fn an_abort_condition_relative_to_stable_rolls_back_a_canary_far_worse_than_stab
     let mut sim = Sim::new(spec(&text));
     sim.tick_now(&World::healthy());
     sim.tick_until(&World::healthy(), 200, |s| s.state.step == 1);
-    let bad = World::healthy().with("error_rate", 0.03).stable_errors(0.005);
+    let bad = World::healthy()
+        .with("error_rate", 0.03)
+        .stable_errors(0.005);
     ticks_until_action(&mut sim, &bad, Action::Rollback, 20);
     let reason = &sim.last_record().reason;
     assert!(
@@ -635,14 +801,21 @@ fn a_gate_with_its_own_query_is_judged_on_each_reading_and_counts_failures_cumul
     sim.tick(&deep);
     sim.tick(&ok);
     sim.tick(&deep);
-    assert_eq!((sim.state.phase, sim.state.counters.failures), (Phase::Progressing, 2));
+    assert_eq!(
+        (sim.state.phase, sim.state.counters.failures),
+        (Phase::Progressing, 2)
+    );
     assert_eq!(
         sim.last_record().reason,
         "promotion gate queue_depth < 100 failed: value 150 (failure 2/3 in this step)"
     );
     sim.ticks(10, &ok);
     sim.tick(&deep);
-    assert_eq!(sim.state.phase, Phase::RolledBack, "the third failure in the step rolls back");
+    assert_eq!(
+        sim.state.phase,
+        Phase::RolledBack,
+        "the third failure in the step rolls back"
+    );
 }
 
 #[test]
@@ -662,7 +835,10 @@ fn nan_and_infinite_readings_are_inconclusive_never_a_pass() {
         sim.tick_now(&World::healthy());
         sim.ticks(100, &World::healthy().with("queue_depth", value));
         assert_eq!((sim.state.phase, sim.state.step), (Phase::Progressing, 0));
-        let g = gate(&sim.last.as_ref().expect("decided").gates, "queue_depth < 100");
+        let g = gate(
+            &sim.last.as_ref().expect("decided").gates,
+            "queue_depth < 100",
+        );
         assert!(matches!(g.verdict, Verdict::Inconclusive { .. }), "{g:#?}");
     }
 }
@@ -672,7 +848,12 @@ fn nan_and_infinite_readings_are_inconclusive_never_a_pass() {
 #[test]
 fn decisions_carry_each_gate_with_query_value_threshold_verdict_and_evidence() {
     let mut sim = at_step(0);
-    ticks_until_action(&mut sim, &World::healthy().with("error_rate", 0.018), Action::Rollback, 50);
+    ticks_until_action(
+        &mut sim,
+        &World::healthy().with("error_rate", 0.018),
+        Action::Rollback,
+        50,
+    );
     let r = sim.last_record();
     let g = gate_of(r, "error_rate < 1%");
     assert_eq!(g.query, "errors / requests");
@@ -680,10 +861,17 @@ fn decisions_carry_each_gate_with_query_value_threshold_verdict_and_evidence() {
     assert!(g.value.is_some_and(|v| (v - 0.018).abs() < 1e-9));
     let e = g.evidence.as_deref().expect("evidence");
     assert!(e.requests >= 3000.0 && (e.events / e.requests - 0.018).abs() < 1e-9);
-    assert!(e.bound.is_some_and(|b| b.side == BoundSide::Lower && b.value > 0.01 && b.value < 0.018));
+    assert!(
+        e.bound
+            .is_some_and(|b| b.side == BoundSide::Lower && b.value > 0.01 && b.value < 0.018)
+    );
     assert!(e.log_e >= e.log_needed);
     assert_eq!(gate_of(r, "error_rate > 2%").verdict, Verdict::Pass);
-    assert_eq!(r.gates.len(), 4, "two abort conditions and two promotion gates");
+    assert_eq!(
+        r.gates.len(),
+        4,
+        "two abort conditions and two promotion gates"
+    );
 }
 
 #[test]
@@ -703,5 +891,9 @@ fn data_returning_on_the_final_step_with_a_failing_gate_resumes_but_does_not_pro
     sim.tick(&World::healthy().with("latency_p99", 0.3)); // fails < 200ms, not the 500ms abort
     assert_ne!(sim.state.phase, Phase::Promoted, "{:#?}", sim.log.last());
     let actions: Vec<Action> = sim.log.iter().rev().take(2).map(|r| r.action).collect();
-    assert_eq!(actions, [Action::Rollback, Action::Resume], "resumed, then the failure counted");
+    assert_eq!(
+        actions,
+        [Action::Rollback, Action::Resume],
+        "resumed, then the failure counted"
+    );
 }

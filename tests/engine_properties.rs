@@ -5,12 +5,12 @@ mod common;
 use std::time::Duration;
 
 use canaryd::engine::{
-    Action, Command, Effect, GateRef, Inconclusive, Input, Measurement, Observation, Phase,
-    Reading, RolloutState, Timestamp, Verdict, active_gates, decide,
+    Action, Command, Effect, GateRef, Inconclusive, Input, Observation, Phase, RolloutState,
+    Timestamp, Verdict, counts_needed, decide,
 };
 use canaryd::spec::model::DeploySpec;
 use canaryd::spec::units::Weight;
-use common::spec;
+use common::{Counters, World, counts_reading, spec};
 use proptest::prelude::*;
 
 /// The seed shape with short steps so random runs reach every phase.
@@ -48,83 +48,91 @@ deploy:
     )
 }
 
-/// What one gate reads on one tick.
+/// What the canary serves in one interval, or a failed read.
 #[derive(Clone, Debug)]
 enum Sample {
-    Value(f64),
-    NoData,
-    NaN,
-    FewRequests,
+    /// Requests, error rate and p99 (seconds).
+    Traffic(f64, f64, f64),
+    /// Prometheus cannot be read.
     Error,
 }
 
 fn sample() -> impl Strategy<Value = Sample> {
     prop_oneof![
-        6 => (0.0f64..0.8).prop_map(Sample::Value),
-        6 => (0.0f64..0.02).prop_map(Sample::Value),
-        1 => Just(Sample::NoData),
-        1 => Just(Sample::NaN),
-        1 => Just(Sample::FewRequests),
+        6 => (0.0f64..2000.0, 0.0f64..0.8, 0.01f64..1.0).prop_map(|(n, e, l)| Sample::Traffic(n, e, l)),
+        6 => (0.0f64..2000.0, 0.0f64..0.02, 0.01f64..0.3).prop_map(|(n, e, l)| Sample::Traffic(n, e, l)),
+        1 => (0.0f64..5.0).prop_map(|n| Sample::Traffic(n, 0.0, 0.05)),
         1 => Just(Sample::Error),
     ]
 }
 
-/// One event: a tick (with a time gap, readiness and samples per gate) or a command.
+/// A canary within every gate of `short_seed` by a margin.
+fn healthy_sample() -> impl Strategy<Value = Sample> {
+    prop_oneof![
+        8 => (0.0f64..2000.0, 0.0f64..0.004, 0.01f64..0.12).prop_map(|(n, e, l)| Sample::Traffic(n, e, l)),
+        1 => Just(Sample::Error),
+    ]
+}
+
+/// One event: a tick (with a time gap, readiness and traffic) or a command.
 #[derive(Clone, Debug)]
 enum Event {
     Tick {
         gap_ms: u64,
         ready: bool,
-        samples: Vec<Sample>,
+        sample: Sample,
     },
     Command(Command),
 }
 
-fn event() -> impl Strategy<Value = Event> {
+fn event_of(sample: impl Strategy<Value = Sample>) -> impl Strategy<Value = Event> {
     prop_oneof![
-        20 => (prop_oneof![4 => Just(1000u64), 1 => 0u64..5000], prop::bool::weighted(0.9), prop::collection::vec(sample(), 4))
-            .prop_map(|(gap_ms, ready, samples)| Event::Tick { gap_ms, ready, samples }),
+        20 => (prop_oneof![4 => Just(1000u64), 1 => 0u64..5000], prop::bool::weighted(0.9), sample)
+            .prop_map(|(gap_ms, ready, sample)| Event::Tick { gap_ms, ready, sample }),
         1 => prop::sample::select(Command::ALL.to_vec()).prop_map(Event::Command),
     ]
 }
 
-fn observe(
-    spec: &DeploySpec,
-    state: &RolloutState,
-    ready: bool,
-    samples: &[Sample],
-) -> Observation {
-    let measurements = active_gates(spec, state)
-        .into_iter()
-        .enumerate()
-        .map(|(i, gate)| {
-            let s = &samples[i % samples.len()];
-            let (value, requests) = match s {
-                Sample::Value(v) => (Ok(*v), Some(500.0)),
-                Sample::NoData => (Err(Inconclusive::NoData), None),
-                Sample::NaN => (Ok(f64::NAN), Some(500.0)),
-                Sample::FewRequests => (Ok(0.001), Some(2.0)),
-                Sample::Error => (
-                    Err(Inconclusive::ProviderError {
-                        message: "boom".into(),
-                    }),
-                    None,
-                ),
-            };
-            Measurement {
-                gate,
-                canary: Reading {
-                    query: "q".into(),
-                    value,
-                    requests,
-                },
-                stable: None,
+fn event() -> impl Strategy<Value = Event> {
+    event_of(sample())
+}
+
+/// Both tracks' counters; the canary serves only while it has a weight.
+#[derive(Default)]
+struct Prometheus {
+    canary: Counters,
+    stable: Counters,
+}
+
+impl Prometheus {
+    fn observe(
+        &mut self,
+        spec: &DeploySpec,
+        state: &RolloutState,
+        ready: bool,
+        s: &Sample,
+    ) -> Observation {
+        let world = match s {
+            Sample::Traffic(n, e, l) => {
+                if state.weight > Weight::ZERO && ready {
+                    self.canary.serve(*n, *e, *l);
+                }
+                World::healthy()
             }
-        })
-        .collect();
-    Observation {
-        canary_ready: ready,
-        measurements,
+            Sample::Error => World::healthy().inconclusive(
+                "counts",
+                Inconclusive::ProviderError {
+                    message: "boom".into(),
+                },
+            ),
+        };
+        self.stable.serve(5000.0, 0.005, 0.1);
+        Observation {
+            canary_ready: ready,
+            measurements: Vec::new(),
+            counts: counts_needed(spec, state)
+                .map(|_| counts_reading(&world, &self.canary, &self.stable)),
+        }
     }
 }
 
@@ -136,15 +144,16 @@ fn run(
     let spec = short_seed();
     let mut now = Timestamp::from_millis(1_800_000_000_000);
     let mut state = RolloutState::new(&spec, now);
+    let mut prometheus = Prometheus::default();
     for e in events {
         let input = match e {
             Event::Tick {
                 gap_ms,
                 ready,
-                samples,
+                sample,
             } => {
                 now = now.plus(Duration::from_millis(*gap_ms));
-                Input::Tick(observe(&spec, &state, *ready, samples))
+                Input::Tick(prometheus.observe(&spec, &state, *ready, sample))
             }
             Event::Command(c) => Input::Command(*c),
         };
@@ -224,16 +233,34 @@ proptest! {
     }
 
     #[test]
-    fn inconclusive_data_never_advances_a_step(events in prop::collection::vec(event(), 1..200)) {
-        run(&events, |_, before, input, d| {
-            let Input::Tick(obs) = input else { return };
+    fn a_step_advances_only_when_every_promotion_gate_of_it_passed(events in prop::collection::vec(event(), 1..200)) {
+        run(&events, |spec, before, input, d| {
+            let Input::Tick(_) = input else { return };
             let advanced = d.state.step > before.step || (d.state.phase == Phase::Promoted && before.phase != Phase::Promoted);
-            if advanced && before.phase.in_flight() {
-                let all_conclusive = obs.canary_ready && obs.measurements.iter().all(|m| {
-                    matches!(m.canary.value, Ok(v) if v.is_finite()) && m.canary.requests.is_some_and(|r| r >= 20.0)
-                });
-                assert!(all_conclusive, "advanced on inconclusive data: {obs:?}");
+            if !advanced || !before.phase.in_flight() {
+                return;
             }
+            let step = before.step;
+            let judged: Vec<_> = d
+                .gates
+                .iter()
+                .filter(|g| matches!(g.gate, GateRef::Promotion { step: s, .. } if s == step))
+                .collect();
+            assert_eq!(judged.len(), spec.strategy.steps[step].gates.len());
+            assert!(judged.iter().all(|g| g.verdict == Verdict::Pass), "advanced on {judged:#?}");
+        });
+    }
+
+    #[test]
+    fn a_canary_within_every_gate_is_never_rolled_back(
+        events in prop::collection::vec(event_of(healthy_sample()), 1..300)
+    ) {
+        run(&events, |_, _, input, d| {
+            if matches!(input, Input::Command(_)) {
+                return;
+            }
+            let rolled_back = d.effects.iter().any(|e| matches!(e, Effect::Record(r) if r.action == Action::Rollback));
+            assert!(!rolled_back, "{:#?}", d.effects);
         });
     }
 }

@@ -12,20 +12,15 @@ fn each_tick_adds_a_point_per_gate_with_the_threshold_in_the_values_unit() {
     let mut sim = Sim::new(spec(SEED_FILE));
     let mut series = Series::default();
     let failing = World::healthy().with("error_rate", 0.5);
+    sim.tick_now(&World::healthy()); // the start: nothing judged yet
     for i in 0..3 {
         let world = if i == 2 { &failing } else { &World::healthy() };
         let d = sim.tick(world).clone();
-        let gates: Vec<_> = d.records().flat_map(|r| r.gates.clone()).collect();
-        let results = if gates.is_empty() {
-            sim_gates(&sim, world)
-        } else {
-            gates
-        };
         series.record(
             &sim.spec,
             sim.state.canary_version.as_deref(),
             sim.now,
-            &results,
+            &d.gates,
         );
     }
     assert_eq!(sim.state.phase, Phase::RolledBack);
@@ -36,18 +31,29 @@ fn each_tick_adds_a_point_per_gate_with_the_threshold_in_the_values_unit() {
         .find(|g| g.name == "error_rate > 2%")
         .expect("the abort condition's series");
     assert_eq!(errors.kind, "abort");
-    assert!((errors.threshold_value - 0.02).abs() < 1e-12);
+    assert_eq!(errors.threshold_value, Some(0.02));
     assert_eq!(errors.points.len(), 3);
     assert_eq!(errors.points[2].verdict, "fail");
-    assert_eq!(errors.points[2].canary, Some(0.5));
+    // The step's error rate so far: two healthy minutes and a failing one.
+    let expected = (5.0 + 5.0 + 500.0) / 3000.0;
+    assert!(
+        errors.points[2]
+            .canary
+            .is_some_and(|v| (v - expected).abs() < 1e-9)
+    );
+    let promotion = series
+        .gates
+        .iter()
+        .find(|g| g.name == "error_rate < 1%")
+        .expect("the promotion gate's series");
+    assert!(
+        promotion.points[2]
+            .bound
+            .is_some_and(|b| b > 0.01 && b < expected),
+        "its lower bound, leaning to fail: {:?}",
+        promotion.points[2]
+    );
     assert!(errors.points.iter().all(|p| p.t > 0));
-}
-
-/// The gates the engine judges on a tick that records nothing.
-fn sim_gates(sim: &Sim, world: &World) -> Vec<canaryd::engine::GateResult> {
-    let obs = world.observe(&sim.spec, &sim.state);
-    let refs = canaryd::engine::active_gates(&sim.spec, &sim.state);
-    canaryd::engine::verdict::judge_all(&sim.spec, &obs, &refs)
 }
 
 #[test]
@@ -55,7 +61,7 @@ fn a_new_canary_version_starts_its_charts_afresh_and_old_points_fall_off() {
     let mut sim = Sim::new(spec(SEED_FILE));
     let world = World::healthy();
     sim.tick(&world); // started: its gates are active
-    let results = sim_gates(&sim, &world);
+    let results = sim.tick(&world).gates.clone();
     assert!(!results.is_empty());
     let mut series = Series::default();
     for i in 0..(KEPT as u64 + 10) {

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use canaryd::spec::decode::{decode, decode_node};
 use canaryd::spec::model::{
-    AlertSeverity, Comparison, NoDataPolicy, RouterSpec, SecretRef, SinkKind,
+    AlertSeverity, Comparison, Judged, Limit, NoDataPolicy, RouterSpec, SecretRef, SinkKind,
 };
 use canaryd::spec::policy::{PolicySet, Unit};
 use canaryd::spec::units::{Threshold, Weight};
@@ -34,9 +34,14 @@ fn the_seed_file_reads_into_typed_values_with_documented_defaults() {
         (g.metric.as_str(), g.comparison, g.unit),
         ("latency_p99", Comparison::LessThan, Unit::Seconds)
     );
-    assert_eq!(g.threshold, Threshold::Latency(Duration::from_millis(200)));
+    assert_eq!(
+        g.limit,
+        Limit::Fixed(Threshold::Latency(Duration::from_millis(200)))
+    );
+    assert_eq!(g.judged, Judged::Quantile { quantile: 0.99 });
     assert!(s.rollback.auto);
-    assert_eq!(s.rollback.on[0].threshold, Threshold::Ratio(0.02));
+    assert_eq!(s.rollback.on[0].limit, Limit::Fixed(Threshold::Ratio(0.02)));
+    assert_eq!(s.rollback.on[0].judged, Judged::Errors);
     // Documented defaults of `deploy.analysis`.
     let a = &s.analysis;
     assert_eq!(
@@ -50,8 +55,11 @@ fn the_seed_file_reads_into_typed_values_with_documented_defaults() {
             a.failure_limit,
             a.inconclusive_limit
         ),
-        (20, 1, 3, 6)
+        (20, 1, None, 6)
     );
+    assert_eq!(a.failure_limit_for(Judged::Errors), 1);
+    assert_eq!(a.failure_limit_for(Judged::Reading), 3);
+    assert_eq!((a.confidence, a.max_extension), (0.99, None));
     assert_eq!(a.no_data, NoDataPolicy::Hold);
     assert_eq!(spec.alerts[0].kind, SinkKind::Slack);
     assert_eq!(

@@ -109,7 +109,11 @@ pub fn run(
     let mut last_canary = scenario.healthy;
     let mut canary_bins = last_canary.bins();
     if let Some(end) = rule.look(0.0, Ok((&scraped.0, &scraped.1))) {
-        return Outcome { end, seconds: 0.0, fault_started: onset.is_some() };
+        return Outcome {
+            end,
+            seconds: 0.0,
+            fault_started: onset.is_some(),
+        };
     }
     loop {
         let step = rule.step();
@@ -122,7 +126,11 @@ pub fn run(
         }
         let dt = rule.interval();
         // Slices of a second when scrapes can be missed, else the whole interval.
-        let slice = if scenario.missing > 0.0 { 1.0f64.min(dt) } else { dt };
+        let slice = if scenario.missing > 0.0 {
+            1.0f64.min(dt)
+        } else {
+            dt
+        };
         let mut done = 0.0;
         while done < dt - 1e-9 {
             let now = t + done + slice;
@@ -141,7 +149,8 @@ pub fn run(
             let n = traffic::arrivals(rng, rate, slice, burst);
             let (nc, ns) = traffic::split(rng, n, rule.weight());
             app.0.add(&traffic::serve(rng, nc, &arm, &canary_bins));
-            app.1.add(&traffic::serve(rng, ns, &stable_arm, &stable_bins));
+            app.1
+                .add(&traffic::serve(rng, ns, &stable_arm, &stable_bins));
             if !traffic::missed(rng, scenario.missing) {
                 scraped = app.clone();
             }
@@ -149,7 +158,11 @@ pub fn run(
         }
         t += dt;
         let down = scenario.missing > 0.0 && t >= outage.0 && t < outage.1;
-        let read = if down { Err(()) } else { Ok((&scraped.0, &scraped.1)) };
+        let read = if down {
+            Err(())
+        } else {
+            Ok((&scraped.0, &scraped.1))
+        };
         let from = onset.filter(|o| *o <= t).unwrap_or(0.0);
         if let Some(end) = rule.look(t, read) {
             return Outcome {
@@ -248,6 +261,8 @@ pub struct Peer {
     step: usize,
     elapsed: f64,
     failed: u32,
+    /// Consecutive failed queries (Argo's `consecutiveErrorLimit` 4: the 5th aborts).
+    errors: u32,
     last: Option<(Counters, Counters)>,
 }
 
@@ -266,6 +281,7 @@ impl Peer {
             step: 0,
             elapsed: 0.0,
             failed: 0,
+            errors: 0,
             last: None,
         }
     }
@@ -330,8 +346,15 @@ impl Rule for Peer {
                 Some(self.passes(&d))
             }
             (Ok(_), None) => None, // the first look only starts the window
+            // Prometheus down: Flagger counts a failed check; Argo counts a
+            // measurement error and aborts on the fifth in a row.
+            (Err(()), _) if self.kind == PeerKind::Argo => {
+                self.errors += 1;
+                return (self.errors > 4).then_some(End::RolledBack);
+            }
             (Err(()), _) => Some(false),
         };
+        self.errors = 0;
         if let Ok((c, s)) = read {
             self.last = Some((c.clone(), s.clone()));
         }

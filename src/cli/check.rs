@@ -55,6 +55,8 @@ struct Report {
     at: Timestamp,
     all_data: bool,
     gates: Vec<GateRow>,
+    /// Gates judged on counts, as a rollout judges them.
+    evidence: Vec<super::check_evidence::EvidenceRow>,
 }
 
 /// Runs the command.
@@ -113,7 +115,7 @@ pub fn run(
         Output::Json => serde_json::to_writer_pretty(&mut out, &report)
             .map_err(std::io::Error::other)
             .and_then(|()| writeln!(out)),
-        Output::Text => write_text(&mut out, &report),
+        Output::Text => write_text(&mut out, &report, spec.strategy.analysis.window, spec),
     };
     match (written, report.all_data) {
         (Err(_), _) => ExitCode::from(2),
@@ -134,6 +136,7 @@ fn measure(
     let mut batch = Batch::new();
     let plan =
         plan_rollout(&mut batch, &spec, policies, None, &gates).map_err(|e| e.to_string())?;
+    let counts = super::check_evidence::plan(&mut batch, &spec, policies).transpose()?;
     let source = PrometheusSource::new(ProviderConfig {
         timeout,
         ..ProviderConfig::default()
@@ -147,10 +150,22 @@ fn measure(
     let answers = runtime.block_on(source.query_batch(batch.queries(), at));
     let measurements = plan.measurements(&batch, &answers);
     let rows: Vec<GateRow> = measurements.iter().filter_map(|m| row(&spec, m)).collect();
+    let evidence = match &counts {
+        Some(counts) => {
+            // The same counters one window earlier: the increments between.
+            let window = spec.strategy.analysis.window;
+            let before =
+                Timestamp::from_millis(at.millis().saturating_sub(window.as_millis() as u64));
+            let earlier = runtime.block_on(source.query_batch(batch.queries(), before));
+            super::check_evidence::judge(&spec, counts, &earlier, &answers, at)
+        }
+        None => Vec::new(),
+    };
     let all_data = rows
         .iter()
         .flat_map(|g| &g.tracks)
-        .all(|t| t.value.is_some() && !t.verdict.starts_with("inconclusive"));
+        .all(|t| t.value.is_some() && !t.verdict.starts_with("inconclusive"))
+        && !super::check_evidence::inconclusive(&evidence);
     Ok(Report {
         rollout: spec.id.to_string(),
         prometheus: redact_url(server),
@@ -158,6 +173,7 @@ fn measure(
         at,
         all_data,
         gates: rows,
+        evidence,
     })
 }
 
@@ -230,7 +246,12 @@ pub(super) fn verdict_word(v: &Verdict, gate: GateRef) -> String {
     }
 }
 
-fn write_text(out: &mut impl Write, r: &Report) -> std::io::Result<()> {
+fn write_text(
+    out: &mut impl Write,
+    r: &Report,
+    window: Duration,
+    spec: &DeploySpec,
+) -> std::io::Result<()> {
     writeln!(
         out,
         "rollout {} — Prometheus {} — window {} — at {}\n",
@@ -283,6 +304,9 @@ fn write_text(out: &mut impl Write, r: &Report) -> std::io::Result<()> {
             }
         }
         writeln!(out, "{}", text.trim_end())?;
+    }
+    if !r.evidence.is_empty() {
+        super::check_evidence::write_text(out, &r.evidence, window, spec)?;
     }
     writeln!(out)?;
     if r.all_data {

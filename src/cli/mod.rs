@@ -1,6 +1,7 @@
 //! The command line (clap): one subcommand per job, each in its own module.
 
 mod check;
+mod check_evidence;
 mod control;
 pub mod run;
 mod sample;

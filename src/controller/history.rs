@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, VecDeque};
 
 use serde::Serialize;
 
+use crate::engine::evidence::{Counted, Method};
 use crate::engine::{GateRef, GateResult, Timestamp, Verdict};
 use crate::spec::model::{Comparison, DeploySpec};
 use crate::spec::policy::Unit;
@@ -22,8 +23,12 @@ pub struct Point {
     pub canary: Option<f64>,
     /// The stable version's value, if measured.
     pub stable: Option<f64>,
-    /// `pass`, `fail` (a breach or failed gate) or `inconclusive`.
+    /// `pass`, `fail` (a breach or failed gate), `undecided` or `inconclusive`.
     pub verdict: &'static str,
+    /// For a ratio gate judged on counts: the confidence bound that decides
+    /// (lower when leaning to fail, upper when leaning to pass).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bound: Option<f64>,
 }
 
 /// A gate's recent values.
@@ -96,10 +101,21 @@ impl Series {
             if series.points.len() == KEPT {
                 series.points.pop_front();
             }
+            // The chart draws the step's rate; the bound that goes with it is a
+            // promotion gate's (an abort condition's is about the stretch
+            // since a change, in its decision record). A latency gate's bound
+            // is on the share of slow requests, not in seconds.
+            let bound = r
+                .evidence
+                .as_ref()
+                .filter(|e| matches!(e.counted, Counted::Errors) && e.method == Method::Sequential)
+                .and_then(|e| e.bound)
+                .map(|b| b.value);
             series.points.push_back(Point {
                 t: at.millis(),
                 canary: r.value.filter(|v| v.is_finite()),
                 stable: r.stable_value.filter(|v| v.is_finite()),
+                bound,
                 verdict: match r.verdict {
                     Verdict::Pass => "pass",
                     Verdict::Fail => "fail",

@@ -34,10 +34,13 @@ impl Controller {
             let m = &self.rollouts[id];
             let gates = reading_gates(&m.spec, &m.state);
             let plan = plan_rollout(&mut batch, &m.spec, &self.policies, server, &gates);
-            let counts = counts_needed(&m.spec, &m.state).map(|needed| {
-                plan_counts(&mut batch, &m.spec, &self.policies, server, needed)
-            });
-            if let Some(e) = plan.as_ref().err().or(counts.as_ref().and_then(|c| c.as_ref().err())) {
+            let counts = counts_needed(&m.spec, &m.state)
+                .map(|needed| plan_counts(&mut batch, &m.spec, &self.policies, server, needed));
+            if let Some(e) = plan
+                .as_ref()
+                .err()
+                .or(counts.as_ref().and_then(|c| c.as_ref().err()))
+            {
                 tracing::warn!(rollout = %id, error = %e, "cannot measure; its gates are inconclusive");
             }
             plans.push((plan, counts));

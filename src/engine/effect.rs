@@ -253,7 +253,9 @@ impl fmt::Display for Reason {
             } => write!(
                 f,
                 "step {step} ran its duration; waiting up to {} more for evidence on {gate}: {evidence}",
-                crate::spec::units::format_duration(std::time::Duration::from_secs(*extension_seconds))
+                crate::spec::units::format_duration(std::time::Duration::from_secs(
+                    *extension_seconds
+                ))
             ),
             Reason::NotEnoughEvidence {
                 step,

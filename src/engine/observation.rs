@@ -217,8 +217,10 @@ pub fn counts_needed(spec: &DeploySpec, state: &RolloutState) -> Option<CountsNe
     // Also on the tick that starts a rollout: its reads are the baseline.
     let starting = !state.phase.in_flight()
         && super::tick::wanted_version(spec, state).is_some_and(|v| {
-            !matches!(state.phase, super::state::Phase::RolledBack | super::state::Phase::Aborted)
-                || state.canary_version.as_deref() != Some(v.as_str())
+            !matches!(
+                state.phase,
+                super::state::Phase::RolledBack | super::state::Phase::Aborted
+            ) || state.canary_version.as_deref() != Some(v.as_str())
         });
     if !state.phase.in_flight() && !starting {
         return None;
@@ -234,7 +236,9 @@ pub fn counts_needed(spec: &DeploySpec, state: &RolloutState) -> Option<CountsNe
         match g.judged {
             Judged::Errors => needed.get_or_insert(CountsNeeded::default()).errors = true,
             Judged::Quantile { .. } => {
-                needed.get_or_insert(CountsNeeded::default()).latency_buckets = true
+                needed
+                    .get_or_insert(CountsNeeded::default())
+                    .latency_buckets = true
             }
             Judged::Reading => {}
         }

@@ -8,9 +8,9 @@ use super::draft::Draft;
 use super::effect::{Action, Reason};
 use super::evidence::{self, TickContext};
 use super::observation::{GateRef, Observation, active_gates};
+use super::state::RolloutState;
 use super::state::{PauseReason, Phase};
 use super::verdict::{GateResult, Verdict};
-use super::state::RolloutState;
 use crate::spec::model::{DeploySpec, Judged, NoDataPolicy};
 use crate::spec::units::Weight;
 
@@ -353,9 +353,7 @@ fn promotion_gates(d: &mut Draft<'_>) -> bool {
     let Some((r, gate, value, threshold, evidence)) = failed else {
         return false;
     };
-    let judged = r
-        .resolve(d.spec)
-        .map_or(Judged::Reading, |g| g.judged);
+    let judged = r.resolve(d.spec).map_or(Judged::Reading, |g| g.judged);
     let limit = d.spec.strategy.analysis.failure_limit_for(judged);
     d.state.counters.failures += 1;
     let failures = d.state.counters.failures;

@@ -63,7 +63,11 @@ pub fn plan_counts(
             (i, promql)
         };
         let (requests, requests_q) = ask(&counts.requests);
-        let errors = counts.errors.as_ref().filter(|_| needed.errors).map(&mut ask);
+        let errors = counts
+            .errors
+            .as_ref()
+            .filter(|_| needed.errors)
+            .map(&mut ask);
         let buckets = counts
             .latency_buckets
             .as_ref()
@@ -100,10 +104,7 @@ impl CountsPlan {
         let answer = |i: usize| answers.get(i).ok_or(Inconclusive::NotMeasured);
         let snapshot = (|| {
             let requests = answer(t.requests).and_then(counter)?;
-            let errors = t
-                .errors
-                .map(|i| answer(i).and_then(counter))
-                .transpose()?;
+            let errors = t.errors.map(|i| answer(i).and_then(counter)).transpose()?;
             let buckets = match t.buckets {
                 Some(i) => histogram(answer(i)?, self.le_scale)?,
                 None => Vec::new(),
@@ -147,18 +148,19 @@ fn histogram(answer: &Answer, le_scale: f64) -> Result<Vec<(f64, f64)>, Inconclu
     for s in series {
         let Some(le) = s.labels.get("le") else {
             return Err(Inconclusive::ProviderError {
-                message: "a latency histogram series has no `le` label (group it `by (le)`)"
-                    .into(),
+                message: "a latency histogram series has no `le` label (group it `by (le)`)".into(),
             });
         };
         let bound = match le.as_str() {
             "+Inf" | "Inf" | "inf" => f64::INFINITY,
-            other => other
-                .parse::<f64>()
-                .map_err(|_| Inconclusive::ProviderError {
-                    message: format!("histogram bound `le=\"{other}\"` is not a number"),
-                })?
-                * le_scale,
+            other => {
+                other
+                    .parse::<f64>()
+                    .map_err(|_| Inconclusive::ProviderError {
+                        message: format!("histogram bound `le=\"{other}\"` is not a number"),
+                    })?
+                    * le_scale
+            }
         };
         if !s.value.is_finite() {
             return Err(Inconclusive::not_finite(s.value));

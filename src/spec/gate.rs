@@ -180,7 +180,9 @@ fn limit(r: &mut Reader<'_>, node: &Node) -> Option<Limit> {
             Err(e) => {
                 r.error(Code::BadValue, node.pos, e.to_string())
                     .len(len)
-                    .hint("write the amount in the metric's unit: `stable + 0.5%`, `stable + 50ms`");
+                    .hint(
+                        "write the amount in the metric's unit: `stable + 0.5%`, `stable + 50ms`",
+                    );
                 None
             }
         };

@@ -241,7 +241,14 @@ fn read_policy(r: &mut Reader<'_>, root: &Node) -> Option<Policy> {
     let f = r.map(
         root,
         "the policy",
-        &["name", "description", "tracks", "requests", "counts", "metrics"],
+        &[
+            "name",
+            "description",
+            "tracks",
+            "requests",
+            "counts",
+            "metrics",
+        ],
     )?;
     let name = r.required(&f, "name", "the policy", "name: my-policy", |r, n| {
         r.text(n, "`name`")
@@ -333,20 +340,26 @@ fn read_evidence(r: &mut Reader<'_>, node: &Node, unit: Option<Unit>) -> Option<
                 return None;
             };
             if !(q > 0.0 && q < 1.0) {
-                r.error(Code::OutOfRange, node.pos, format!("quantile {q} is not between 0 and 1"))
-                    .hint("p99 is `quantile: 0.99`");
+                r.error(
+                    Code::OutOfRange,
+                    node.pos,
+                    format!("quantile {q} is not between 0 and 1"),
+                )
+                .hint("p99 is `quantile: 0.99`");
                 return None;
             }
             EvidenceKind::Quantile(q)
         }
         _ => {
-            r.error(Code::BadValue, node.pos, "unknown evidence kind").hint(hint);
+            r.error(Code::BadValue, node.pos, "unknown evidence kind")
+                .hint(hint);
             return None;
         }
     };
     let fits = matches!(
         (kind, unit),
-        (EvidenceKind::Errors, Some(Unit::Ratio)) | (EvidenceKind::Quantile(_), Some(Unit::Seconds))
+        (EvidenceKind::Errors, Some(Unit::Ratio))
+            | (EvidenceKind::Quantile(_), Some(Unit::Seconds))
     );
     if !fits && unit.is_some() {
         r.error(
@@ -367,10 +380,16 @@ fn read_counts(r: &mut Reader<'_>, node: &Node) -> Option<CountQueries> {
         "`counts`",
         &["requests", "errors", "latency_buckets", "le_unit"],
     )?;
-    let requests = r.required(&f, "requests", "`counts`", "requests: sum(http_requests_total{…})", |r, n| {
-        template(r, n, "`counts.requests`")
-    });
-    let errors = f.get("errors").and_then(|n| template(r, n, "`counts.errors`"));
+    let requests = r.required(
+        &f,
+        "requests",
+        "`counts`",
+        "requests: sum(http_requests_total{…})",
+        |r, n| template(r, n, "`counts.requests`"),
+    );
+    let errors = f
+        .get("errors")
+        .and_then(|n| template(r, n, "`counts.errors`"));
     let latency_buckets = f
         .get("latency_buckets")
         .and_then(|n| template(r, n, "`counts.latency_buckets`"));
@@ -380,8 +399,12 @@ fn read_counts(r: &mut Reader<'_>, node: &Node) -> Option<CountQueries> {
             Some("seconds") => 1.0,
             Some("milliseconds") => 0.001,
             Some(other) => {
-                r.error(Code::BadValue, n.pos, format!("unknown `le_unit` `{other}`"))
-                    .hint("`seconds` (the default) or `milliseconds`");
+                r.error(
+                    Code::BadValue,
+                    n.pos,
+                    format!("unknown `le_unit` `{other}`"),
+                )
+                .hint("`seconds` (the default) or `milliseconds`");
                 return None;
             }
             None => return None,
@@ -402,11 +425,16 @@ fn check_evidence_has_counts(
     metrics: &BTreeMap<String, MetricDef>,
     counts: Option<&CountQueries>,
 ) {
-    let pos = f.key("counts").or(f.key("metrics")).map_or(Pos::default(), |k| k.pos);
+    let pos = f
+        .key("counts")
+        .or(f.key("metrics"))
+        .map_or(Pos::default(), |k| k.pos);
     for (name, def) in metrics {
         let missing = match def.evidence {
             None => continue,
-            Some(EvidenceKind::Errors) => counts.is_none_or(|c| c.errors.is_none()).then_some("errors"),
+            Some(EvidenceKind::Errors) => counts
+                .is_none_or(|c| c.errors.is_none())
+                .then_some("errors"),
             Some(EvidenceKind::Quantile(_)) => counts
                 .is_none_or(|c| c.latency_buckets.is_none())
                 .then_some("latency_buckets"),
@@ -417,7 +445,9 @@ fn check_evidence_has_counts(
                 pos,
                 format!("metric `{name}` is judged on counts but `counts.{query}` is not given"),
             )
-            .hint(format!("add `counts: {{ {query}: <PromQL> }}` or remove the metric's `evidence`"));
+            .hint(format!(
+                "add `counts: {{ {query}: <PromQL> }}` or remove the metric's `evidence`"
+            ));
         }
     }
 }

@@ -6,15 +6,15 @@ use std::time::Duration;
 
 use canaryd::engine::evidence::counts::Snapshot;
 use canaryd::engine::{
-    Command, CountsQueries, CountsReading, Decision, DecisionRecord, Effect, GateRef,
-    Inconclusive, Input, Measurement, Observation, Reading, Rejected, RolloutState, Timestamp,
-    TrackCounts, counts_needed, decide, reading_gates,
+    Command, CountsQueries, CountsReading, Decision, DecisionRecord, Effect, GateRef, Inconclusive,
+    Input, Measurement, Observation, Reading, Rejected, RolloutState, Timestamp, TrackCounts,
+    counts_needed, decide, reading_gates,
 };
-use statrs::distribution::{ContinuousCDF, Normal};
 use canaryd::spec::decode::decode;
 use canaryd::spec::model::DeploySpec;
 use canaryd::spec::policy::PolicySet;
 use canaryd::spec::units::Weight;
+use statrs::distribution::{ContinuousCDF, Normal};
 
 /// The seed strategy of the brief inside a full deploy file, with `{analysis}`
 /// replaced by an optional analysis block.

@@ -19,7 +19,7 @@ pub struct Snapshot {
     pub errors: Option<f64>,
     /// Cumulative histogram buckets `(upper bound in seconds, requests at or
     /// under it)`, sorted by bound, `+Inf` last (when a latency gate asks).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty", with = "buckets_serde")]
     pub buckets: Vec<(f64, f64)>,
 }
 
@@ -31,7 +31,7 @@ pub struct Tally {
     /// Errors among them.
     pub errors: f64,
     /// Per latency bound (seconds, `+Inf` last): requests at or under it.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty", with = "buckets_serde")]
     pub buckets: Vec<(f64, f64)>,
 }
 
@@ -160,6 +160,46 @@ pub fn judged_bound(bounds: &[f64], threshold: f64, at_or_above: bool) -> Option
     }
 }
 
+/// Buckets as `[[bound, count], …]` with the top bound written `"+Inf"`
+/// (JSON has no infinity), as Prometheus writes it.
+mod buckets_serde {
+    use serde::de::Error as _;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    #[derive(Serialize, Deserialize)]
+    #[serde(untagged)]
+    enum Bound {
+        Finite(f64),
+        Text(String),
+    }
+
+    pub fn serialize<S: Serializer>(b: &[(f64, f64)], s: S) -> Result<S::Ok, S::Error> {
+        let pairs: Vec<(Bound, f64)> = b
+            .iter()
+            .map(|(le, c)| {
+                let le = if le.is_finite() {
+                    Bound::Finite(*le)
+                } else {
+                    Bound::Text("+Inf".into())
+                };
+                (le, *c)
+            })
+            .collect();
+        pairs.serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<(f64, f64)>, D::Error> {
+        Vec::<(Bound, f64)>::deserialize(d)?
+            .into_iter()
+            .map(|(le, c)| match le {
+                Bound::Finite(v) => Ok((v, c)),
+                Bound::Text(t) if t == "+Inf" => Ok((f64::INFINITY, c)),
+                Bound::Text(t) => Err(D::Error::custom(format!("bad bucket bound {t}"))),
+            })
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -174,8 +214,16 @@ mod tests {
 
     #[test]
     fn the_increment_between_two_reads_is_their_difference() {
-        let a = snap(100.0, 2.0, &[(0.1, 80.0), (0.2, 95.0), (f64::INFINITY, 100.0)]);
-        let b = snap(160.0, 5.0, &[(0.1, 120.0), (0.2, 150.0), (f64::INFINITY, 160.0)]);
+        let a = snap(
+            100.0,
+            2.0,
+            &[(0.1, 80.0), (0.2, 95.0), (f64::INFINITY, 100.0)],
+        );
+        let b = snap(
+            160.0,
+            5.0,
+            &[(0.1, 120.0), (0.2, 150.0), (f64::INFINITY, 160.0)],
+        );
         let t = b.since(&a).expect("no reset");
         assert_eq!((t.requests, t.errors), (60.0, 3.0));
         assert_eq!(t.exceeding(0.1), Some((20.0, 60.0)));
@@ -184,12 +232,23 @@ mod tests {
     }
 
     #[test]
+    fn snapshots_round_trip_through_json_with_their_infinite_bound() {
+        let s = snap(10.0, 1.0, &[(0.1, 8.0), (f64::INFINITY, 10.0)]);
+        let json = serde_json::to_string(&s).expect("serializes");
+        assert!(json.contains("\"+Inf\""), "{json}");
+        assert_eq!(serde_json::from_str::<Snapshot>(&json).expect("parses"), s);
+    }
+
+    #[test]
     fn a_histogram_seen_for_the_first_time_counts_from_zero() {
         let t = snap(10.0, 0.0, &[(0.1, 8.0), (f64::INFINITY, 10.0)])
             .since(&snap(0.0, 0.0, &[]))
             .expect("no reset");
         assert_eq!(t.exceeding(0.1), Some((2.0, 10.0)));
-        assert_eq!(snap(10.0, 0.0, &[]).since(&snap(5.0, 0.0, &[(0.1, 5.0), (f64::INFINITY, 5.0)])), None);
+        assert_eq!(
+            snap(10.0, 0.0, &[]).since(&snap(5.0, 0.0, &[(0.1, 5.0), (f64::INFINITY, 5.0)])),
+            None
+        );
     }
 
     #[test]
@@ -206,7 +265,12 @@ mod tests {
         let t = Tally {
             requests: 100.0,
             errors: 0.0,
-            buckets: vec![(0.1, 50.0), (0.2, 90.0), (0.5, 99.0), (f64::INFINITY, 100.0)],
+            buckets: vec![
+                (0.1, 50.0),
+                (0.2, 90.0),
+                (0.5, 99.0),
+                (f64::INFINITY, 100.0),
+            ],
         };
         assert!((t.quantile(0.5).expect("q") - 0.1).abs() < 1e-12);
         assert!((t.quantile(0.7).expect("q") - 0.15).abs() < 1e-12);

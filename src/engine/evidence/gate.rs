@@ -225,12 +225,13 @@ impl GateEvidence {
             (Standing::Fails, _) | (_, None) => &self.against,
             (Standing::Passes, Some(w)) => w,
             (_, Some(w)) => {
-                let lean_within = estimate(w, gate)
-                    .zip(limit_scale(w, gate))
-                    .is_some_and(|(e, l)| match w.direction {
-                        Direction::Below => e < l,
-                        Direction::Above => e > l,
-                    });
+                let lean_within =
+                    estimate(w, gate)
+                        .zip(limit_scale(w, gate))
+                        .is_some_and(|(e, l)| match w.direction {
+                            Direction::Below => e < l,
+                            Direction::Above => e > l,
+                        });
                 if lean_within { w } else { &self.against }
             }
         };
@@ -257,13 +258,7 @@ fn baseline_quantile(stable: &Snapshot, quantile: f64) -> Option<f64> {
 }
 
 /// Adds an interval to one side.
-fn feed(
-    side: &mut Side,
-    gate: &Gate,
-    i: &Interval<'_>,
-    latency_target: Option<f64>,
-    alpha: f64,
-) {
+fn feed(side: &mut Side, gate: &Gate, i: &Interval<'_>, latency_target: Option<f64>, alpha: f64) {
     if let Judged::Quantile { .. } = gate.judged
         && side.le.is_none()
     {
@@ -449,7 +444,12 @@ fn summarize(
             BoundSide::Lower => stats::lower_bound(c.x, c.n, level),
             BoundSide::Upper => stats::upper_bound(c.x, c.n, level),
         };
-        (c.x, c.n, (c.n > 0.0).then(|| c.x / c.n), (c.n > 0.0).then_some(b))
+        (
+            c.x,
+            c.n,
+            (c.n > 0.0).then(|| c.x / c.n),
+            (c.n > 0.0).then_some(b),
+        )
     };
     let log_e = match &side.test {
         Test::Sequential(m) => m.log_e(),

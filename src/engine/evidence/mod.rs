@@ -142,8 +142,15 @@ pub fn judge_all(
     if let Some(t) = &stable_delta {
         ev.step_stable.add(t);
     }
-    let window_start = tick.now.millis().saturating_sub(analysis.window.as_millis() as u64);
-    while ev.recent.front().is_some_and(|(end, _)| *end <= window_start) {
+    let window_start = tick
+        .now
+        .millis()
+        .saturating_sub(analysis.window.as_millis() as u64);
+    while ev
+        .recent
+        .front()
+        .is_some_and(|(end, _)| *end <= window_start)
+    {
         ev.recent.pop_front();
     }
     if tick.had_traffic && obs.canary_ready {
@@ -163,9 +170,17 @@ pub fn judge_all(
     };
     let mut results = Vec::with_capacity(gates.len());
     for &r in gates {
-        let Some(gate) = r.resolve(spec) else { continue };
+        let Some(gate) = r.resolve(spec) else {
+            continue;
+        };
         if !gate.judged.on_evidence() {
-            results.push(judge_reading(r, gate, obs.get(r), analysis, obs.canary_ready));
+            results.push(judge_reading(
+                r,
+                gate,
+                obs.get(r),
+                analysis,
+                obs.canary_ready,
+            ));
             continue;
         }
         let text = gate.to_string();
@@ -279,11 +294,7 @@ fn result(
     let query = obs.counts.as_ref().map_or_else(String::new, |c| {
         let q = &c.canary.queries;
         match gate.judged {
-            Judged::Errors => format!(
-                "{} / {}",
-                q.errors.as_deref().unwrap_or("0"),
-                q.requests
-            ),
+            Judged::Errors => format!("{} / {}", q.errors.as_deref().unwrap_or("0"), q.requests),
             _ => q.latency_buckets.clone().unwrap_or_default(),
         }
     });

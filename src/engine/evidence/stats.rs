@@ -58,7 +58,11 @@ impl Direction {
 
 /// `p0` clamped away from 0 and 1.
 pub fn clamp(p0: f64) -> f64 {
-    if p0.is_nan() { P_MIN } else { p0.clamp(P_MIN, P_MAX) }
+    if p0.is_nan() {
+        P_MIN
+    } else {
+        p0.clamp(P_MIN, P_MAX)
+    }
 }
 
 /// The probability whose odds are `psi` times the odds of `p0`.
@@ -224,11 +228,7 @@ impl Detector {
 pub fn detector_log_threshold(t: u64, t0: u64, alpha: f64) -> f64 {
     let t0 = t0.max(1) as f64;
     let t = (t.max(1)) as f64;
-    let epoch = if t <= t0 {
-        0.0
-    } else {
-        (t / t0).log2().ceil()
-    };
+    let epoch = if t <= t0 { 0.0 } else { (t / t0).log2().ceil() };
     t0.ln() + (2.0 * epoch + 1.0) * std::f64::consts::LN_2 - alpha.ln()
 }
 
@@ -307,8 +307,7 @@ pub fn trials_needed(direction: Direction, p: f64, p0: f64, log_threshold: f64) 
         return None;
     }
     let per_trial = kl_bernoulli(p, p0);
-    (per_trial > 0.0)
-        .then(|| (log_threshold + (direction.grid().len() as f64).ln()) / per_trial)
+    (per_trial > 0.0).then(|| (log_threshold + (direction.grid().len() as f64).ln()) / per_trial)
 }
 
 #[cfg(test)]
@@ -353,9 +352,7 @@ mod tests {
         // Valid at every look, so never narrower than the one-look exact interval.
         for (x, n) in [(1.0, 50.0), (7.0, 300.0), (40.0, 1000.0), (250.0, 10_000.0)] {
             let alpha: f64 = 0.01;
-            let cp_lower = Beta::new(x, n - x + 1.0)
-                .expect("beta")
-                .inverse_cdf(alpha);
+            let cp_lower = Beta::new(x, n - x + 1.0).expect("beta").inverse_cdf(alpha);
             let cp_upper = Beta::new(x + 1.0, n - x)
                 .expect("beta")
                 .inverse_cdf(1.0 - alpha);

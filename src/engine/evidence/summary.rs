@@ -194,7 +194,9 @@ impl fmt::Display for EvidenceSummary {
                             (r * 100.0).round() / 100.0
                         ))
                 )?;
-                bound(f, &|v| crate::spec::units::trim_float((v * 100.0).round() / 100.0))
+                bound(f, &|v| {
+                    crate::spec::units::trim_float((v * 100.0).round() / 100.0)
+                })
             }
         }
     }
