@@ -6,10 +6,12 @@
 use std::hint::black_box;
 use std::time::Duration;
 
+use canaryd::engine::evidence::counts::Snapshot;
 use canaryd::engine::{
-    Input, Measurement, Observation, Reading, RolloutState, Timestamp, active_gates, decide,
+    CountsQueries, CountsReading, Input, Observation, RolloutState, Timestamp, TrackCounts,
+    counts_needed, decide,
 };
-use canaryd::provider::{Answer, Batch, QueryValue, Series, plan_rollout};
+use canaryd::provider::{Answer, Batch, QueryValue, Series, plan_counts};
 use canaryd::spec::decode::decode;
 use canaryd::spec::model::DeploySpec;
 use canaryd::spec::policy::PolicySet;
@@ -17,22 +19,37 @@ use criterion::{Criterion, criterion_group, criterion_main};
 
 const SEED_FILE: &str = include_str!("../deploy/checkout.yaml");
 
-fn healthy(spec: &DeploySpec, state: &RolloutState) -> Observation {
-    let measurements = active_gates(spec, state)
-        .into_iter()
-        .map(|gate| Measurement {
-            gate,
-            canary: Reading::value("sum(rate(http_requests_total[1m]))", 0.004, Some(900.0)),
-            stable: Some(Reading::value(
-                "sum(rate(http_requests_total[1m]))",
-                0.003,
-                Some(9000.0),
-            )),
-        })
-        .collect();
+/// Both tracks' counters after `n` intervals of healthy traffic (900 canary
+/// and 9,000 stable requests each, 0.4% errors, a fast histogram).
+fn counts(n: f64) -> CountsReading {
+    let track = |requests: f64| {
+        let total = requests * n;
+        TrackCounts {
+            snapshot: Ok(Snapshot {
+                requests: total,
+                errors: Some(total * 0.004),
+                buckets: vec![
+                    (0.05, total * 0.6),
+                    (0.1, total * 0.9),
+                    (0.2, total * 0.995),
+                    (0.5, total * 0.9999),
+                    (f64::INFINITY, total),
+                ],
+            }),
+            queries: CountsQueries::default(),
+        }
+    };
+    CountsReading {
+        canary: track(900.0),
+        stable: track(9000.0),
+    }
+}
+
+fn healthy(n: f64) -> Observation {
     Observation {
         canary_ready: true,
-        measurements,
+        measurements: Vec::new(),
+        counts: Some(counts(n)),
     }
 }
 
@@ -46,17 +63,22 @@ fn benches(c: &mut Criterion) {
         .spec
         .expect("valid");
     let t0 = Timestamp::from_millis(1_800_000_000_000);
+    // A rollout started on a baseline read and ticked once, then the next tick.
     let started = decide(
         &spec,
         &RolloutState::new(&spec, t0),
-        &Input::Tick(Observation::default()),
+        &Input::Tick(healthy(1.0)),
         t0,
     )
     .expect("tick")
     .state;
-    let input = Input::Tick(healthy(&spec, &started));
-    let now = t0.plus(Duration::from_secs(10));
-    c.bench_function("decide: one healthy tick (4 gates)", |b| {
+    let t1 = t0.plus(Duration::from_secs(10));
+    let started = decide(&spec, &started, &Input::Tick(healthy(2.0)), t1)
+        .expect("tick")
+        .state;
+    let input = Input::Tick(healthy(3.0));
+    let now = t1.plus(Duration::from_secs(10));
+    c.bench_function("decide: one healthy tick (4 evidence gates)", |b| {
         b.iter(|| {
             decide(
                 black_box(&spec),
@@ -80,8 +102,8 @@ fn benches(c: &mut Criterion) {
     });
     group.finish();
 
-    // Planning one tick's queries for 10,000 distinct rollouts (4 gates each,
-    // both tracks), and turning the answers back into measurements.
+    // Planning one tick's queries for 10,000 distinct rollouts (the seed's
+    // counters on both tracks), and turning the answers back into reads.
     let specs: Vec<DeploySpec> = (0..10_000)
         .map(|i| {
             let mut s = spec.clone();
@@ -89,14 +111,14 @@ fn benches(c: &mut Criterion) {
             s
         })
         .collect();
-    let gates = active_gates(&spec, &started);
+    let needed = counts_needed(&spec, &started).expect("evidence gates");
     let mut group = c.benchmark_group("scale");
     group.sample_size(10);
-    group.bench_function("plan: 10,000 rollouts' gates into one batch", |b| {
+    group.bench_function("plan: 10,000 rollouts' counters into one batch", |b| {
         b.iter(|| {
             let mut batch = Batch::new();
             for s in &specs {
-                black_box(plan_rollout(&mut batch, s, &policies, None, &gates).expect("plan"));
+                black_box(plan_counts(&mut batch, s, &policies, None, needed).expect("plan"));
             }
             batch
         });
@@ -104,22 +126,33 @@ fn benches(c: &mut Criterion) {
     let mut batch = Batch::new();
     let plans: Vec<_> = specs
         .iter()
-        .map(|s| plan_rollout(&mut batch, s, &policies, None, &gates).expect("plan"))
+        .map(|s| plan_counts(&mut batch, s, &policies, None, needed).expect("plan"))
         .collect();
     let answers: Vec<Answer> = batch
         .queries()
         .iter()
-        .map(|_| {
-            Ok(QueryValue::Vector(vec![Series {
-                labels: Default::default(),
-                value: 0.004,
-            }]))
+        .map(|q| {
+            let series = if q.promql.starts_with("sum by (le)") {
+                [("0.1", 900.0), ("0.2", 990.0), ("+Inf", 1000.0)]
+                    .iter()
+                    .map(|(le, v)| Series {
+                        labels: [("le".to_string(), le.to_string())].into_iter().collect(),
+                        value: *v,
+                    })
+                    .collect()
+            } else {
+                vec![Series {
+                    labels: Default::default(),
+                    value: 1000.0,
+                }]
+            };
+            Ok(QueryValue::Vector(series))
         })
         .collect();
-    group.bench_function("measurements: 10,000 rollouts from their answers", |b| {
+    group.bench_function("reads: 10,000 rollouts' counters from their answers", |b| {
         b.iter(|| {
             for p in &plans {
-                black_box(p.measurements(&batch, &answers));
+                black_box(p.reading(&answers));
             }
         });
     });

@@ -183,7 +183,7 @@ fn assert_actionable(text: &str, sim: &Sim) {
         "error_rate > 2%",
         "50%",
         "threshold 2%",
-        "window 1m",
+        " errors over ",
         gate.query.as_str(),
         &record.at.to_string(),
         &format!("{DASHBOARD}/rollouts/default/checkout"),

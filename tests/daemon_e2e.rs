@@ -12,15 +12,20 @@ use serde_json::Value;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_healthy_canary_is_promoted_step_by_step() {
     let s = Stack::new().await;
-    s.deploy("    - deploy: 20%\n      duration: 3s\n      metrics:\n        - error_rate_less_than: 1%\n    - deploy: 50%\n      duration: 3s\n    - deploy: 100%");
+    // 20 requests/s reach the canary at 20%: positive evidence that its
+    // error rate is under 5% takes about 140 error-free requests.
+    s.deploy_with(
+        "    - deploy: 20%\n      duration: 3s\n      metrics:\n        - error_rate_less_than: 5%\n    - deploy: 50%\n      duration: 3s\n    - deploy: 100%",
+        "    max_extension: 1m\n",
+    );
     let daemon = s.daemon();
     let _load = s.load(100.0);
 
     let done = daemon.wait_phase("Promoted", Duration::from_secs(90)).await;
     assert_eq!(done["canary_weight"], 100.0);
     assert_eq!(done["stable_version"], "v2");
-    // Holds are legitimate (no data in the window on a loaded machine's first
-    // ticks); the transitions are exactly these.
+    // Holds are legitimate (waiting for evidence, or no data in the window
+    // on a loaded machine's first ticks); the transitions are exactly these.
     let actions: Vec<String> = daemon
         .decisions()
         .await

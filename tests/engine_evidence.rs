@@ -494,14 +494,29 @@ fn a_canary_without_data_is_never_promoted() {
 }
 
 #[test]
-fn a_fresh_canary_is_not_judged_before_it_has_had_a_window_of_traffic() {
+fn a_canary_that_never_reports_is_judged_no_data_two_windows_after_its_first_weight() {
     let mut sim = seed();
     let empty = World::healthy().without_data();
     sim.tick_now(&empty);
-    sim.ticks(5, &empty); // 50 s of a 1m window
+    sim.ticks(11, &empty); // 110 s: within two 1m windows, Prometheus may not have scraped it
     assert_eq!(sim.log.len(), 1, "only the start: {:#?}", sim.log);
     sim.tick(&empty);
     assert_eq!(sim.last_record().action, Action::Hold);
+    assert_eq!(
+        sim.last_record().reason,
+        "inconclusive: error_rate > 2%: no data (1/6 ticks)"
+    );
+}
+
+#[test]
+fn a_canary_whose_first_scrape_comes_late_is_judged_a_window_after_its_data_starts() {
+    let mut sim = seed();
+    let empty = World::healthy().without_data();
+    sim.tick_now(&empty);
+    sim.ticks(3, &empty); // 30 s before Prometheus first shows its requests
+    sim.ticks(6, &World::healthy().requests(20.0)); // the window since its data began
+    assert_eq!(sim.log.len(), 1, "warming up: {:#?}", sim.log);
+    sim.ticks(6, &empty); // its traffic stops: a whole window without requests
     assert_eq!(
         sim.last_record().reason,
         "inconclusive: error_rate > 2%: no data (1/6 ticks)"
@@ -513,7 +528,7 @@ fn missing_data_holds_then_pauses_at_the_limit_and_alerts_once() {
     let mut sim = seed();
     let empty = World::healthy().without_data();
     sim.tick_now(&empty);
-    sim.ticks(10, &empty);
+    sim.ticks(16, &empty); // two windows of warm-up, then 5 inconclusive ticks
     assert_eq!(sim.state.phase, Phase::Progressing);
     assert_eq!(
         sim.last_record().reason,
@@ -561,7 +576,10 @@ fn the_rollback_no_data_policy_rolls_back_at_the_limit() {
         Action::Rollback,
         50,
     );
-    assert_eq!(ticks, 8, "a window of warm-up, then 3 inconclusive ticks");
+    assert_eq!(
+        ticks, 14,
+        "two windows of warm-up (no data ever), then 3 inconclusive ticks"
+    );
     assert_eq!(
         sim.last_effects()[0],
         Effect::SetWeight {

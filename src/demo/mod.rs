@@ -37,6 +37,11 @@ fn available(addr: SocketAddr) -> Result<SocketAddr, String> {
     }
 }
 
+/// Requests per second the demo sends: at 20% the canary gets 40/s, enough
+/// for positive evidence that it is under its 1% and 200ms gates within its
+/// 25-second step (about 700 good requests each).
+const LOAD_RPS: f64 = 200.0;
+
 fn healthy() -> Behaviour {
     Behaviour {
         latency_p50: Duration::from_millis(15),
@@ -72,8 +77,8 @@ canary: {{ version: {}, address: "{}" }}
 deploy:
   strategy: canary
   steps:
-    - deploy: 10%
-      duration: 10s
+    - deploy: 20%
+      duration: 25s
       metrics:
         - error_rate_less_than: 1%
         - latency_p99_less_than: 200ms
@@ -208,7 +213,7 @@ async fn scenario(options: DemoOptions) -> Result<(), String> {
     let prom = prometheus::start(dir.path(), prom_addr, &[a, b, api_addr]).await?;
     println!("  sample app v1      http://{a}/   (stable)");
     println!("  sample app v2      http://{b}/   (canary)");
-    println!("  built-in router    http://{router}/   (50 requests/s of load)");
+    println!("  built-in router    http://{router}/   ({LOAD_RPS} requests/s of load)");
     println!("  Prometheus         {}/", prom.url);
     println!("  canaryd dashboard  {api}/rollouts/default/checkout   API {api}/api/v1/rollouts");
     println!("  Slack (local)      {}", chat.url);
@@ -239,12 +244,14 @@ async fn scenario(options: DemoOptions) -> Result<(), String> {
         &file,
         &deploy_file(router, ("v1", a), ("v2", b), &slack_url_file),
     )?;
-    let load = load::spawn(load::LoadConfig::new(format!("http://{router}/"), 50.0))
+    let load = load::spawn(load::LoadConfig::new(format!("http://{router}/"), LOAD_RPS))
         .map_err(|e| e.to_string())?;
     let http = reqwest::Client::new();
     let mut seen = String::new();
 
-    println!("1. Rolling out a healthy v2: 10% → 50% → 100%, judged every second on Prometheus");
+    println!(
+        "1. Rolling out a healthy v2: 20% → 50% → 100%, judged every second on Prometheus counts"
+    );
     let promoted = follow(
         &http,
         &api,

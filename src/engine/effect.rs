@@ -12,6 +12,9 @@ use crate::spec::model::AlertSeverity;
 use crate::spec::units::Weight;
 
 /// One thing to do. Effects are executed in the order given.
+// Effects are short-lived values made once per decision and matched on by
+// value everywhere: boxing the record would only add an allocation.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "effect", rename_all = "snake_case")]
 pub enum Effect {

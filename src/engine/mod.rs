@@ -52,6 +52,9 @@ pub use verdict::{GateResult, TrackKind, Verdict};
 use crate::spec::model::DeploySpec;
 
 /// What the engine is asked to decide on.
+// One input per decision, passed by reference: boxing the observation
+// would only add an allocation.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq)]
 pub enum Input {
     /// A scheduled evaluation with fresh measurements.

@@ -112,9 +112,12 @@ fn judge_and_apply<'a>(mut d: Draft<'a>, obs: &Observation) -> Draft<'a> {
     };
     let duration = step.duration.unwrap_or(Duration::ZERO);
     let watched = d.state.step_elapsed >= duration && d.state.step_elapsed > Duration::ZERO;
+    // A step completes only once the canary has had a whole window of
+    // traffic (so missing data has been judged at least once).
     if !watched
         || d.state.weight != step_weight
         || ignore_inconclusive_blocks(&d, ignore_inconclusive)
+        || !d.state.evidence.warm(d.now, analysis.window)
     {
         return d;
     }

@@ -45,10 +45,14 @@ fn facts(m: &AlertMessage) -> Vec<(&'static str, String)> {
     ];
     if let Some(g) = &m.gate {
         f.push(("Gate", g.name.clone()));
-        let mut value = format!(
-            "{} (threshold {}, window {})",
-            g.value, g.threshold, g.window
-        );
+        // Gates judged on counts are judged over the step, not a window.
+        let mut value = match &g.evidence {
+            Some(_) => format!("{} (threshold {})", g.value, g.threshold),
+            None => format!(
+                "{} (threshold {}, window {})",
+                g.value, g.threshold, g.window
+            ),
+        };
         if let Some(s) = &g.stable_value {
             value.push_str(&format!("; stable {s}"));
         }
@@ -56,6 +60,9 @@ fn facts(m: &AlertMessage) -> Vec<(&'static str, String)> {
             value.push_str(&format!("; inconclusive: {why}"));
         }
         f.push(("Value", value));
+        if let Some(e) = &g.evidence {
+            f.push(("Evidence", e.clone()));
+        }
     }
     f
 }

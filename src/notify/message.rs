@@ -66,6 +66,10 @@ pub struct GateSummary {
     /// Why it could not be judged, for an inconclusive gate.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub inconclusive: Option<String>,
+    /// For a gate judged on counts, what the verdict rests on:
+    /// `31% errors over 240 requests since 12:03:10 (99.75% lower bound 22%)`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evidence: Option<String>,
 }
 
 /// The idempotency key of an alert: `namespace/name/seq/event`.
@@ -148,7 +152,9 @@ fn gate_summary(spec: &DeploySpec, record: &DecisionRecord) -> Option<GateSummar
     let name = match &record.detail {
         Reason::AbortCondition { gate, .. }
         | Reason::PromotionGate { gate, .. }
-        | Reason::Inconclusive { gate, .. } => gate,
+        | Reason::Inconclusive { gate, .. }
+        | Reason::AwaitingEvidence { gate, .. }
+        | Reason::NotEnoughEvidence { gate, .. } => gate,
         _ => return None,
     };
     let result = record.gates.iter().find(|g| &g.name == name)?;
@@ -163,5 +169,6 @@ fn gate_summary(spec: &DeploySpec, record: &DecisionRecord) -> Option<GateSummar
         window: format_duration(spec.strategy.analysis.window),
         query: result.query.clone(),
         inconclusive: result.inconclusive().map(ToString::to_string),
+        evidence: result.evidence.as_ref().map(ToString::to_string),
     })
 }

@@ -112,6 +112,8 @@ pub enum Standing {
     Open,
     /// The test cannot run yet (no histogram bound, no stable baseline): why.
     Waiting(&'static str),
+    /// A latency gate with no histogram read for the canary yet.
+    NoHistogram,
 }
 
 /// The null value of an events-among-requests test on `gate`.

@@ -58,9 +58,13 @@ pub struct Evidence {
     /// The canary's requests per interval over the last window: `(end, requests)`.
     #[serde(default, skip_serializing_if = "VecDeque::is_empty")]
     pub recent: VecDeque<(u64, f64)>,
-    /// Since when the canary has been taking traffic without a break.
+    /// Since when the canary has been given traffic without a break.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub warm_since: Option<Timestamp>,
+    /// When its counters first showed requests since then (Prometheus had
+    /// scraped it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_data: Option<Timestamp>,
     /// Each active evidence gate's tests.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub gates: Vec<GateEvidence>,
@@ -92,6 +96,19 @@ impl Evidence {
             self.canary_read = c.canary.snapshot.as_ref().ok().cloned();
             self.stable_read = c.stable.snapshot.as_ref().ok().cloned();
         }
+    }
+
+    /// Whether the warm-up is over: a whole `window` since the canary's
+    /// counters first showed requests, or two windows since it was given
+    /// traffic if they never did. Before that, missing data is not judged (a
+    /// fresh canary Prometheus has not scraped yet is not "no data"), and no
+    /// step completes.
+    pub fn warm(&self, now: Timestamp, window: Duration) -> bool {
+        let data = self.first_data.is_some_and(|t| now.since(t) >= window);
+        let bounded = self
+            .warm_since
+            .is_some_and(|since| now.since(since) >= window * 2);
+        self.warm_since.is_some() && (data || bounded)
     }
 
     /// Whether a promotion gate of the current step has passed.
@@ -155,9 +172,14 @@ pub fn judge_all(
     }
     if tick.had_traffic && obs.canary_ready {
         ev.warm_since.get_or_insert(tick.since);
+        if canary_delta.as_ref().is_some_and(|t| t.requests > 0.0) {
+            ev.first_data.get_or_insert(tick.since);
+        }
     } else {
         ev.warm_since = None;
+        ev.first_data = None;
     }
+    let warm = ev.warm(tick.now, analysis.window);
     let problem = problem.or_else(|| too_few_requests(ev, spec, tick));
     let budget = budget(spec);
     ev.gates.retain(|g| gates.contains(&g.gate));
@@ -194,7 +216,15 @@ pub fn judge_all(
         };
         let g = &mut ev.gates[idx];
         g.add(gate, &interval, &budget);
-        let standing = g.standing(gate, &budget, analysis.min_requests as f64, tick.now);
+        let histogram = ev
+            .canary_read
+            .as_ref()
+            .is_some_and(|c| !c.buckets.is_empty());
+        let standing = if histogram || !matches!(gate.judged, Judged::Quantile { .. }) {
+            g.standing(gate, &budget, analysis.min_requests as f64, tick.now)
+        } else {
+            Standing::NoHistogram
+        };
         let needs_stable = gate.limit.is_relative();
         let problem = problem
             .clone()
@@ -203,8 +233,14 @@ pub fn judge_all(
             (Standing::Fails, _) => Verdict::Fail,
             (_, Some(reason)) => Verdict::Inconclusive { reason },
             (Standing::Passes, None) => Verdict::Pass,
-            (Standing::Open, None) if matches!(r, GateRef::Abort(_)) => Verdict::Pass,
-            (Standing::Open, None) => Verdict::Undecided,
+            // Still warming up: no histogram is no data yet.
+            (Standing::NoHistogram, None) if !warm => open(r),
+            (Standing::Open, None) => open(r),
+            (Standing::NoHistogram, None) => Verdict::Inconclusive {
+                reason: Inconclusive::Waiting {
+                    what: "no latency histogram for the canary".to_string(),
+                },
+            },
             (Standing::Waiting(why), None) => Verdict::Inconclusive {
                 reason: Inconclusive::Waiting {
                     what: (*why).to_string(),
@@ -215,6 +251,15 @@ pub fn judge_all(
         results.push(result(r, gate, obs, ev, verdict, summary));
     }
     results
+}
+
+/// An open test: an abort condition is not breached (watching); a
+/// promotion gate is undecided.
+fn open(r: GateRef) -> Verdict {
+    match r {
+        GateRef::Abort(_) => Verdict::Pass,
+        GateRef::Promotion { .. } => Verdict::Undecided,
+    }
 }
 
 /// Reads this tick's counters into the evidence: the increments since the
@@ -255,10 +300,8 @@ fn read_counts(
 /// `min_requests` in the last window is inconclusive.
 fn too_few_requests(ev: &Evidence, spec: &DeploySpec, tick: &TickContext) -> Option<Inconclusive> {
     let a = &spec.strategy.analysis;
-    let warm = ev
-        .warm_since
-        .is_some_and(|since| tick.now.since(since) >= a.window);
-    if !warm {
+    if !ev.warm(tick.now, a.window) {
+        // A fresh canary Prometheus has not scraped yet is not "no data".
         return None;
     }
     let seen: f64 = ev.recent.iter().map(|(_, n)| n).sum();
