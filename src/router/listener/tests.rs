@@ -24,8 +24,8 @@ fn never_stopped() -> watch::Receiver<bool> {
     rx
 }
 
-fn ok(_req: Request<Incoming>) -> impl Future<Output = Response<Full<Bytes>>> {
-    async { Response::new(Full::new(Bytes::from_static(b"ok"))) }
+async fn ok(_req: Request<Incoming>) -> Response<Full<Bytes>> {
+    Response::new(Full::new(Bytes::from_static(b"ok")))
 }
 
 /// Longer than any timer under test: a connection left open fails the test
