@@ -156,8 +156,8 @@ pub async fn serve_listener<M, H, Fut, B>(
         };
         let Ok(slot) = slots.clone().try_acquire_owned() else {
             // Full: close it now (dropping the stream frees its descriptor).
-            drop(stream);
             let refused = stats.refused.fetch_add(1, Ordering::SeqCst) + 1;
+            drop(stream);
             // 1, 2, 4, 8…: a flood is visible without flooding the log.
             if refused.is_power_of_two() {
                 tracing::warn!(
