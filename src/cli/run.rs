@@ -520,6 +520,25 @@ mod tests {
     }
 
     #[test]
+    fn allowed_hosts_read_as_a_list_or_comma_separated_and_limits_are_checked() {
+        let list =
+            load("allowed_hosts: [a.example, b.example]\nread_access: loopback\n").expect("a list");
+        assert_eq!(list.allowed_hosts, ["a.example", "b.example"]);
+        assert_eq!(list.read_access, ReadAccess::Loopback);
+        let text = load("allowed_hosts: \"a.example, b.example,\"\n").expect("a string");
+        assert_eq!(text.allowed_hosts, ["a.example", "b.example"]);
+        assert_eq!(text.read_access, ReadAccess::Open);
+        assert!(load("read_access: sometimes\n").is_err());
+        let (api, router) = connection_limits(&text).expect("defaults");
+        assert_eq!(api, ConnectionLimits::API);
+        assert_eq!(router, ConnectionLimits::ROUTER);
+        let zero = load("max_connections: \"0\"\n").expect("parses");
+        assert!(connection_limits(&zero).is_err());
+        let never = load("header_timeout: 0s\n").expect("parses");
+        assert!(connection_limits(&never).is_err());
+    }
+
+    #[test]
     fn a_sink_without_a_url_source_or_with_a_typo_is_refused_with_its_name() {
         let bound: SocketAddr = "127.0.0.1:9900".parse().expect("address");
         let config = load("alerts:\n  - teams: { severity: warn }\n").expect("parses");
