@@ -133,11 +133,11 @@ fn paths() -> Map<String, Value> {
 }
 
 fn parameters() -> Value {
-    let segment = |name: &str| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string", "minLength": 1}});
+    let segment = |name: &str, example: &str| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string", "minLength": 1}, "example": example});
     json!({
-        "namespace": segment("namespace"),
-        "name": segment("name"),
-        "file": segment("file"),
+        "namespace": segment("namespace", "default"),
+        "name": segment("name", "checkout"),
+        "file": segment("file", "app.js"),
         "limit": {"name": "limit", "in": "query", "description": format!("How many of the latest entries (0 returns none); at most {MAX_LIMIT}"), "schema": {"type": "integer", "minimum": 0, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT}},
         "full_path": {"name": "full_path", "in": "query", "description": "Also return `file_path`, the deploy file's path on disk; needs the API token", "schema": {"type": "boolean", "default": false}}
     })
