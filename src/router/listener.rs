@@ -49,8 +49,9 @@ pub struct ConnectionLimits {
 
 impl ConnectionLimits {
     /// The built-in router's defaults, per listener. Each proxied connection
-    /// may hold a second descriptor upstream, so 256 keeps two routers and the
-    /// API within the usual open-file limit of 1024.
+    /// may hold a second descriptor upstream, so 256 keeps one router and the
+    /// API (about 650 descriptors at their limits) within the usual open-file
+    /// limit of 1024.
     pub const ROUTER: ConnectionLimits = ConnectionLimits {
         max_connections: 256,
         header_timeout: Duration::from_secs(10),
