@@ -9,6 +9,7 @@
 #   scripts/schemathesis.sh --long    long run: 500 cases per operation, stateful phase included
 #
 # Schemathesis is installed in target/schemathesis-venv on first use (PyPI).
+# CANARYD_BIN=path fuzzes that binary instead of building this checkout.
 # /api/v1/events is left out: an event stream never ends, so every call
 # would time out; tests/api_access.rs covers it.
 set -euo pipefail
@@ -43,9 +44,13 @@ if [[ ! -x "$venv/bin/schemathesis" ]]; then
   "$venv/bin/pip" install --quiet 'schemathesis>=4,<5'
 fi
 
-echo "building canaryd"
-cargo build --quiet --bin canaryd
-canaryd="$root/target/debug/canaryd"
+if [[ -n "${CANARYD_BIN:-}" ]]; then
+  canaryd=$CANARYD_BIN # another build, e.g. an older commit's, to compare
+else
+  echo "building canaryd"
+  cargo build --quiet --bin canaryd
+  canaryd="$root/target/debug/canaryd"
+fi
 
 free_port() {
   python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
