@@ -1,14 +1,19 @@
-//! The built-in router over real sockets, in front of real sample apps.
+//! The built-in router over real sockets, in front of real sample apps, and
+//! what it does with clients that hold connections without sending requests.
 
 mod harness;
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
-use canaryd::router::{BuiltinConfig, BuiltinRouter, RouterMetrics};
+use canaryd::router::{BuiltinConfig, BuiltinRouter, ConnectionLimits, RouterMetrics};
 use canaryd::sample::{Behaviour, SampleApp};
 use canaryd::spec::units::Weight;
 use harness::{instant, sample_app, wait_for};
 use prometheus_client::registry::Registry;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 
 struct Setup {
     stable: SampleApp,
@@ -19,11 +24,15 @@ struct Setup {
 }
 
 async fn setup(canary: Behaviour) -> Setup {
+    setup_with(canary, ConnectionLimits::ROUTER).await
+}
+
+async fn setup_with(canary: Behaviour, limits: ConnectionLimits) -> Setup {
     let stable = sample_app("checkout", "v1", instant()).await;
     let canary = sample_app("checkout", "v2", canary).await;
     let mut registry = Registry::default();
     let metrics = RouterMetrics::register(&mut registry);
-    let router = BuiltinRouter::start(
+    let router = BuiltinRouter::start_with_limits(
         BuiltinConfig {
             listen: "127.0.0.1:0".parse().expect("address"),
             namespace: "default".into(),
@@ -32,6 +41,7 @@ async fn setup(canary: Behaviour) -> Setup {
             canary: canary.addr().to_string(),
             health_interval: Duration::from_millis(100),
         },
+        limits,
         metrics,
     )
     .await
@@ -261,4 +271,141 @@ async fn an_unreachable_upstream_is_a_502_counted_against_its_track() {
     let mut text = String::new();
     prometheus_client::encoding::text::encode(&mut text, &s.registry).expect("encode");
     assert!(text.contains(r#"track="stable",code="502"} 1"#), "{text}");
+}
+
+/// Opens `n` connections that send the start of a request and never finish
+/// its headers.
+async fn stalled_clients(addr: std::net::SocketAddr, n: usize) -> Vec<TcpStream> {
+    let mut clients = Vec::with_capacity(n);
+    for _ in 0..n {
+        let mut c = TcpStream::connect(addr).await.expect("connect");
+        c.write_all(b"GET /slow HTTP/1.1\r\nHost: x\r\nX-Never: ")
+            .await
+            .expect("write");
+        clients.push(c);
+    }
+    clients
+}
+
+/// Whether the server closes `c` within `limit` (reads to EOF; a reset counts).
+async fn closed_within(mut c: TcpStream, limit: Duration) -> bool {
+    let mut buf = [0u8; 1024];
+    tokio::time::timeout(limit, async {
+        loop {
+            match c.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await
+    .is_ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hundreds_of_clients_that_never_finish_their_headers_are_closed_while_traffic_flows() {
+    let limits = ConnectionLimits {
+        max_connections: 1000,
+        header_timeout: Duration::from_secs(1),
+        idle_timeout: Duration::from_secs(30),
+    };
+    let s = setup_with(instant(), limits).await;
+    let opened = Instant::now();
+    let stalled = stalled_clients(s.router.addr(), 400).await;
+    // Stable traffic through the same router during the attack.
+    let attacking = Arc::new(AtomicBool::new(true));
+    let (ok, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let traffic = {
+        let (http, url) = (s.http.clone(), s.url());
+        let (attacking, ok, failed) = (attacking.clone(), ok.clone(), failed.clone());
+        tokio::spawn(async move {
+            while attacking.load(Ordering::SeqCst) {
+                match http.get(&url).send().await {
+                    Ok(r) if r.status() == 200 => ok.fetch_add(1, Ordering::SeqCst),
+                    _ => failed.fetch_add(1, Ordering::SeqCst),
+                };
+            }
+        })
+    };
+    let closed = futures::future::join_all(
+        stalled
+            .into_iter()
+            .map(|c| closed_within(c, Duration::from_secs(20))),
+    )
+    .await;
+    let took = opened.elapsed();
+    attacking.store(false, Ordering::SeqCst);
+    traffic.await.expect("traffic");
+    let still_open = closed.iter().filter(|c| !**c).count();
+    assert_eq!(
+        still_open, 0,
+        "{still_open} of 400 stalled clients still connected"
+    );
+    assert!(took >= limits.header_timeout, "closed too early: {took:?}");
+    // Counted as the server lets go of each (a hair after the client sees it).
+    wait_for("400 timeouts counted", Duration::from_secs(5), || async {
+        match s.router.connections().timed_out() {
+            400 => Ok(()),
+            n => Err(format!("{n} counted")),
+        }
+    })
+    .await;
+    assert_eq!(
+        failed.load(Ordering::SeqCst),
+        0,
+        "requests failed during the attack"
+    );
+    assert!(ok.load(Ordering::SeqCst) > 0, "no request got through");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn beyond_the_connection_limit_new_connections_are_closed_at_once_and_requests_in_flight_finish()
+ {
+    let limits = ConnectionLimits {
+        max_connections: 20,
+        header_timeout: Duration::from_secs(60),
+        idle_timeout: Duration::from_secs(60),
+    };
+    let slow = Behaviour {
+        latency_p50: Duration::from_secs(3),
+        latency_p99: Duration::from_secs(3),
+        ..instant()
+    };
+    let s = setup_with(slow, limits).await;
+    s.router.set_weight(Weight::FULL);
+    // One request being served (the canary takes 3 s), 19 stalled clients.
+    let in_flight = tokio::spawn(s.http.get(s.url()).send());
+    let open = |n: u64| {
+        let router = &s.router;
+        move || async move {
+            let now = router.connections().open();
+            if now == n {
+                Ok(())
+            } else {
+                Err(format!("{now} open"))
+            }
+        }
+    };
+    wait_for("the request in flight", Duration::from_secs(5), open(1)).await;
+    let _held = stalled_clients(s.router.addr(), 19).await;
+    wait_for("the listener full", Duration::from_secs(5), open(20)).await;
+
+    let started = Instant::now();
+    let extra = stalled_clients(s.router.addr(), 200).await;
+    let closed = futures::future::join_all(
+        extra
+            .into_iter()
+            .map(|c| closed_within(c, Duration::from_secs(2))),
+    )
+    .await;
+    let took = started.elapsed();
+    assert!(
+        closed.iter().all(|c| *c),
+        "a connection beyond the limit was kept"
+    );
+    assert_eq!(s.router.connections().refused(), 200);
+    assert_eq!(s.router.connections().open(), 20);
+    let answered = in_flight.await.expect("task").expect("answered");
+    assert_eq!(answered.status(), 200, "the request in flight was hurt");
+    assert!(took < Duration::from_secs(3), "refusing 200 took {took:?}");
 }

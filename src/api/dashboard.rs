@@ -1,20 +1,29 @@
 //! The dashboard: one page and its assets, embedded in the binary at build
 //! time (no CDN; works offline). uPlot draws the charts (installed with npm,
 //! see `dashboard/package.json`); the page itself is plain JavaScript over
-//! the JSON API and the event stream.
+//! the JSON API and the event stream. No inline script or style anywhere,
+//! so the Content-Security-Policy allows only files under `/assets/`.
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
-use axum::http::{StatusCode, header};
+use axum::extract::State;
+use axum::http::header;
 use axum::response::{Html, IntoResponse, Response};
 
-use super::{ApiError, ApiState, id};
+use super::error::{ApiError, ErrorCode};
+use super::extract::ApiPath;
+use super::read::not_found;
+use super::{ApiState, id};
 
 const INDEX: &str = include_str!("assets/index.html");
 
 /// (name, content type, body)
-const ASSETS: [(&str, &str, &str); 4] = [
+const ASSETS: [(&str, &str, &str); 5] = [
+    (
+        "theme.js",
+        "text/javascript; charset=utf-8",
+        include_str!("assets/theme.js"),
+    ),
     (
         "app.js",
         "text/javascript; charset=utf-8",
@@ -43,7 +52,7 @@ pub async fn page() -> Html<&'static str> {
 }
 
 /// `/assets/{file}`.
-pub async fn asset(Path(file): Path<String>) -> Response {
+pub async fn asset(ApiPath(file): ApiPath<String>) -> Response {
     match ASSETS.iter().find(|(name, _, _)| *name == file) {
         Some((_, content_type, body)) => (
             [
@@ -53,23 +62,18 @@ pub async fn asset(Path(file): Path<String>) -> Response {
             *body,
         )
             .into_response(),
-        None => ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such asset").into_response(),
+        None => ApiError::new(ErrorCode::NotFound, "no such asset").into_response(),
     }
 }
 
 /// `GET /api/v1/rollouts/{namespace}/{name}/series`: recent gate values for the charts.
 pub async fn series(
     State(s): State<Arc<ApiState>>,
-    Path((namespace, name)): Path<(String, String)>,
-) -> Response {
+    ApiPath((namespace, name)): ApiPath<(String, String)>,
+) -> Result<Response, ApiError> {
     let id = id(namespace, name);
     if s.view.get(&id).is_none() {
-        return ApiError::new(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            format!("no rollout {id}"),
-        )
-        .into_response();
+        return Err(not_found(&id));
     }
-    axum::Json(s.view.series(&id)).into_response()
+    Ok(axum::Json(s.view.series(&id)).into_response())
 }

@@ -1,77 +1,219 @@
-//! The OpenAPI 3.1 description of the API, served at `/api/v1/openapi.json`.
+//! The OpenAPI 3.1 description of the API, served at `/api/v1/openapi.json`:
+//! every endpoint with every status it answers, errors included.
 
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
+
+use super::read::{DEFAULT_LIMIT, MAX_LIMIT};
 
 fn error_response(description: &str) -> Value {
     json!({"description": description, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}})
 }
 
-/// The document.
-pub fn document() -> Value {
-    let rollout_path = json!([
-        {"name": "namespace", "in": "path", "required": true, "schema": {"type": "string"}},
-        {"name": "name", "in": "path", "required": true, "schema": {"type": "string"}}
-    ]);
-    let mut paths = serde_json::Map::new();
-    paths.insert("/api/v1/rollouts".into(), json!({"get": {"summary": "Every rollout", "responses": {"200": {"description": "The rollouts", "content": {"application/json": {"schema": {"type": "object", "properties": {"rollouts": {"type": "array", "items": {"$ref": "#/components/schemas/Rollout"}}}}}}}}}}));
-    paths.insert("/api/v1/rollouts/{namespace}/{name}".into(), json!({"get": {"summary": "One rollout", "parameters": rollout_path, "responses": {"200": {"description": "The rollout", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Rollout"}}}}, "404": error_response("No such rollout")}}}));
-    paths.insert("/api/v1/rollouts/{namespace}/{name}/alerts".into(), json!({"get": {"summary": "The rollout's alerts and their delivery to each sink, oldest first", "parameters": [rollout_path[0], rollout_path[1], {"name": "limit", "in": "query", "schema": {"type": "integer", "default": 100}}], "responses": {"200": {"description": "The latest deliveries", "content": {"application/json": {"schema": {"type": "object", "properties": {"alerts": {"type": "array", "items": {"$ref": "#/components/schemas/AlertDelivery"}}}}}}}, "404": error_response("No such rollout")}}}));
-    paths.insert("/api/v1/rollouts/{namespace}/{name}/series".into(), json!({"get": {"summary": "Recent values of each gate (canary, stable, verdict per tick) against its threshold, for charts; kept in memory, the current canary version only", "parameters": rollout_path, "responses": {"200": {"description": "The series", "content": {"application/json": {"schema": {"type": "object", "properties": {"version": {"type": ["string", "null"]}, "gates": {"type": "array", "items": {"type": "object", "required": ["name", "kind", "unit", "comparison", "threshold", "threshold_value", "points"], "properties": {"name": {"type": "string"}, "kind": {"type": "string", "enum": ["abort", "promotion"]}, "unit": {"type": "string", "enum": ["ratio", "seconds", "per_second", "number"]}, "comparison": {"type": "string", "enum": ["less_than", "greater_than"]}, "threshold": {"type": "string"}, "threshold_value": {"type": "number"}, "points": {"type": "array", "items": {"type": "object", "properties": {"t": {"type": "integer", "description": "ms since the epoch"}, "canary": {"type": ["number", "null"]}, "stable": {"type": ["number", "null"]}, "verdict": {"type": "string", "enum": ["pass", "fail", "inconclusive"]}}}}}}}}}}}}, "404": error_response("No such rollout")}}}));
-    paths.insert("/api/v1/rollouts/{namespace}/{name}/decisions".into(), json!({"get": {"summary": "The decision log, oldest first", "parameters": [rollout_path[0], rollout_path[1], {"name": "limit", "in": "query", "schema": {"type": "integer", "default": 100}}], "responses": {"200": {"description": "The latest decisions", "content": {"application/json": {"schema": {"type": "object", "properties": {"decisions": {"type": "array", "items": {"$ref": "#/components/schemas/Decision"}}}}}}}, "404": error_response("No such rollout")}}}));
+fn json_response(description: &str, schema: Value) -> Value {
+    json!({"description": description, "content": {"application/json": {"schema": schema}}})
+}
+
+fn text_response(description: &str, content_type: &str) -> Value {
+    json!({"description": description, "content": {content_type: {"schema": {"type": "string"}}}})
+}
+
+/// `{"<field>": [<schema>]}`.
+fn list_of(field: &str, item: &str) -> Value {
+    json!({"type": "object", "required": [field], "properties": {field: {"type": "array", "items": {"$ref": format!("#/components/schemas/{item}")}}}})
+}
+
+fn refer(kind: &str, name: &str) -> Value {
+    json!({"$ref": format!("#/components/{kind}/{name}")})
+}
+
+/// A read (GET) operation: 200 as given, plus the refusals every read can get.
+fn read(summary: &str, parameters: &[&str], ok: Value, not_found: bool) -> Value {
+    let mut responses = Map::new();
+    responses.insert("200".into(), ok);
+    if !parameters.is_empty() {
+        responses.insert("400".into(), refer("responses", "BadRequest"));
+    }
+    responses.insert("401".into(), refer("responses", "Unauthorized"));
+    responses.insert("403".into(), refer("responses", "Forbidden"));
+    if not_found {
+        responses.insert("404".into(), refer("responses", "NotFound"));
+    }
+    let parameters: Vec<Value> = parameters.iter().map(|p| refer("parameters", p)).collect();
+    json!({"get": {"summary": summary, "parameters": parameters, "responses": responses}})
+}
+
+fn paths() -> Map<String, Value> {
+    let rollout = ["namespace", "name"];
+    let log = ["namespace", "name", "limit"];
+    let mut paths = Map::new();
+    paths.insert(
+        "/api/v1/rollouts".into(),
+        read(
+            "Every rollout",
+            &[],
+            json_response("The rollouts", list_of("rollouts", "Rollout")),
+            false,
+        ),
+    );
+    paths.insert("/api/v1/rollouts/{namespace}/{name}".into(), read("One rollout. With `full_path=true` (and the API token) it also carries `file_path`, the deploy file's path on disk", &["namespace", "name", "full_path"], json_response("The rollout", refer("schemas", "Rollout")), true));
+    paths.insert(
+        "/api/v1/rollouts/{namespace}/{name}/decisions".into(),
+        read(
+            "The latest decisions, oldest first",
+            &log,
+            json_response("The latest decisions", list_of("decisions", "Decision")),
+            true,
+        ),
+    );
+    paths.insert(
+        "/api/v1/rollouts/{namespace}/{name}/alerts".into(),
+        read(
+            "The rollout's latest alerts and their delivery to each sink, oldest first",
+            &log,
+            json_response("The latest deliveries", list_of("alerts", "AlertDelivery")),
+            true,
+        ),
+    );
+    paths.insert("/api/v1/rollouts/{namespace}/{name}/series".into(), read("Recent values of each gate (canary, stable, verdict per tick) against its threshold, for charts; kept in memory, the current canary version only", &rollout, json_response("The series", refer("schemas", "Series")), true));
     for action in ["pause", "resume", "promote", "abort", "retry"] {
+        let parameters: Vec<Value> = rollout.iter().map(|p| refer("parameters", p)).collect();
         paths.insert(
             format!("/api/v1/rollouts/{{namespace}}/{{name}}/{action}"),
-            json!({"post": {"summary": format!("{action} the rollout"), "security": [{"bearer": []}], "parameters": rollout_path, "responses": {
-                "200": {"description": "The rollout after the command", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Rollout"}}}},
-                "401": error_response("No bearer token"), "403": error_response("Wrong token, or commands disabled"),
-                "404": error_response("No such rollout"), "409": error_response("The command does not fit the phase")}}}),
+            json!({"post": {"summary": format!("{action} the rollout"), "security": [{"bearer": []}], "parameters": parameters, "responses": {
+                "200": json_response("The rollout after the command", refer("schemas", "Rollout")),
+                "400": refer("responses", "BadRequest"),
+                "401": refer("responses", "Unauthorized"),
+                "403": error_response("Wrong token, commands disabled (no CANARYD_API_TOKEN), a Host not in the allow-list, or an Origin not allowed"),
+                "404": refer("responses", "NotFound"),
+                "409": error_response("The command does not fit the phase"),
+                "503": error_response("The controller is stopping or did not answer")}}}),
         );
     }
-    paths.insert("/api/v1/events".into(), json!({"get": {"summary": "Server-Sent Events: `decision`, `state`, `file_rejected`", "responses": {"200": {"description": "An event stream", "content": {"text/event-stream": {}}}}}}));
-    paths.insert("/metrics".into(), json!({"get": {"summary": "Own metrics, Prometheus text format", "responses": {"200": {"description": "Metrics"}}}}));
     paths.insert(
-        "/healthz".into(),
-        json!({"get": {"summary": "Alive", "responses": {"200": {"description": "Alive"}}}}),
+        "/api/v1/events".into(),
+        read(
+            "Server-Sent Events: `decision`, `state`, `file_rejected` (the file by name), `lagged`",
+            &[],
+            text_response("An event stream (never ends)", "text/event-stream"),
+            false,
+        ),
     );
-    paths.insert("/readyz".into(), json!({"get": {"summary": "Ready (state and deploy files loaded)", "responses": {"200": {"description": "Ready"}, "503": error_response("Not ready yet")}}}));
+    paths.insert(
+        "/api/v1/openapi.json".into(),
+        read(
+            "This document",
+            &[],
+            json_response("OpenAPI 3.1", json!({"type": "object"})),
+            false,
+        ),
+    );
+    paths.insert("/metrics".into(), read("Own and router metrics, OpenMetrics text (a read: Host allow-list and read access apply)", &[], text_response("Metrics", "application/openmetrics-text"), false));
+    paths.insert(
+        "/".into(),
+        read(
+            "The dashboard: the rollout list",
+            &[],
+            text_response("The page", "text/html"),
+            false,
+        ),
+    );
+    paths.insert(
+        "/rollouts/{namespace}/{name}".into(),
+        read(
+            "The dashboard: one rollout (the page reads the path)",
+            &rollout,
+            text_response("The page", "text/html"),
+            false,
+        ),
+    );
+    paths.insert("/assets/{file}".into(), read("The dashboard's scripts and styles", &["file"], json!({"description": "The asset", "content": {"text/javascript": {"schema": {"type": "string"}}, "text/css": {"schema": {"type": "string"}}}}), true));
+    paths.insert("/healthz".into(), json!({"get": {"summary": "Alive (any Host, any peer)", "responses": {"200": text_response("Alive", "text/plain")}}}));
+    paths.insert("/readyz".into(), json!({"get": {"summary": "Ready: state and deploy files loaded (any Host, any peer)", "responses": {"200": text_response("Ready", "text/plain"), "503": error_response("Not ready yet")}}}));
+    paths
+}
+
+fn parameters() -> Value {
+    let segment = |name: &str, example: &str| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string", "minLength": 1}, "example": example});
+    json!({
+        "namespace": segment("namespace", "default"),
+        "name": segment("name", "checkout"),
+        "file": segment("file", "app.js"),
+        "limit": {"name": "limit", "in": "query", "description": format!("How many of the latest entries (0 returns none); at most {MAX_LIMIT}"), "schema": {"type": "integer", "minimum": 0, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT}},
+        "full_path": {"name": "full_path", "in": "query", "description": "Also return `file_path`, the deploy file's path on disk; needs the API token", "schema": {"type": "boolean", "default": false}}
+    })
+}
+
+fn responses() -> Value {
+    json!({
+        "BadRequest": error_response("A query parameter or path segment that does not parse or is out of range (`bad_request`)"),
+        "Unauthorized": error_response("No bearer token where one is needed: `full_path=true`, or a read from another machine with `read_access: loopback` (`unauthorized`)"),
+        "Forbidden": error_response("A wrong token (`forbidden`), or a Host not in the allow-list (`host_not_allowed`)"),
+        "NotFound": error_response("No such rollout or asset (`not_found`)"),
+        "MethodNotAllowed": error_response("The endpoint exists but not with this method (`method_not_allowed`); `Allow` lists the methods")
+    })
+}
+
+fn schemas() -> Value {
+    let phase = json!({"$ref": "#/components/schemas/Phase"});
+    let time = json!({"type": "string", "format": "date-time"});
+    json!({
+        "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "object", "required": ["code", "message"], "properties": {
+            "code": {"type": "string", "enum": ["bad_request", "unauthorized", "forbidden", "commands_disabled", "host_not_allowed", "origin_not_allowed", "not_found", "method_not_allowed", "rejected", "not_ready", "stopping", "timeout", "store", "internal"]},
+            "message": {"type": "string"}}}}},
+        "Phase": {"type": "string", "enum": ["Idle", "Progressing", "Paused", "Promoted", "RolledBack", "Aborted"]},
+        "Rollout": {"type": "object", "required": ["namespace", "name", "phase", "step", "steps", "canary_weight", "stable_version", "updated_at", "file"], "properties": {
+            "namespace": {"type": "string"}, "name": {"type": "string"}, "phase": phase,
+            "pause_reason": {"type": "string", "enum": ["manual", "no_data", "rollback_disabled"]},
+            "step": {"type": "integer", "description": "1-based"}, "steps": {"type": "integer"},
+            "canary_weight": {"type": "number", "minimum": 0, "maximum": 100},
+            "stable_version": {"type": "string"}, "canary_version": {"type": "string"},
+            "desired_canary_version": {"type": "string"},
+            "step_elapsed_seconds": {"type": "number"}, "step_duration_seconds": {"type": "number"},
+            "updated_at": time,
+            "phase_since": {"type": "string", "format": "date-time", "description": "When the phase (or step) last changed"},
+            "plan": {"type": "array", "description": "Every step", "items": {"type": "object", "properties": {"weight": {"type": "number"}, "duration_seconds": {"type": ["number", "null"]}}}},
+            "last_decision": {"type": "object", "properties": {"at": time, "action": {"type": "string"}, "reason": {"type": "string"}}},
+            "gates": {"type": "array", "items": {"$ref": "#/components/schemas/Gate"}},
+            "health": {"type": "object", "properties": {"stable": {"type": "boolean"}, "canary": {"type": "boolean"}}},
+            "file": {"type": "string", "description": "The deploy file's name in the deploy directory"},
+            "file_path": {"type": "string", "description": "The deploy file's path on disk; only with `full_path=true` and the API token"},
+            "file_error": {"type": "string", "description": "Why the latest edit of the file was rejected"}}},
+        "Gate": {"type": "object", "properties": {"name": {"type": "string"}, "track": {"type": "string", "enum": ["canary", "stable"]}, "query": {"type": "string"}, "value": {"type": ["number", "null"]}, "stable_value": {"type": "number"}, "threshold": {"type": "string"}, "verdict": {"type": "string", "enum": ["pass", "fail", "inconclusive"]}}},
+        "Series": {"type": "object", "properties": {"version": {"type": ["string", "null"]}, "gates": {"type": "array", "items": {"type": "object", "required": ["name", "kind", "unit", "comparison", "threshold", "threshold_value", "points"], "properties": {
+            "name": {"type": "string"}, "kind": {"type": "string", "enum": ["abort", "promotion"]}, "unit": {"type": "string", "enum": ["ratio", "seconds", "per_second", "number"]},
+            "comparison": {"type": "string", "enum": ["less_than", "greater_than"]}, "threshold": {"type": "string"}, "threshold_value": {"type": "number"},
+            "points": {"type": "array", "items": {"type": "object", "properties": {"t": {"type": "integer", "description": "ms since the epoch"}, "canary": {"type": ["number", "null"]}, "stable": {"type": ["number", "null"]}, "verdict": {"type": "string", "enum": ["pass", "fail", "inconclusive"]}}}}}}}}},
+        "AlertDelivery": {"type": "object", "required": ["seq", "event", "sink", "title", "state", "attempts", "queued_at"], "properties": {
+            "seq": {"type": "integer", "description": "The decision that raised it"},
+            "event": {"type": "string", "enum": ["started", "step_advanced", "paused", "promoted", "rolled_back", "aborted"]},
+            "sink": {"type": "string", "description": "Kind and where its URL is read (`slack:env:SLACK_WEBHOOK_URL`); never the URL"},
+            "title": {"type": "string"},
+            "state": {"type": "string", "enum": ["pending", "delivered", "gave_up"]},
+            "attempts": {"type": "integer"},
+            "queued_at": time, "delivered_at": time,
+            "last_error": {"type": "string"}}},
+        "Decision": {"type": "object", "required": ["seq", "at", "from", "to", "action", "reason", "gates"], "properties": {
+            "seq": {"type": "integer"}, "at": time, "from": phase, "to": phase,
+            "action": {"type": "string"}, "reason": {"type": "string"}, "step": {"type": "integer"},
+            "gates": {"type": "array", "items": {"$ref": "#/components/schemas/Gate"}}}}
+    })
+}
+
+/// The document.
+pub fn document() -> Value {
     json!({
         "openapi": "3.1.0",
-        "info": {"title": "canaryd", "version": env!("CARGO_PKG_VERSION")},
-        "paths": paths,
+        "info": {
+            "title": "canaryd",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Every error is `{\"error\": {\"code\", \"message\"}}` with the matching status: 400 for a query or path that does not parse, 404 for an unknown route, 405 (with `Allow`) for a wrong method, 403 for a Host outside the allow-list. Reads may be restricted to loopback peers (`read_access: loopback`); others then send `Authorization: Bearer` with the read token or the API token."
+        },
+        "paths": paths(),
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
-            "schemas": {
-                "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "object", "required": ["code", "message"], "properties": {"code": {"type": "string"}, "message": {"type": "string"}}}}},
-                "Phase": {"type": "string", "enum": ["Idle", "Progressing", "Paused", "Promoted", "RolledBack", "Aborted"]},
-                "Rollout": {"type": "object", "required": ["namespace", "name", "phase", "step", "steps", "canary_weight", "stable_version", "updated_at"], "properties": {
-                    "namespace": {"type": "string"}, "name": {"type": "string"}, "phase": {"$ref": "#/components/schemas/Phase"},
-                    "step": {"type": "integer", "description": "1-based"}, "steps": {"type": "integer"},
-                    "canary_weight": {"type": "number", "minimum": 0, "maximum": 100},
-                    "stable_version": {"type": "string"}, "canary_version": {"type": "string"},
-                    "updated_at": {"type": "string", "format": "date-time"},
-                    "phase_since": {"type": "string", "format": "date-time", "description": "When the phase (or step) last changed"},
-                    "plan": {"type": "array", "description": "Every step", "items": {"type": "object", "properties": {"weight": {"type": "number"}, "duration_seconds": {"type": ["number", "null"]}}}},
-                    "last_decision": {"type": "object", "properties": {"at": {"type": "string", "format": "date-time"}, "action": {"type": "string"}, "reason": {"type": "string"}}},
-                    "gates": {"type": "array", "items": {"$ref": "#/components/schemas/Gate"}},
-                    "file_error": {"type": "string"}}},
-                "Gate": {"type": "object", "properties": {"name": {"type": "string"}, "track": {"type": "string"}, "query": {"type": "string"}, "value": {"type": ["number", "null"]}, "stable_value": {"type": "number"}, "threshold": {"type": "string"}, "verdict": {"type": "string", "enum": ["pass", "fail", "inconclusive"]}}},
-                "AlertDelivery": {"type": "object", "required": ["seq", "event", "sink", "title", "state", "attempts", "queued_at"], "properties": {
-                    "seq": {"type": "integer", "description": "The decision that raised it"},
-                    "event": {"type": "string", "enum": ["started", "step_advanced", "paused", "promoted", "rolled_back", "aborted"]},
-                    "sink": {"type": "string", "description": "Kind and where its URL is read (`slack:env:SLACK_WEBHOOK_URL`); never the URL"},
-                    "title": {"type": "string"},
-                    "state": {"type": "string", "enum": ["pending", "delivered", "gave_up"]},
-                    "attempts": {"type": "integer"},
-                    "queued_at": {"type": "string", "format": "date-time"},
-                    "delivered_at": {"type": "string", "format": "date-time"},
-                    "last_error": {"type": "string"}
-                }},
-                "Decision": {"type": "object", "required": ["seq", "at", "from", "to", "action", "reason", "gates"], "properties": {
-                    "seq": {"type": "integer"}, "at": {"type": "string", "format": "date-time"},
-                    "from": {"$ref": "#/components/schemas/Phase"}, "to": {"$ref": "#/components/schemas/Phase"},
-                    "action": {"type": "string"}, "reason": {"type": "string"}, "step": {"type": "integer"},
-                    "gates": {"type": "array", "items": {"$ref": "#/components/schemas/Gate"}}}}
-            }
+            "parameters": parameters(),
+            "responses": responses(),
+            "schemas": schemas()
         }
     })
 }

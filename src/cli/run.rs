@@ -1,7 +1,8 @@
 //! `canaryd run`: the daemon. Settings come from flags, then `CANARYD_*`
 //! environment variables, then an optional config file (`--config`, YAML or
 //! TOML), then defaults. The API token comes from `CANARYD_API_TOKEN` only
-//! (never a flag: flags show in `ps`).
+//! (never a flag: flags show in `ps`), and so does the read token
+//! (`CANARYD_READ_TOKEN`).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -10,15 +11,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use prometheus_client::registry::Registry;
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 use tokio::sync::mpsc;
 
 use super::policy_dir;
-use crate::api::{self, ApiState};
+use crate::api::{self, Access, ApiState, HostAllowList, ReadAccess};
 use crate::controller::{Controller, Metrics, Parts, Settings, View};
 use crate::notify::{Notifier, RetryPolicy, Routing, SinkConfig};
 use crate::provider::{PrometheusSource, ProviderConfig, redact_url};
-use crate::router::RouterMetrics;
+use crate::router::{ConnectionLimits, ListenerStats, RouterMetrics};
 use crate::spec::load::load_policies;
 use crate::spec::units::parse_duration;
 use crate::store::SqliteStore;
@@ -44,6 +45,11 @@ pub struct RunArgs {
     /// Extra metric policies [env: CANARYD_POLICY_DIR]
     #[arg(long)]
     pub policies: Option<PathBuf>,
+    /// Who may read the API, the dashboard and /metrics: anyone who can
+    /// connect, or loopback peers only (others need CANARYD_READ_TOKEN or
+    /// CANARYD_API_TOKEN) [env: CANARYD_READ_ACCESS] [default: open]
+    #[arg(long, value_enum)]
+    pub read_access: Option<ReadAccess>,
 }
 
 /// The daemon's settings after every source is merged.
@@ -77,6 +83,42 @@ pub struct DaemonConfig {
     pub alert_retry_first: String,
     /// How long one alert request may take (`10s`).
     pub alert_timeout: String,
+    /// Host names the API answers besides the defaults (the listen address,
+    /// its loopback names, `public_url`'s host); `*` for any. A list, or
+    /// comma-separated (`CANARYD_ALLOWED_HOSTS`).
+    #[serde(default, deserialize_with = "comma_list")]
+    pub allowed_hosts: Vec<String>,
+    /// Who may read (`open`, `loopback`).
+    pub read_access: ReadAccess,
+    /// Bearer token that allows reads from other peers with `read_access: loopback`.
+    pub read_token: Option<String>,
+    /// Open API connections at most (`128`).
+    pub max_connections: String,
+    /// Open connections per built-in router listener at most (`256`).
+    pub router_max_connections: String,
+    /// How long a new connection may take to send its request headers (`10s`).
+    pub header_timeout: String,
+    /// How long a connection may stay open with no request in flight (`60s`).
+    pub idle_timeout: String,
+}
+
+/// A list written as a YAML/TOML list or as one comma-separated string.
+fn comma_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    let items = match OneOrMany::deserialize(d)? {
+        OneOrMany::One(text) => text.split(',').map(str::to_string).collect(),
+        OneOrMany::Many(items) => items,
+    };
+    Ok(items
+        .into_iter()
+        .map(|i| i.trim().to_string())
+        .filter(|i| !i.is_empty())
+        .collect())
 }
 
 impl std::fmt::Debug for DaemonConfig {
@@ -98,6 +140,13 @@ impl std::fmt::Debug for DaemonConfig {
             .field("alert_max_attempts", &self.alert_max_attempts)
             .field("alert_retry_first", &self.alert_retry_first)
             .field("alert_timeout", &self.alert_timeout)
+            .field("allowed_hosts", &self.allowed_hosts)
+            .field("read_access", &self.read_access)
+            .field("read_token", &self.read_token.as_ref().map(|_| "<set>"))
+            .field("max_connections", &self.max_connections)
+            .field("router_max_connections", &self.router_max_connections)
+            .field("header_timeout", &self.header_timeout)
+            .field("idle_timeout", &self.idle_timeout)
             .finish()
     }
 }
@@ -118,6 +167,13 @@ impl Default for DaemonConfig {
             alert_max_attempts: "12".into(),
             alert_retry_first: "1s".into(),
             alert_timeout: "10s".into(),
+            allowed_hosts: Vec::new(),
+            read_access: ReadAccess::Open,
+            read_token: None,
+            max_connections: ConnectionLimits::API.max_connections.to_string(),
+            router_max_connections: ConnectionLimits::ROUTER.max_connections.to_string(),
+            header_timeout: "10s".into(),
+            idle_timeout: "60s".into(),
         }
     }
 }
@@ -139,6 +195,15 @@ impl DaemonConfig {
             .and_then(|b| b.set_override_option("state", path(&args.state)))
             .and_then(|b| b.set_override_option("prometheus_url", args.prometheus.clone()))
             .and_then(|b| b.set_override_option("policy_dir", path(&args.policies)))
+            .and_then(|b| {
+                b.set_override_option(
+                    "read_access",
+                    args.read_access.map(|r| match r {
+                        ReadAccess::Open => "open",
+                        ReadAccess::Loopback => "loopback",
+                    }),
+                )
+            })
             .map_err(|e| e.to_string())?;
         b.build()
             .and_then(|c| c.try_deserialize())
@@ -239,7 +304,12 @@ pub async fn serve(
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
-    let alerts = alert_routing(&config, listener.local_addr().unwrap_or(listen))?;
+    let bound = listener.local_addr().unwrap_or(listen);
+    let alerts = alert_routing(&config, bound)?;
+    let access = access(&config, bound)?;
+    let (api_limits, router_limits) = connection_limits(&config)?;
+    // Every built-in router the controller starts gets these.
+    crate::router::builtin::set_default_limits(router_limits);
     let retry = retry_policy(&config)?;
     let alerts_queued = Arc::new(tokio::sync::Notify::new());
     let notifier = Notifier::new(
@@ -284,23 +354,30 @@ pub async fn serve(
         commands,
         token,
         registry: Arc::new(registry),
+        access,
     });
     tracing::info!(
-        api = %format!("http://{}/", listener.local_addr().unwrap_or(listen)),
+        api = %format!("http://{bound}/"),
+        allowed_hosts = %state.access.hosts.describe(),
+        read_access = ?state.access.reads,
+        max_connections = api_limits.max_connections,
+        router_max_connections = router_limits.max_connections,
         deploy_dir = %config.deploy_dir.display(),
         state = %config.state.display(),
         prometheus = %config.prometheus_url.as_deref().map(redact_url).unwrap_or_else(|| "(per file)".into()),
         "canaryd running"
     );
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let api = tokio::spawn(async move {
-        let mut stopped = stopped;
-        axum::serve(listener, api::router(state))
-            .with_graceful_shutdown(async move {
-                let _ = stopped.changed().await;
-            })
-            .await
-    });
+    if state.access.reads == ReadAccess::Open && !bound.ip().is_loopback() {
+        tracing::warn!(listen = %bound, "API reads are open to anyone who can reach {bound}; `--read-access loopback` keeps them to this machine (and holders of a token)");
+    }
+    let api = tokio::spawn(api::server::serve(
+        listener,
+        state,
+        api_limits,
+        Arc::new(ListenerStats::default()),
+        stopped,
+    ));
     let mut notifier_stopped = stop.subscribe();
     let notifier = tokio::spawn(notifier.run(async move {
         let _ = notifier_stopped.changed().await;
@@ -338,6 +415,45 @@ fn alert_routing(config: &DaemonConfig, bound: SocketAddr) -> Result<Routing, St
         defaults,
         dashboard_base: Some(base),
     })
+}
+
+fn access(config: &DaemonConfig, bound: SocketAddr) -> Result<Access, String> {
+    Ok(Access {
+        hosts: HostAllowList::for_listener(
+            bound,
+            config.public_url.as_deref(),
+            &config.allowed_hosts,
+        )?,
+        reads: config.read_access,
+        // An empty token would let an empty `Bearer` through: it means "none".
+        read_token: config.read_token.clone().filter(|t| !t.trim().is_empty()),
+    })
+}
+
+fn count(key: &str, text: &str) -> Result<usize, String> {
+    text.trim()
+        .parse()
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(|| format!("{key}: `{text}` is not a whole number above 0"))
+}
+
+/// The API's and each built-in router's connection limits.
+fn connection_limits(
+    config: &DaemonConfig,
+) -> Result<(ConnectionLimits, ConnectionLimits), String> {
+    let header_timeout = duration("header_timeout", &config.header_timeout)?;
+    let idle_timeout = duration("idle_timeout", &config.idle_timeout)?;
+    let api = ConnectionLimits {
+        max_connections: count("max_connections", &config.max_connections)?,
+        header_timeout,
+        idle_timeout,
+    };
+    let router = ConnectionLimits {
+        max_connections: count("router_max_connections", &config.router_max_connections)?,
+        ..api
+    };
+    Ok((api, router))
 }
 
 fn retry_policy(config: &DaemonConfig) -> Result<RetryPolicy, String> {
@@ -401,6 +517,25 @@ mod tests {
             Some("https://canaryd.example.internal")
         );
         assert_eq!(retry_policy(&config).expect("retry").attempts, 12);
+    }
+
+    #[test]
+    fn allowed_hosts_read_as_a_list_or_comma_separated_and_limits_are_checked() {
+        let list =
+            load("allowed_hosts: [a.example, b.example]\nread_access: loopback\n").expect("a list");
+        assert_eq!(list.allowed_hosts, ["a.example", "b.example"]);
+        assert_eq!(list.read_access, ReadAccess::Loopback);
+        let text = load("allowed_hosts: \"a.example, b.example,\"\n").expect("a string");
+        assert_eq!(text.allowed_hosts, ["a.example", "b.example"]);
+        assert_eq!(text.read_access, ReadAccess::Open);
+        assert!(load("read_access: sometimes\n").is_err());
+        let (api, router) = connection_limits(&text).expect("defaults");
+        assert_eq!(api, ConnectionLimits::API);
+        assert_eq!(router, ConnectionLimits::ROUTER);
+        let zero = load("max_connections: \"0\"\n").expect("parses");
+        assert!(connection_limits(&zero).is_err());
+        let never = load("header_timeout: 0s\n").expect("parses");
+        assert!(connection_limits(&never).is_err());
     }
 
     #[test]

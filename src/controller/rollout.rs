@@ -28,7 +28,11 @@ impl Managed {
         let mut v = RolloutView::of(&self.spec, &self.state, &self.file.display().to_string());
         v.last_decision = self.last_decision.clone();
         v.gates = self.gates.clone();
-        v.file_error = self.file_error.clone();
+        // The `validate` report names the file by path: show its name instead.
+        v.file_error = self
+            .file_error
+            .as_ref()
+            .map(|report| report.replace(&v.file_path, &v.file));
         v.health = self.health;
         v
     }

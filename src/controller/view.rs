@@ -67,8 +67,13 @@ pub struct RolloutView {
     pub phase_since: Timestamp,
     /// Every step: its canary weight and how long it is watched.
     pub plan: Vec<StepView>,
-    /// The deploy file.
+    /// The deploy file, by name (relative to the deploy directory, which
+    /// is flat): where it lives on disk is not everyone's business.
     pub file: String,
+    /// The deploy file's path as canaryd opened it (the API shows it only
+    /// to holders of the API token, on request).
+    #[serde(skip)]
+    pub file_path: String,
     /// Why the latest edit of the file was rejected (the previous version runs).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub file_error: Option<String>,
@@ -110,9 +115,17 @@ impl RolloutView {
             last_decision: None,
             gates: Vec::new(),
             health: Health::default(),
-            file: file.to_string(),
+            file: RolloutView::file_name(file),
+            file_path: file.to_string(),
             file_error: None,
         }
+    }
+
+    /// How a deploy file at `path` is shown: its name in the deploy directory.
+    pub fn file_name(path: &str) -> String {
+        std::path::Path::new(path)
+            .file_name()
+            .map_or_else(|| path.to_string(), |n| n.to_string_lossy().into_owned())
     }
 }
 

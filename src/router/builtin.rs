@@ -6,11 +6,10 @@
 //! are health-checked (`GET /healthz`, every second): an unready canary gets no
 //! traffic whatever its weight.
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::RwLock;
 use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
+use std::sync::{PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -21,13 +20,14 @@ use hyper::header::{self, HeaderName, HeaderValue};
 use hyper::{Request, Response, StatusCode, Uri};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioExecutor;
 use rand::RngExt;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::Health;
+use super::listener::{ConnectionLimits, ListenerStats, serve_listener};
 use super::metrics::{RequestLabels, RouterMetrics, TrackLabels};
 use crate::spec::units::Weight;
 
@@ -77,10 +77,26 @@ impl Shared {
     }
 }
 
+/// The limits routers started by [`BuiltinRouter::start`] get: the daemon
+/// sets them once from its settings (`router_max_connections`,
+/// `header_timeout`, `idle_timeout`) before any router starts.
+static LIMITS: RwLock<ConnectionLimits> = RwLock::new(ConnectionLimits::ROUTER);
+
+/// Sets the connection limits of routers started from now on.
+pub fn set_default_limits(limits: ConnectionLimits) {
+    *LIMITS.write().unwrap_or_else(PoisonError::into_inner) = limits;
+}
+
+/// The connection limits a router started now gets.
+pub fn default_limits() -> ConnectionLimits {
+    *LIMITS.read().unwrap_or_else(PoisonError::into_inner)
+}
+
 /// A running built-in router.
 pub struct BuiltinRouter {
     shared: Arc<Shared>,
     addr: SocketAddr,
+    connections: Arc<ListenerStats>,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -98,9 +114,19 @@ const HOP_BY_HOP: [&str; 8] = [
 ];
 
 impl BuiltinRouter {
-    /// Binds the listener, checks both upstreams once, and starts serving at weight 0.
+    /// Binds the listener, checks both upstreams once, and starts serving at
+    /// weight 0, under the [`default_limits`].
     pub async fn start(
         config: BuiltinConfig,
+        metrics: RouterMetrics,
+    ) -> std::io::Result<BuiltinRouter> {
+        BuiltinRouter::start_with_limits(config, default_limits(), metrics).await
+    }
+
+    /// [`BuiltinRouter::start`] with explicit connection limits.
+    pub async fn start_with_limits(
+        config: BuiltinConfig,
+        limits: ConnectionLimits,
         metrics: RouterMetrics,
     ) -> std::io::Result<BuiltinRouter> {
         let listener = TcpListener::bind(config.listen).await?;
@@ -110,6 +136,8 @@ impl BuiltinRouter {
         connector.set_connect_timeout(Some(Duration::from_secs(2)));
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
+            // Never more idle upstream connections than client connections.
+            .pool_max_idle_per_host(limits.max_connections)
             .build(connector.clone());
         let probe = Client::builder(TokioExecutor::new()).build(connector);
         let shared = Arc::new(Shared {
@@ -128,11 +156,32 @@ impl BuiltinRouter {
         });
         check_health(&shared).await;
         let (stop, stopped) = watch::channel(false);
-        let serve = tokio::spawn(accept_loop(listener, shared.clone(), stopped.clone()));
+        let connections = Arc::new(ListenerStats::default());
+        // A stopped router finishes the request in flight on each kept-alive
+        // connection, then closes it: nothing is proxied after.
+        let proxy = {
+            let shared = shared.clone();
+            move |peer: SocketAddr| {
+                let shared = shared.clone();
+                move |req: Request<Incoming>| {
+                    let shared = shared.clone();
+                    async move { forward(&shared, req, peer).await }
+                }
+            }
+        };
+        let serve = tokio::spawn(serve_listener(
+            "router",
+            listener,
+            limits,
+            connections.clone(),
+            proxy,
+            stopped.clone(),
+        ));
         let health = tokio::spawn(health_loop(shared.clone(), config.health_interval, stopped));
         Ok(BuiltinRouter {
             shared,
             addr,
+            connections,
             stop,
             tasks: vec![serve, health],
         })
@@ -141,6 +190,11 @@ impl BuiltinRouter {
     /// The address clients connect to.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// What the listener did with its connections.
+    pub fn connections(&self) -> &ListenerStats {
+        &self.connections
     }
 
     /// Sets the canary weight for the next requests.
@@ -193,47 +247,6 @@ impl Drop for BuiltinRouter {
         for t in &self.tasks {
             t.abort();
         }
-    }
-}
-
-async fn accept_loop(
-    listener: TcpListener,
-    shared: Arc<Shared>,
-    mut stopped: watch::Receiver<bool>,
-) {
-    loop {
-        let (stream, peer) = tokio::select! {
-            _ = stopped.changed() => return,
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    tracing::warn!(error = %e, "router: accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-        };
-        let _ = stream.set_nodelay(true);
-        let shared = shared.clone();
-        let mut stop = stopped.clone();
-        tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req| {
-                let shared = shared.clone();
-                async move { Ok::<_, Infallible>(forward(&shared, req, peer).await) }
-            });
-            let conn = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service);
-            tokio::pin!(conn);
-            // A stopped router finishes the request in flight on each
-            // kept-alive connection, then closes it: nothing is proxied after.
-            tokio::select! {
-                _ = conn.as_mut() => {}
-                _ = stop.changed() => {
-                    conn.as_mut().graceful_shutdown();
-                    let _ = conn.await;
-                }
-            }
-        });
     }
 }
 

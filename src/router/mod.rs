@@ -7,12 +7,14 @@
 
 pub mod builtin;
 pub mod haproxy;
+pub mod listener;
 pub mod metrics;
 
 use crate::spec::units::Weight;
 
 pub use builtin::{BuiltinConfig, BuiltinRouter};
 pub use haproxy::{HaproxyConfig, HaproxyRouter};
+pub use listener::{ConnectionLimits, ListenerStats};
 pub use metrics::RouterMetrics;
 
 /// A router could not do what was asked.

@@ -57,6 +57,26 @@ impl Chrome {
         }
     }
 
+    /// Opens `url` in a new tab, once loaded, recording every
+    /// Content-Security-Policy violation from the first script on in
+    /// `window.__csp` (read it with [`csp_violations`]).
+    pub async fn open_watching_csp(&self, url: &str) -> Page {
+        let page = self
+            .browser
+            .new_page("about:blank")
+            .await
+            .expect("a tab opens");
+        page.evaluate_on_new_document(
+            "window.__csp = []; document.addEventListener('securitypolicyviolation', \
+             (e) => window.__csp.push(e.violatedDirective + ' ' + e.blockedURI + ' ' + e.sourceFile + ':' + e.lineNumber));",
+        )
+        .await
+        .expect("the watcher is installed");
+        page.goto(url).await.expect("the page opens");
+        let _ = page.wait_for_navigation().await;
+        page
+    }
+
     /// Opens `url` in a new tab, once loaded.
     pub async fn open(&self, url: &str) -> Page {
         let page = self.browser.new_page(url).await.expect("the page opens");
@@ -69,6 +89,12 @@ impl Drop for Chrome {
     fn drop(&mut self) {
         self.handler.abort();
     }
+}
+
+/// The Content-Security-Policy violations seen by a page opened with
+/// [`Chrome::open_watching_csp`].
+pub async fn csp_violations(page: &Page) -> Vec<String> {
+    eval(page, "window.__csp").await.expect("window.__csp")
 }
 
 /// Evaluates a JavaScript expression in the page.

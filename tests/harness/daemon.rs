@@ -34,12 +34,44 @@ impl Daemon {
 
     /// Starts with its API at `api` (`127.0.0.1:port`).
     pub fn start_at(dir: &Path, prometheus: &str, api: &str, env: &[(&str, String)]) -> Daemon {
+        Daemon::spawn(
+            Command::new(env!("CARGO_BIN_EXE_canaryd")),
+            dir,
+            prometheus,
+            api,
+            env,
+        )
+    }
+
+    /// Starts with its open-file limit (`ulimit -n`) set to `nofile`.
+    pub fn start_with_nofile(
+        dir: &Path,
+        prometheus: &str,
+        api: &str,
+        env: &[(&str, String)],
+        nofile: u32,
+    ) -> Daemon {
+        // `exec`: the child is canaryd itself, so its pid is the daemon's.
+        let mut sh = Command::new("sh");
+        sh.arg("-c")
+            .arg(format!("ulimit -n {nofile} && exec \"$0\" \"$@\""))
+            .arg(env!("CARGO_BIN_EXE_canaryd"));
+        Daemon::spawn(sh, dir, prometheus, api, env)
+    }
+
+    fn spawn(
+        mut command: Command,
+        dir: &Path,
+        prometheus: &str,
+        api: &str,
+        env: &[(&str, String)],
+    ) -> Daemon {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(dir.join("canaryd.log"))
             .expect("log");
-        let child = Command::new(env!("CARGO_BIN_EXE_canaryd"))
+        let child = command
             .args(["run", "--listen", api, "--prometheus", prometheus])
             .arg("--deploy-dir")
             .arg(dir.join("deploy"))
@@ -57,6 +89,11 @@ impl Daemon {
             child,
             api: format!("http://{api}"),
         }
+    }
+
+    /// The daemon's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     pub async fn rollout(&self) -> Result<Value, String> {

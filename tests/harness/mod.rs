@@ -2,6 +2,7 @@
 //! with load, and bounded waiting on conditions (never fixed sleeps).
 #![allow(dead_code, unused_imports)]
 
+pub mod api;
 pub mod browser;
 pub mod daemon;
 pub mod haproxy;

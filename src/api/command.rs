@@ -1,0 +1,60 @@
+//! `POST /api/v1/rollouts/{ns}/{name}/{pause|resume|promote|abort|retry}`:
+//! a person's command, behind the API token, handed to the controller.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use tokio::sync::oneshot;
+
+use super::auth::authorize_command;
+use super::error::{ApiError, ErrorCode};
+use super::extract::ApiPath;
+use super::{ApiState, id};
+use crate::controller::{CommandError, CommandRequest};
+use crate::engine::Command;
+
+/// How long a command waits for the controller's answer.
+const ANSWER_WITHIN: Duration = Duration::from_secs(30);
+
+/// The handler.
+pub async fn act(
+    State(s): State<Arc<ApiState>>,
+    ApiPath((namespace, name, action)): ApiPath<(String, String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    authorize_command(s.token.as_deref(), &headers)?;
+    let Some(command) = Command::ALL.into_iter().find(|c| c.to_string() == action) else {
+        return Err(ApiError::new(
+            ErrorCode::NotFound,
+            format!("unknown action `{action}`: pause, resume, promote, abort or retry"),
+        ));
+    };
+    let (reply, outcome) = oneshot::channel();
+    let request = CommandRequest {
+        id: id(namespace, name),
+        command,
+        reply,
+    };
+    if s.commands.send(request).await.is_err() {
+        return Err(ApiError::new(
+            ErrorCode::Stopping,
+            "the controller is stopping",
+        ));
+    }
+    match tokio::time::timeout(ANSWER_WITHIN, outcome).await {
+        Ok(Ok(Ok(view))) => Ok(axum::Json(view).into_response()),
+        Ok(Ok(Err(CommandError::NotFound(m)))) => Err(ApiError::new(
+            ErrorCode::NotFound,
+            format!("no rollout {m}"),
+        )),
+        Ok(Ok(Err(CommandError::Rejected(m)))) => Err(ApiError::new(ErrorCode::Rejected, m)),
+        Ok(Ok(Err(CommandError::Store(m)))) => Err(ApiError::new(ErrorCode::Store, m)),
+        _ => Err(ApiError::new(
+            ErrorCode::Timeout,
+            "the controller did not answer",
+        )),
+    }
+}

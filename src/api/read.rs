@@ -1,0 +1,184 @@
+//! The read endpoints: rollouts, their decision and alert logs, and the event
+//! stream. A rollout's deploy file is shown by name (relative to the deploy
+//! directory); its full path only with `?full_path=true` and the API token.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use futures::Stream;
+use serde::Deserialize;
+
+use super::auth::authorize_command;
+use super::error::{ApiError, ErrorCode};
+use super::extract::{ApiPath, ApiQuery};
+use super::{ApiState, id};
+use crate::controller::{Event, RolloutView};
+use crate::spec::model::RolloutId;
+use crate::store::SqliteStore;
+
+/// Entries a log read returns at most (`?limit=`).
+pub const MAX_LIMIT: u32 = 1000;
+/// Entries a log read returns without `?limit=`.
+pub const DEFAULT_LIMIT: u32 = 100;
+
+/// `GET /api/v1/rollouts`.
+pub async fn list(State(s): State<Arc<ApiState>>) -> Response {
+    axum::Json(serde_json::json!({ "rollouts": s.view.list() })).into_response()
+}
+
+/// `?full_path=` of `GET /api/v1/rollouts/{ns}/{name}`.
+#[derive(Deserialize)]
+pub struct OneQuery {
+    #[serde(default)]
+    full_path: bool,
+}
+
+/// `GET /api/v1/rollouts/{ns}/{name}`.
+pub async fn one(
+    State(s): State<Arc<ApiState>>,
+    ApiPath((namespace, name)): ApiPath<(String, String)>,
+    ApiQuery(q): ApiQuery<OneQuery>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    if q.full_path {
+        authorize_command(s.token.as_deref(), &headers)?;
+    }
+    let id = id(namespace, name);
+    let view = s.view.get(&id).ok_or_else(|| not_found(&id))?;
+    if !q.full_path {
+        return Ok(axum::Json(view).into_response());
+    }
+    let mut value = serde_json::to_value(&view)
+        .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?;
+    if let Some(object) = value.as_object_mut() {
+        object.insert("file_path".into(), view.file_path.clone().into());
+    }
+    Ok(axum::Json(value).into_response())
+}
+
+pub(super) fn not_found(id: &RolloutId) -> ApiError {
+    ApiError::new(ErrorCode::NotFound, format!("no rollout {id}"))
+}
+
+/// `?limit=` of the log endpoints: 0 to [`MAX_LIMIT`].
+#[derive(Deserialize)]
+pub struct Limit {
+    limit: Option<u32>,
+}
+
+impl Limit {
+    fn entries(&self) -> Result<usize, ApiError> {
+        match self.limit.unwrap_or(DEFAULT_LIMIT) {
+            n if n <= MAX_LIMIT => Ok(n as usize),
+            n => Err(ApiError::new(
+                ErrorCode::BadRequest,
+                format!("limit {n} is above the maximum, {MAX_LIMIT}"),
+            )),
+        }
+    }
+}
+
+/// `GET /api/v1/rollouts/{ns}/{name}/decisions`.
+pub async fn decisions(
+    State(s): State<Arc<ApiState>>,
+    ApiPath((namespace, name)): ApiPath<(String, String)>,
+    ApiQuery(q): ApiQuery<Limit>,
+) -> Result<Response, ApiError> {
+    rollout_log(
+        &s,
+        id(namespace, name),
+        q,
+        "decisions",
+        SqliteStore::decisions,
+    )
+    .await
+}
+
+/// `GET /api/v1/rollouts/{ns}/{name}/alerts`.
+pub async fn alerts(
+    State(s): State<Arc<ApiState>>,
+    ApiPath((namespace, name)): ApiPath<(String, String)>,
+    ApiQuery(q): ApiQuery<Limit>,
+) -> Result<Response, ApiError> {
+    rollout_log(
+        &s,
+        id(namespace, name),
+        q,
+        "alerts",
+        SqliteStore::deliveries,
+    )
+    .await
+}
+
+/// `{"<field>": [...]}`: the latest `limit` entries of one of a rollout's
+/// logs, oldest first; 404 for a rollout neither running nor logged.
+async fn rollout_log<T: serde::Serialize + Send + 'static>(
+    s: &ApiState,
+    id: RolloutId,
+    q: Limit,
+    field: &'static str,
+    read: fn(&SqliteStore, &RolloutId, usize) -> Result<Vec<T>, crate::store::StoreError>,
+) -> Result<Response, ApiError> {
+    let limit = q.entries()?;
+    let store = s.store.clone();
+    let key = id.clone();
+    let known = s.view.get(&id).is_some();
+    // With `limit=0`, one entry is still read: it tells a logged rollout
+    // (an empty list) from an unknown one (404).
+    let read_at_least = limit.max(usize::from(!known));
+    let mut entries = tokio::task::spawn_blocking(move || read(&store, &key, read_at_least))
+        .await
+        .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?
+        .map_err(|e| ApiError::new(ErrorCode::Store, e.to_string()))?;
+    if !known && entries.is_empty() {
+        return Err(not_found(&id));
+    }
+    entries.truncate(limit);
+    Ok(axum::Json(serde_json::json!({ field: entries })).into_response())
+}
+
+/// `GET /api/v1/events`: Server-Sent Events of every decision and state change.
+pub async fn events(
+    State(s): State<Arc<ApiState>>,
+) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
+    use tokio::sync::broadcast::error::RecvError;
+    // Read straight from the subscription: the stream (and its receiver) ends
+    // when the client goes away, with no task left behind.
+    let stream = futures::stream::unfold(s.view.subscribe(), |mut rx| async move {
+        let event = match rx.recv().await {
+            Ok(event) => {
+                let kind = match &event {
+                    Event::Decision { .. } => "decision",
+                    Event::State { .. } => "state",
+                    Event::FileRejected { .. } => "file_rejected",
+                };
+                let data = serde_json::to_string(&shown(event)).unwrap_or_default();
+                SseEvent::default().event(kind).data(data)
+            }
+            Err(RecvError::Lagged(n)) => SseEvent::default()
+                .event("lagged")
+                .data(format!("{{\"missed\":{n}}}")),
+            Err(RecvError::Closed) => return None,
+        };
+        Some((Ok::<_, Infallible>(event), rx))
+    });
+    Sse::new(stream).keep_alive(KeepAlive::default())
+}
+
+/// An event as the stream shows it: a rejected file by name, not by path.
+fn shown(event: Event) -> Event {
+    match event {
+        Event::FileRejected { file, errors } => {
+            let name = RolloutView::file_name(&file);
+            Event::FileRejected {
+                errors: errors.replace(&file, &name),
+                file: name,
+            }
+        }
+        other => other,
+    }
+}

@@ -1,0 +1,176 @@
+//! The API's axum router in process, without sockets: requests go through
+//! `tower::ServiceExt::oneshot` with the Host and peer address a real
+//! connection would give them; commands are answered by a stand-in
+//! controller that returns the rollout as it is in the view.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use axum::http::{HeaderMap, Method, Request, StatusCode};
+use bytes::Bytes;
+use canaryd::api::{self, Access, ApiState, HostAllowList, ReadAccess};
+use canaryd::controller::{CommandError, CommandRequest, RolloutView, View};
+use canaryd::store::SqliteStore;
+use http_body_util::BodyExt;
+use prometheus_client::registry::Registry;
+use serde_json::Value;
+use tower::ServiceExt;
+
+pub const API_TOKEN: &str = "api-t0ken";
+pub const READ_TOKEN: &str = "read-t0ken";
+/// The address the API listens on in these tests.
+pub const LISTEN: &str = "127.0.0.1:9900";
+pub const LOOPBACK_PEER: &str = "127.0.0.1:50000";
+pub const REMOTE_PEER: &str = "10.0.0.9:50000";
+
+/// The API with an in-memory store and a stand-in controller.
+pub struct Api {
+    pub state: Arc<ApiState>,
+    pub app: Router,
+}
+
+/// The access rules of a daemon listening on [`LISTEN`] with these reads.
+pub fn access(reads: ReadAccess) -> Access {
+    Access {
+        hosts: HostAllowList::for_listener(
+            LISTEN.parse().expect("address"),
+            Some("https://canaryd.example.internal"),
+            &[],
+        )
+        .expect("allow-list"),
+        reads,
+        read_token: Some(READ_TOKEN.into()),
+    }
+}
+
+impl Api {
+    /// With the API token set and `access`.
+    pub fn new(access: Access) -> Api {
+        Api::with_store(access, SqliteStore::in_memory().expect("store"))
+    }
+
+    /// With a store holding some history.
+    pub fn with_store(access: Access, store: SqliteStore) -> Api {
+        let view = Arc::new(View::default());
+        view.set_ready();
+        let (commands, mut requests) = tokio::sync::mpsc::channel::<CommandRequest>(8);
+        let controller = view.clone();
+        tokio::spawn(async move {
+            while let Some(r) = requests.recv().await {
+                let answer = controller
+                    .get(&r.id)
+                    .ok_or_else(|| CommandError::NotFound(r.id.to_string()));
+                let _ = r.reply.send(answer);
+            }
+        });
+        let state = Arc::new(ApiState {
+            view,
+            store: Arc::new(store),
+            commands,
+            token: Some(API_TOKEN.into()),
+            registry: Arc::new(Registry::default()),
+            access,
+        });
+        Api {
+            app: api::router(state.clone()),
+            state,
+        }
+    }
+
+    /// Shows a rollout.
+    pub fn put(&self, view: RolloutView) {
+        self.state.view.put(view);
+    }
+
+    /// Sends a request as a client on loopback would, with `Host: LISTEN`.
+    pub async fn get(&self, uri: &str) -> Reply {
+        self.send(
+            request(Method::GET, uri)
+                .body(Body::empty())
+                .expect("request"),
+        )
+        .await
+    }
+
+    /// Sends a request; a [`LOOPBACK_PEER`] unless it names its own.
+    pub async fn send(&self, mut req: Request<Body>) -> Reply {
+        if req.extensions().get::<ConnectInfo<SocketAddr>>().is_none() {
+            req.extensions_mut().insert(ConnectInfo(
+                LOOPBACK_PEER.parse::<SocketAddr>().expect("peer"),
+            ));
+        }
+        let response = self.app.clone().oneshot(req).await.expect("infallible");
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes();
+        Reply {
+            status,
+            headers,
+            body,
+        }
+    }
+}
+
+/// A request to `uri` with `Host: LISTEN`.
+pub fn request(method: Method, uri: &str) -> axum::http::request::Builder {
+    Request::builder()
+        .method(method)
+        .uri(uri)
+        .header("host", LISTEN)
+}
+
+/// The same, from `peer`.
+pub fn from(peer: &str, mut req: Request<Body>) -> Request<Body> {
+    req.extensions_mut()
+        .insert(ConnectInfo(peer.parse::<SocketAddr>().expect("peer")));
+    req
+}
+
+/// A response, read whole.
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Reply {
+    /// The body as JSON (panics, showing it, when it is not).
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "not JSON ({e}), status {}: {}",
+                self.status,
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+
+    /// `error.code` of a JSON error, after checking its shape and content type.
+    pub fn error_code(&self) -> String {
+        let content_type = self
+            .headers
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        assert_eq!(content_type, "application/json", "status {}", self.status);
+        let body = self.json();
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty()),
+            "{body}"
+        );
+        body["error"]["code"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no error.code: {body}"))
+            .to_string()
+    }
+}
