@@ -56,7 +56,10 @@ fn exported_families() -> BTreeMap<String, String> {
             code: "200".into(),
         })
         .inc();
-    router.durations.get_or_create(&track("canary")).observe(0.01);
+    router
+        .durations
+        .get_or_create(&track("canary"))
+        .observe(0.01);
 
     let mut text = String::new();
     encode(&mut text, &registry).expect("the registry encodes");
@@ -162,9 +165,9 @@ fn every_dashboard_query_is_promql_naming_only_metrics_canaryd_exports() {
             .unwrap_or_else(|e| panic!("{panel}: `{expr}` is not valid PromQL: {e}"));
         assert!(!parsed.is_empty(), "{panel}: `{expr}` selects no series");
         for s in parsed {
-            let name = s
-                .metric
-                .unwrap_or_else(|| panic!("{panel}: `{expr}` has a selector without a metric name"));
+            let name = s.metric.unwrap_or_else(|| {
+                panic!("{panel}: `{expr}` has a selector without a metric name")
+            });
             assert!(
                 exported.contains_key(&name),
                 "{panel}: `{expr}` reads `{name}`, which canaryd does not export (it exports {:?})",
