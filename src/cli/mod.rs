@@ -2,6 +2,7 @@
 
 mod check;
 mod control;
+mod import;
 pub mod run;
 mod sample;
 mod validate;
@@ -93,6 +94,12 @@ pub enum Command {
         #[arg(long)]
         exit: bool,
     },
+    /// Convert an Argo Rollouts `Rollout` or a Flagger `Canary` into a deploy file.
+    ///
+    /// Prints the deploy file (or writes it to -o OUT) and, on stderr, what
+    /// did not map, each with its line in the input. Exit 0 when written, 1
+    /// when nothing could be imported.
+    Import(import::ImportArgs),
     /// Run the sample service of the demo and tests (exports the http-red metrics).
     SampleApp(sample::AppArgs),
     /// Send open-loop HTTP load at a fixed rate (the demo's traffic).
@@ -166,6 +173,7 @@ pub fn main() -> ExitCode {
             init_logging("warn");
             demo(crate::demo::DemoOptions { api, exit })
         }
+        Command::Import(args) => import::run(args),
         Command::SampleApp(args) => {
             init_logging("info");
             sample::run_app(args)
