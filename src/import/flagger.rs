@@ -139,6 +139,9 @@ pub fn convert(canary: &Doc, docs: &[Doc]) -> Result<Draft, ImportError> {
             gates: Vec::new(),
         });
     }
+    if let Some(t) = get(analysis, "threshold") {
+        d.note(file, line(t), "threshold", "Flagger counts failed checks over the whole run; canaryd's `failure_limit` counts them within each step (the count restarts at each step)");
+    }
     let threshold = get(analysis, "threshold")
         .and_then(number_of)
         .unwrap_or(1.0)
