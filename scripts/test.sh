@@ -21,9 +21,11 @@ if ((${#need[@]})); then
   $sudo apt-get update -qq >/dev/null
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
-"${PROMETHEUS_BIN:-prometheus}" --version 2>&1 | head -1
-haproxy -v | head -1
-"${CHROMIUM_BIN:-chromium}" --version 2>/dev/null | head -1 || true
+# `sed -n 1p` reads to the end: `head -1` would make a chatty --version die
+# of SIGPIPE, which pipefail turns into a failure.
+"${PROMETHEUS_BIN:-prometheus}" --version 2>&1 | sed -n 1p
+haproxy -v | sed -n 1p
+"${CHROMIUM_BIN:-chromium}" --version 2>/dev/null | sed -n 1p || true
 
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
