@@ -7,7 +7,9 @@ if ! command -v prometheus >/dev/null; then
   echo "Installing Prometheus (Debian package)…"
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends prometheus
+  $sudo apt-get update -qq >/dev/null
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends prometheus >/dev/null
 fi
-exec cargo run --quiet -- demo "$@"
+echo "Building canaryd (the first build takes a few minutes; cargo shows its progress below)…"
+cargo build --locked
+exec cargo run --locked --quiet -- demo "$@"

@@ -6,6 +6,7 @@ pub mod cli;
 pub mod controller;
 pub mod demo;
 pub mod engine;
+pub mod import;
 pub mod notify;
 pub mod ports;
 pub mod provider;

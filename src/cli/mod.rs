@@ -3,6 +3,8 @@
 mod check;
 mod check_evidence;
 mod control;
+mod import;
+mod init;
 pub mod run;
 mod sample;
 mod validate;
@@ -94,6 +96,20 @@ pub enum Command {
         #[arg(long)]
         exit: bool,
     },
+    /// Write a deploy file for a service, with thresholds from its stable version's values on Prometheus.
+    ///
+    /// Detects the policy whose metrics the service exports and its
+    /// versions, proposes gates from the stable version's current error
+    /// rate and p99 (printed with the values they came from), and writes the
+    /// seed-shaped strategy. Asks for what is missing when run in a terminal;
+    /// `--yes` takes the defaults. Never replaces a file without `--force`.
+    Init(Box<init::InitArgs>),
+    /// Convert an Argo Rollouts `Rollout` or a Flagger `Canary` into a deploy file.
+    ///
+    /// Prints the deploy file (or writes it to -o OUT) and, on stderr, what
+    /// did not map, each with its line in the input. Exit 0 when written, 1
+    /// when nothing could be imported.
+    Import(import::ImportArgs),
     /// Run the sample service of the demo and tests (exports the http-red metrics).
     SampleApp(sample::AppArgs),
     /// Send open-loop HTTP load at a fixed rate (the demo's traffic).
@@ -167,6 +183,8 @@ pub fn main() -> ExitCode {
             init_logging("warn");
             demo(crate::demo::DemoOptions { api, exit })
         }
+        Command::Import(args) => import::run(args),
+        Command::Init(args) => init::run(args),
         Command::SampleApp(args) => {
             init_logging("info");
             sample::run_app(args)
