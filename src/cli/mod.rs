@@ -2,6 +2,7 @@
 
 mod check;
 mod control;
+mod crd;
 pub mod run;
 mod sample;
 mod validate;
@@ -97,6 +98,8 @@ pub enum Command {
     SampleApp(sample::AppArgs),
     /// Send open-loop HTTP load at a fixed rate (the demo's traffic).
     Load(sample::LoadArgs),
+    /// Print the Rollout CustomResourceDefinition (cluster mode) as YAML.
+    Crd,
 }
 
 fn duration(text: &str) -> Result<Duration, String> {
@@ -174,5 +177,6 @@ pub fn main() -> ExitCode {
             init_logging("info");
             sample::run_load(args)
         }
+        Command::Crd => crd::run(),
     }
 }
