@@ -11,7 +11,7 @@
 
 use kube::api::{Api, PostParams};
 use kube::{Client, ResourceExt};
-use kube_lease_manager::LeaseManagerBuilder;
+use kube_lease_manager::{LeaseManager, LeaseManagerBuilder};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -57,8 +57,9 @@ pub struct Leadership {
     pub identity: String,
     /// `true` while this replica holds the lease.
     pub is_leader: watch::Receiver<bool>,
-    /// The election task; it ends (releasing the lease) when every receiver is dropped.
-    pub task: JoinHandle<Result<(), ClusterError>>,
+    /// The election task; it ends (releasing the lease) when every receiver
+    /// is dropped. Aborting it stops renewals without releasing (a crash).
+    pub task: JoinHandle<kube_lease_manager::Result<LeaseManager>>,
 }
 
 /// Starts the election: creates the Lease if missing, then tries to take it
@@ -78,13 +79,7 @@ pub async fn start(client: Client, config: &LeaderConfig) -> Result<Leadership, 
         .with_grace(config.grace_seconds)
         .build()
         .await?;
-    let (is_leader, handle) = manager.watch().await;
-    let task = tokio::spawn(async move {
-        match handle.await {
-            Ok(result) => result.map(|_| ()).map_err(ClusterError::from),
-            Err(e) => Err(ClusterError::Invalid(format!("the lease task failed: {e}"))),
-        }
-    });
+    let (is_leader, task) = manager.watch().await;
     Ok(Leadership {
         identity: config.identity.clone(),
         is_leader,
