@@ -105,7 +105,11 @@ impl Store {
         let kind = &KINDS[key.kind];
         let previous = self.objects.get(key);
         if let Some(prev) = previous {
-            if without_rv(&prev.object) == without_rv(&object) {
+            // Ownership changes are changes; a rewrite of the same values by
+            // the same managers is not (no new resourceVersion, no event).
+            if without_rv(&prev.object) == without_rv(&object)
+                && same_owners(&prev.managers, &managers)
+            {
                 return render(kind, prev);
             }
             let generation = prev.object["metadata"]["generation"].as_i64();
@@ -285,6 +289,11 @@ fn render(kind: &Kind, stored: &Stored) -> Value {
             fields::managed_fields(&stored.managers, &kind.api_version());
     }
     object
+}
+
+fn same_owners(a: &[Manager], b: &[Manager]) -> bool {
+    let key = |m: &Manager| (m.name.clone(), m.operation, m.status, m.fields.clone());
+    a.len() == b.len() && a.iter().map(key).eq(b.iter().map(key))
 }
 
 fn without_rv(object: &Value) -> Value {

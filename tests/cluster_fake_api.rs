@@ -1,0 +1,665 @@
+//! The fake API server behaves like the real one for what canaryd uses:
+//! every later cluster test trusts it, so its behaviours are pinned here as a
+//! table of requests and the answers the real server gives.
+
+use std::time::Duration;
+
+use canaryd::cluster::fake::FakeApiServer;
+use futures::{StreamExt, TryStreamExt};
+use http::Method;
+use http_body_util::BodyExt;
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::api::{Api, WatchEvent, WatchParams};
+use kube::runtime::watcher;
+use serde_json::{Value, json};
+
+const DEPLOYMENTS: &str = "/apis/apps/v1/namespaces/shop/deployments";
+const ROUTES: &str = "/apis/gateway.networking.k8s.io/v1/namespaces/shop/httproutes";
+const JSON: &str = "application/json";
+const APPLY: &str = "application/apply-patch+yaml";
+const MERGE: &str = "application/merge-patch+json";
+const JSON_PATCH: &str = "application/json-patch+json";
+const STRATEGIC: &str = "application/strategic-merge-patch+json";
+
+async fn call(
+    fake: &FakeApiServer,
+    method: Method,
+    uri: &str,
+    ct: &str,
+    body: &Value,
+) -> (u16, Value) {
+    let bytes = if body.is_null() {
+        Vec::new()
+    } else {
+        body.to_string().into_bytes()
+    };
+    let response = fake.handle(&method, &uri.parse().expect("uri"), Some(ct), &bytes);
+    let code = response.status().as_u16();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
+    (code, serde_json::from_slice(&body).unwrap_or(Value::Null))
+}
+
+fn deployment(name: &str, replicas: i64) -> Value {
+    json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": { "name": name, "labels": { "app": name } },
+        "spec": {
+            "replicas": replicas,
+            "selector": { "matchLabels": { "app": name } },
+            "template": { "metadata": { "labels": { "app": name } }, "spec": { "containers": [{ "name": "app", "image": "app:v1" }] } }
+        },
+        "status": { "availableReplicas": 99 }
+    })
+}
+
+type Check = Box<dyn Fn(&Value)>;
+
+struct Case {
+    what: &'static str,
+    method: Method,
+    uri: String,
+    ct: &'static str,
+    body: Value,
+    code: u16,
+    check: Check,
+}
+
+fn case(
+    what: &'static str,
+    method: Method,
+    uri: impl Into<String>,
+    ct: &'static str,
+    body: Value,
+    code: u16,
+    check: impl Fn(&Value) + 'static,
+) -> Case {
+    Case {
+        what,
+        method,
+        uri: uri.into(),
+        ct,
+        body,
+        code,
+        check: Box::new(check),
+    }
+}
+
+fn rv(v: &Value) -> String {
+    v["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+fn managers(v: &Value) -> Vec<(String, String, Value)> {
+    v["metadata"]["managedFields"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|m| {
+            (
+                m["manager"].as_str().unwrap_or_default().to_string(),
+                m["operation"].as_str().unwrap_or_default().to_string(),
+                m["fieldsV1"].clone(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn requests_get_the_answers_the_real_api_server_gives() {
+    let fake = FakeApiServer::new();
+    let web = format!("{DEPLOYMENTS}/web");
+    let cases = vec![
+        case(
+            "create",
+            Method::POST,
+            DEPLOYMENTS,
+            JSON,
+            deployment("web", 2),
+            201,
+            |v| {
+                assert_eq!(v["metadata"]["generation"], 1);
+                assert_eq!(rv(v), "1");
+                assert!(v["metadata"]["uid"].is_string());
+                assert!(v.get("status").is_none(), "status is not set on create");
+            },
+        ),
+        case(
+            "create a taken name",
+            Method::POST,
+            DEPLOYMENTS,
+            JSON,
+            deployment("web", 2),
+            409,
+            |v| {
+                assert_eq!(v["reason"], "AlreadyExists");
+                assert_eq!(v["kind"], "Status");
+            },
+        ),
+        case(
+            "get",
+            Method::GET,
+            web.clone(),
+            JSON,
+            Value::Null,
+            200,
+            |v| assert_eq!(v["spec"]["replicas"], 2),
+        ),
+        case(
+            "get a missing object",
+            Method::GET,
+            format!("{DEPLOYMENTS}/nope"),
+            JSON,
+            Value::Null,
+            404,
+            |v| assert_eq!(v["reason"], "NotFound"),
+        ),
+        case(
+            "update with a stale resourceVersion",
+            Method::PUT,
+            web.clone(),
+            JSON,
+            {
+                let mut d = deployment("web", 3);
+                d["metadata"]["resourceVersion"] = json!("0");
+                d
+            },
+            409,
+            |v| assert_eq!(v["reason"], "Conflict"),
+        ),
+        case(
+            "update with the current resourceVersion bumps generation",
+            Method::PUT,
+            web.clone(),
+            JSON,
+            {
+                let mut d = deployment("web", 3);
+                d["metadata"]["resourceVersion"] = json!("1");
+                d
+            },
+            200,
+            |v| {
+                assert_eq!(v["metadata"]["generation"], 2);
+                assert_eq!(rv(v), "2");
+                assert!(
+                    v.get("status").is_none(),
+                    "the main resource ignores status"
+                );
+            },
+        ),
+        case(
+            "a status write does not bump generation",
+            Method::PUT,
+            format!("{web}/status"),
+            JSON,
+            json!({
+                "metadata": { "resourceVersion": "2" }, "status": { "availableReplicas": 3 }, "spec": { "replicas": 7 }
+            }),
+            200,
+            |v| {
+                assert_eq!(v["metadata"]["generation"], 2);
+                assert_eq!(v["status"]["availableReplicas"], 3);
+                assert_eq!(v["spec"]["replicas"], 3, "/status ignores the spec");
+            },
+        ),
+        case(
+            "a metadata-only merge patch keeps generation",
+            Method::PATCH,
+            web.clone(),
+            MERGE,
+            json!({ "metadata": { "labels": { "team": "a" } } }),
+            200,
+            |v| {
+                assert_eq!(v["metadata"]["generation"], 2);
+                assert_eq!(v["metadata"]["labels"]["team"], "a");
+                assert_eq!(v["status"]["availableReplicas"], 3, "status kept");
+            },
+        ),
+        case(
+            "a merge patch carrying a stale resourceVersion",
+            Method::PATCH,
+            web.clone(),
+            MERGE,
+            json!({ "metadata": { "resourceVersion": "1" }, "spec": { "replicas": 9 } }),
+            409,
+            |v| assert_eq!(v["reason"], "Conflict"),
+        ),
+        case(
+            "a JSON patch whose test fails",
+            Method::PATCH,
+            web.clone(),
+            JSON_PATCH,
+            json!([
+                { "op": "test", "path": "/spec/replicas", "value": 42 },
+                { "op": "replace", "path": "/spec/replicas", "value": 4 }
+            ]),
+            422,
+            |v| assert_eq!(v["reason"], "Invalid"),
+        ),
+        case(
+            "a JSON patch",
+            Method::PATCH,
+            format!("{web}?fieldManager=kubectl-edit"),
+            JSON_PATCH,
+            json!([
+                { "op": "test", "path": "/spec/replicas", "value": 3 },
+                { "op": "replace", "path": "/spec/replicas", "value": 4 }
+            ]),
+            200,
+            |v| {
+                assert_eq!(v["spec"]["replicas"], 4);
+                assert_eq!(v["metadata"]["generation"], 3);
+                assert!(managers(v).iter().any(|(m, op, f)| m == "kubectl-edit"
+                    && op == "Update"
+                    && f["f:spec"]["f:replicas"].is_object()));
+            },
+        ),
+        case(
+            "an apply without a field manager",
+            Method::PATCH,
+            web.clone(),
+            APPLY,
+            json!({ "apiVersion": "apps/v1", "kind": "Deployment", "spec": { "replicas": 5 } }),
+            400,
+            |_| {},
+        ),
+        case(
+            "an apply of a field another manager changed",
+            Method::PATCH,
+            format!("{web}?fieldManager=canaryd"),
+            APPLY,
+            json!({ "apiVersion": "apps/v1", "kind": "Deployment", "spec": { "replicas": 5 } }),
+            409,
+            |v| {
+                assert_eq!(v["reason"], "Conflict");
+                assert_eq!(v["details"]["causes"][0]["field"], ".spec.replicas");
+                assert!(
+                    v["message"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .contains("conflict with \"kubectl-edit\"")
+                );
+            },
+        ),
+        case(
+            "an apply that agrees with the owner shares the field",
+            Method::PATCH,
+            format!("{web}?fieldManager=canaryd"),
+            APPLY,
+            json!({ "apiVersion": "apps/v1", "kind": "Deployment", "spec": { "replicas": 4 } }),
+            200,
+            |v| {
+                let m = managers(v);
+                assert!(m.iter().any(|(n, op, _)| n == "canaryd" && op == "Apply"));
+                assert!(
+                    m.iter()
+                        .any(|(n, _, f)| n == "kubectl-edit"
+                            && f["f:spec"]["f:replicas"].is_object())
+                );
+            },
+        ),
+        case(
+            "a forced apply takes the field over",
+            Method::PATCH,
+            format!("{web}?fieldManager=canaryd&force=true"),
+            APPLY,
+            json!({ "apiVersion": "apps/v1", "kind": "Deployment", "spec": { "replicas": 5 } }),
+            200,
+            |v| {
+                assert_eq!(v["spec"]["replicas"], 5);
+                let m = managers(v);
+                assert!(
+                    m.iter()
+                        .any(|(n, _, f)| n == "canaryd" && f["f:spec"]["f:replicas"].is_object())
+                );
+                assert!(
+                    !m.iter()
+                        .any(|(n, _, f)| n == "kubectl-edit"
+                            && f["f:spec"]["f:replicas"].is_object()),
+                    "{m:?}"
+                );
+            },
+        ),
+        case(
+            "the same apply again changes nothing",
+            Method::PATCH,
+            format!("{web}?fieldManager=canaryd"),
+            APPLY,
+            json!({ "apiVersion": "apps/v1", "kind": "Deployment", "spec": { "replicas": 5 } }),
+            200,
+            |v| assert_eq!(rv(v), "7"),
+        ),
+        case(
+            "an apply dropping a field it owned removes it",
+            Method::PATCH,
+            format!("{web}?fieldManager=labeller"),
+            APPLY,
+            json!({ "apiVersion": "apps/v1", "kind": "Deployment", "metadata": { "labels": { "tier": "web" } } }),
+            200,
+            |v| assert_eq!(v["metadata"]["labels"]["tier"], "web"),
+        ),
+        case(
+            "…then applied without it",
+            Method::PATCH,
+            format!("{web}?fieldManager=labeller"),
+            APPLY,
+            json!({ "apiVersion": "apps/v1", "kind": "Deployment", "metadata": { "labels": { "owner": "me" } } }),
+            200,
+            |v| {
+                assert!(v["metadata"]["labels"].get("tier").is_none(), "{v}");
+                assert_eq!(
+                    v["metadata"]["labels"]["app"], "web",
+                    "fields of other managers stay"
+                );
+            },
+        ),
+        case(
+            "an apply creates a missing object",
+            Method::PATCH,
+            format!("{DEPLOYMENTS}/api?fieldManager=canaryd"),
+            APPLY,
+            deployment("api", 1),
+            201,
+            |v| assert_eq!(v["metadata"]["generation"], 1),
+        ),
+        case(
+            "an apply of the wrong kind",
+            Method::PATCH,
+            format!("{DEPLOYMENTS}/api?fieldManager=canaryd"),
+            APPLY,
+            json!({ "apiVersion": "v1", "kind": "Service" }),
+            400,
+            |_| {},
+        ),
+        case(
+            "a custom resource is created",
+            Method::POST,
+            ROUTES,
+            JSON,
+            json!({ "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute", "metadata": { "name": "r" }, "spec": { "rules": [] } }),
+            201,
+            |_| {},
+        ),
+        case(
+            "a custom resource refuses strategic merge patches",
+            Method::PATCH,
+            format!("{ROUTES}/r"),
+            STRATEGIC,
+            json!({ "spec": {} }),
+            415,
+            |_| {},
+        ),
+        case(
+            "a custom resource update needs a resourceVersion",
+            Method::PUT,
+            format!("{ROUTES}/r"),
+            JSON,
+            json!({ "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute", "metadata": { "name": "r" }, "spec": { "rules": [{}] } }),
+            422,
+            |_| {},
+        ),
+        case(
+            "list",
+            Method::GET,
+            format!("{DEPLOYMENTS}?labelSelector=app%3Dapi"),
+            JSON,
+            Value::Null,
+            200,
+            |v| {
+                assert_eq!(v["kind"], "DeploymentList");
+                assert_eq!(v["items"].as_array().map(Vec::len), Some(1));
+                assert_eq!(v["items"][0]["metadata"]["name"], "api");
+            },
+        ),
+        case(
+            "delete",
+            Method::DELETE,
+            format!("{DEPLOYMENTS}/api"),
+            JSON,
+            Value::Null,
+            200,
+            |v| assert_eq!(v["metadata"]["name"], "api"),
+        ),
+        case(
+            "a deleted object is gone",
+            Method::GET,
+            format!("{DEPLOYMENTS}/api"),
+            JSON,
+            Value::Null,
+            404,
+            |_| {},
+        ),
+        case(
+            "an unknown resource",
+            Method::GET,
+            "/apis/apps/v1/namespaces/shop/statefulsets",
+            JSON,
+            Value::Null,
+            404,
+            |_| {},
+        ),
+    ];
+    for c in cases {
+        let (code, body) = call(&fake, c.method.clone(), &c.uri, c.ct, &c.body).await;
+        assert_eq!(
+            code, c.code,
+            "{}: {} {} answered {body}",
+            c.what, c.method, c.uri
+        );
+        (c.check)(&body);
+    }
+}
+
+async fn next_line(lines: &mut (impl futures::Stream<Item = Value> + Unpin)) -> Value {
+    tokio::time::timeout(Duration::from_secs(5), lines.next())
+        .await
+        .expect("an event in time")
+        .expect("stream open")
+}
+
+fn watch_lines(
+    fake: &FakeApiServer,
+    uri: &str,
+) -> impl futures::Stream<Item = Value> + Unpin + use<> {
+    let response = fake.handle(&Method::GET, &uri.parse().expect("uri"), None, &[]);
+    let body = response.into_body().into_data_stream();
+    Box::pin(
+        body.map(|chunk| chunk.map(|c| c.to_vec()).unwrap_or_default())
+            .flat_map(|bytes| {
+                futures::stream::iter(
+                    String::from_utf8_lossy(&bytes)
+                        .lines()
+                        .map(|l| serde_json::from_str::<Value>(l).unwrap_or(Value::Null))
+                        .collect::<Vec<_>>(),
+                )
+            }),
+    )
+}
+
+#[tokio::test]
+async fn a_watch_replays_changes_after_its_resource_version_then_follows_live_ones_with_bookmarks()
+{
+    let fake = FakeApiServer::new();
+    call(&fake, Method::POST, DEPLOYMENTS, JSON, &deployment("a", 1)).await;
+    call(&fake, Method::POST, DEPLOYMENTS, JSON, &deployment("b", 1)).await;
+    let mut lines = watch_lines(
+        &fake,
+        &format!("{DEPLOYMENTS}?watch=true&resourceVersion=1&allowWatchBookmarks=true"),
+    );
+    let first = next_line(&mut lines).await;
+    assert_eq!(
+        (
+            first["type"].as_str(),
+            first["object"]["metadata"]["name"].as_str()
+        ),
+        (Some("ADDED"), Some("b")),
+        "only changes after rv 1"
+    );
+    call(
+        &fake,
+        Method::PATCH,
+        &format!("{DEPLOYMENTS}/a"),
+        MERGE,
+        &json!({ "spec": { "replicas": 2 } }),
+    )
+    .await;
+    let modified = next_line(&mut lines).await;
+    assert_eq!(modified["type"], "MODIFIED");
+    assert_eq!(modified["object"]["spec"]["replicas"], 2);
+    fake.bookmark();
+    let mark = next_line(&mut lines).await;
+    assert_eq!(mark["type"], "BOOKMARK");
+    assert_eq!(rv(&mark["object"]), fake.resource_version().to_string());
+    call(
+        &fake,
+        Method::DELETE,
+        &format!("{DEPLOYMENTS}/b"),
+        JSON,
+        &Value::Null,
+    )
+    .await;
+    assert_eq!(next_line(&mut lines).await["type"], "DELETED");
+
+    // A watch that did not ask for bookmarks gets none.
+    let mut plain = watch_lines(
+        &fake,
+        &format!(
+            "{DEPLOYMENTS}?watch=true&resourceVersion={}",
+            fake.resource_version()
+        ),
+    );
+    fake.bookmark();
+    call(
+        &fake,
+        Method::PATCH,
+        &format!("{DEPLOYMENTS}/a"),
+        MERGE,
+        &json!({ "spec": { "replicas": 3 } }),
+    )
+    .await;
+    assert_eq!(next_line(&mut plain).await["type"], "MODIFIED");
+}
+
+#[tokio::test]
+async fn a_watch_without_resource_version_starts_with_every_object_and_honours_selectors() {
+    let fake = FakeApiServer::new();
+    call(&fake, Method::POST, DEPLOYMENTS, JSON, &deployment("a", 1)).await;
+    call(&fake, Method::POST, DEPLOYMENTS, JSON, &deployment("b", 1)).await;
+    let mut lines = watch_lines(
+        &fake,
+        &format!("{DEPLOYMENTS}?watch=1&fieldSelector=metadata.name%3Db"),
+    );
+    let first = next_line(&mut lines).await;
+    assert_eq!(
+        (
+            first["type"].as_str(),
+            first["object"]["metadata"]["name"].as_str()
+        ),
+        (Some("ADDED"), Some("b"))
+    );
+    call(
+        &fake,
+        Method::PATCH,
+        &format!("{DEPLOYMENTS}/a"),
+        MERGE,
+        &json!({ "spec": { "replicas": 2 } }),
+    )
+    .await;
+    call(
+        &fake,
+        Method::PATCH,
+        &format!("{DEPLOYMENTS}/b"),
+        MERGE,
+        &json!({ "spec": { "replicas": 5 } }),
+    )
+    .await;
+    let next = next_line(&mut lines).await;
+    assert_eq!(
+        (
+            next["type"].as_str(),
+            next["object"]["spec"]["replicas"].as_i64()
+        ),
+        (Some("MODIFIED"), Some(5)),
+        "a's change is filtered out"
+    );
+}
+
+#[tokio::test]
+async fn a_watch_from_a_compacted_resource_version_gets_410_gone() {
+    let fake = FakeApiServer::new();
+    let client = fake.client();
+    let api: Api<Deployment> = Api::namespaced(client, "shop");
+    call(&fake, Method::POST, DEPLOYMENTS, JSON, &deployment("a", 1)).await;
+    fake.compact();
+    let stream = api
+        .watch(&WatchParams::default(), "1")
+        .await
+        .expect("watch opens");
+    let mut stream = Box::pin(stream);
+    let event = tokio::time::timeout(Duration::from_secs(5), stream.try_next())
+        .await
+        .expect("in time")
+        .expect("ok")
+        .expect("an event");
+    match event {
+        WatchEvent::Error(status) => {
+            assert_eq!((status.code, status.reason.as_str()), (410, "Expired"))
+        }
+        other => panic!("expected 410 Gone, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn kubes_watcher_lists_then_relists_after_its_watch_expires() {
+    let fake = FakeApiServer::new();
+    let api: Api<Deployment> = Api::namespaced(fake.client(), "shop");
+    call(&fake, Method::POST, DEPLOYMENTS, JSON, &deployment("a", 1)).await;
+    let mut events = Box::pin(watcher(api, watcher::Config::default().timeout(290)));
+    let mut init_done = 0;
+    let mut applied = Vec::new();
+    let mut gone = false;
+    while init_done < 2 {
+        let event = tokio::time::timeout(Duration::from_secs(5), events.next())
+            .await
+            .expect("in time")
+            .expect("open");
+        let event = match event {
+            Ok(event) => event,
+            // The watcher reports the 410 as an item, then relists.
+            Err(watcher::Error::WatchError(status)) if status.code == 410 => {
+                gone = true;
+                continue;
+            }
+            Err(e) => panic!("watcher: {e}"),
+        };
+        match event {
+            watcher::Event::InitApply(d) => applied.push(d.metadata.name.unwrap_or_default()),
+            watcher::Event::InitDone => {
+                init_done += 1;
+                if init_done == 1 {
+                    // History is lost while the watch is down: the next watch gets 410.
+                    call(&fake, Method::POST, DEPLOYMENTS, JSON, &deployment("b", 1)).await;
+                    fake.compact();
+                    fake.close_watches();
+                }
+            }
+            watcher::Event::Apply(d) => applied.push(d.metadata.name.unwrap_or_default()),
+            _ => {}
+        }
+    }
+    assert!(
+        gone,
+        "the re-watch from the compacted resourceVersion got 410"
+    );
+    assert_eq!(applied.first().map(String::as_str), Some("a"));
+    assert!(
+        applied.ends_with(&["a".to_string(), "b".to_string()]),
+        "the relist saw both: {applied:?}"
+    );
+}
