@@ -159,15 +159,22 @@ impl Workload {
                 .and_then(|a| a.get(PROMOTED_HASH))
                 .cloned()
         };
-        let primary_template = primary
+        let stable_hash = primary.as_ref().and_then(annotation);
+        // The primary's template has rewritten labels, so its own hash is not
+        // the version: the hash it was promoted from is.
+        let stable_version = primary
             .as_ref()
             .and_then(|p| p.spec.as_ref())
-            .map(|s| &s.template);
+            .and_then(|s| s.template.metadata.as_ref())
+            .and_then(|m| m.labels.as_ref())
+            .and_then(|l| l.get(VERSION_LABEL))
+            .cloned()
+            .or_else(|| stable_hash.clone());
         Ok(Observed {
             canary_hash: template_hash(&template),
-            stable_hash: primary.as_ref().and_then(annotation),
+            stable_hash,
             canary_version: version(&template),
-            stable_version: primary_template.map(version),
+            stable_version,
             canary_ready: is_ready(&target),
             stable_ready: primary.as_ref().is_some_and(is_ready),
         })

@@ -73,8 +73,8 @@ pub fn leaves(object: &Value, scope: Scope) -> BTreeSet<FieldPath> {
             continue;
         }
         if key == "metadata" {
-            // Only labels and annotations of metadata are owned.
-            for sub in ["labels", "annotations"] {
+            // Of metadata, only these are owned (the rest is the server's).
+            for sub in ["labels", "annotations", "ownerReferences", "finalizers"] {
                 if let Some(v) = value.get(sub) {
                     collect(v, vec![key.clone(), sub.to_string()], &mut out);
                 }
