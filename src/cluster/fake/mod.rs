@@ -124,7 +124,7 @@ impl FakeApiServer {
         self.lock().close_watches();
     }
 
-    /// Every request served so far, as `METHOD path?query`.
+    /// Every request served so far, as `METHOD path?query status`.
     pub fn requests(&self) -> Vec<String> {
         self.requests.lock().map(|r| r.clone()).unwrap_or_default()
     }
@@ -137,13 +137,14 @@ impl FakeApiServer {
         content_type: Option<&str>,
         body: &[u8],
     ) -> Response<FakeBody> {
-        if let Ok(mut log) = self.requests.lock() {
-            log.push(format!("{method} {uri}"));
-        }
-        match self.route(method, uri, content_type, body) {
+        let response = match self.route(method, uri, content_type, body) {
             Ok(response) => response,
             Err(e) => json_response(e.code, &e.to_status()),
+        };
+        if let Ok(mut log) = self.requests.lock() {
+            log.push(format!("{method} {uri} {}", response.status().as_u16()));
         }
+        response
     }
 
     fn route(
