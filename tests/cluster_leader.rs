@@ -201,3 +201,21 @@ async fn only_the_leader_writes() {
         .expect("written");
     assert!(written.is_some());
 }
+
+#[tokio::test]
+async fn a_field_manager_conflict_is_not_mistaken_for_a_stale_write() {
+    use k8s_openapi::api::apps::v1::Deployment;
+    use kube::api::{Patch, PatchParams};
+    let fake = FakeApiServer::new();
+    let api: Api<Deployment> = Api::namespaced(fake.client(), "shop");
+    let apply = |manager: &str, replicas: i64| {
+        let api = api.clone();
+        let params = PatchParams::apply(manager);
+        let body = json!({ "apiVersion": "apps/v1", "kind": "Deployment", "metadata": { "name": "web" }, "spec": { "replicas": replicas } });
+        async move { api.patch("web", &params, &Patch::Apply(body)).await }
+    };
+    apply("someone", 2).await.expect("created by someone");
+    let err = ClusterError::api("apply", apply("canaryd", 3).await.expect_err("conflict"));
+    assert!(matches!(err, ClusterError::Api { .. }), "{err}");
+    assert_eq!(err.code(), Some(409));
+}

@@ -50,12 +50,18 @@ pub enum ClusterError {
 }
 
 impl ClusterError {
-    /// Wraps a client error with the operation it belongs to; a 409 on a
-    /// write carrying a resourceVersion becomes [`ClusterError::Stale`].
+    /// Wraps a client error with the operation it belongs to; a 409 for a
+    /// stale resourceVersion becomes [`ClusterError::Stale`] (a field-manager
+    /// conflict of server-side apply stays an API error).
     pub fn api(what: impl Into<String>, source: kube::Error) -> ClusterError {
         let what = what.into();
         match &source {
-            kube::Error::Api(status) if status.code == 409 && status.reason == "Conflict" => {
+            // A server-side apply's field conflict is a 409 too, with causes.
+            kube::Error::Api(status)
+                if status.code == 409
+                    && status.reason == "Conflict"
+                    && status.details.as_ref().is_none_or(|d| d.causes.is_empty()) =>
+            {
                 ClusterError::Stale { what }
             }
             _ => ClusterError::Api { what, source },

@@ -27,6 +27,8 @@ pub use spec::{
 pub use status::{LastDecision, RolloutPhase, RolloutStatus};
 
 /// The desired rollout: what to act on, how traffic moves, what is measured.
+// Each printer column repeats `type_ = "string"`: not a duplicated attribute.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[kube(
     group = "canaryd.dev",

@@ -287,15 +287,9 @@ pub fn managed_fields(managers: &[Manager], api_version: &str) -> Value {
         managers
             .iter()
             .map(|m| {
-                let mut fields = json!({});
+                let mut fields = Map::new();
                 for path in &m.fields {
-                    let mut node = &mut fields;
-                    for key in path {
-                        node = node
-                            .as_object_mut()
-                            .map(|o| o.entry(format!("f:{key}")).or_insert_with(|| json!({})))
-                            .expect("fieldsV1 nodes are objects");
-                    }
+                    insert_field(&mut fields, path);
                 }
                 let mut entry = json!({
                     "manager": m.name,
@@ -303,7 +297,7 @@ pub fn managed_fields(managers: &[Manager], api_version: &str) -> Value {
                     "apiVersion": api_version,
                     "time": m.time,
                     "fieldsType": "FieldsV1",
-                    "fieldsV1": fields,
+                    "fieldsV1": Value::Object(fields),
                 });
                 if m.status {
                     entry["subresource"] = json!("status");
@@ -312,4 +306,15 @@ pub fn managed_fields(managers: &[Manager], api_version: &str) -> Value {
             })
             .collect(),
     )
+}
+
+/// Adds `path` to a FieldsV1 tree (`{"f:spec": {"f:replicas": {}}}`).
+fn insert_field(node: &mut Map<String, Value>, path: &[String]) {
+    if let Some((first, rest)) = path.split_first()
+        && let Value::Object(child) = node
+            .entry(format!("f:{first}"))
+            .or_insert_with(|| json!({}))
+    {
+        insert_field(child, rest);
+    }
 }

@@ -161,7 +161,7 @@ impl FakeApiServer {
                 "the server could not find the requested resource",
             )
         })?;
-        let query: HashMap<String, String> = uri.query().map(|q| url_pairs(q)).unwrap_or_default();
+        let query: HashMap<String, String> = uri.query().map(url_pairs).unwrap_or_default();
         let q = |k: &str| query.get(k).map(String::as_str);
         let flag = |k: &str| matches!(q(k), Some("true" | "1"));
         let manager = q("fieldManager");
