@@ -228,8 +228,20 @@ fn tracks(client: &Client) -> Tracks {
     }
 }
 
-async fn verify(verifier: tokio::task::JoinHandle<()>) {
-    tokio::time::timeout(Duration::from_secs(5), verifier)
+/// Runs `operation` on a client whose API server expects `scenario`'s calls,
+/// then checks the scenario was served exactly (the operation drops every
+/// clone of the client, so a call beyond the scenario's is seen).
+async fn pinned<F, Fut>(scenario: Scenario, operation: F)
+where
+    F: FnOnce(Client) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let (client, verifier) = mock();
+    let task = verifier.run(scenario);
+    tokio::time::timeout(Duration::from_secs(5), operation(client))
+        .await
+        .expect("the operation finished in time");
+    tokio::time::timeout(Duration::from_secs(5), task)
         .await
         .expect("the scenario finished in time")
         .expect("the scenario's assertions held");
@@ -239,95 +251,93 @@ fn weight(text: &str) -> Weight {
     Weight::parse(text).expect("weight")
 }
 
-#[tokio::test]
-async fn the_gateway_router_patches_only_the_two_weights_guarded_by_their_names() {
-    let (client, verifier) = mock();
-    let task = verifier.run(Scenario::GatewayShiftsFivePercent);
-    let router = GatewayApiRouter::new(
+fn gateway(client: &Client) -> GatewayApiRouter {
+    GatewayApiRouter::new(
         client.clone(),
         "shop",
         "checkout",
         "checkout-primary",
         "checkout-canary",
-        tracks(&client),
-    );
-    router.set_weight(weight("5%")).await.expect("set");
-    drop((router, client));
-    verify(task).await;
+        tracks(client),
+    )
+}
+
+#[tokio::test]
+async fn the_gateway_router_patches_only_the_two_weights_guarded_by_their_names() {
+    pinned(Scenario::GatewayShiftsFivePercent, |client| async move {
+        gateway(&client)
+            .set_weight(weight("5%"))
+            .await
+            .expect("set");
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn the_gateway_router_writes_nothing_when_the_route_already_has_the_weight() {
-    let (client, verifier) = mock();
-    let task = verifier.run(Scenario::GatewayAlreadyThere);
-    let router = GatewayApiRouter::new(
-        client.clone(),
-        "shop",
-        "checkout",
-        "checkout-primary",
-        "checkout-canary",
-        tracks(&client),
-    );
-    router.set_weight(weight("5%")).await.expect("set");
-    drop((router, client));
-    verify(task).await;
+    pinned(Scenario::GatewayAlreadyThere, |client| async move {
+        gateway(&client)
+            .set_weight(weight("5%"))
+            .await
+            .expect("set");
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn the_smi_router_applies_its_whole_split_forced_as_canaryd() {
-    let (client, verifier) = mock();
-    let task = verifier.run(Scenario::SmiCreatesItsSplit);
-    let router = SmiRouter::new(
-        client.clone(),
-        "shop",
-        "checkout",
-        "checkout",
-        "checkout-primary",
-        "checkout-canary",
-        tracks(&client),
-    );
-    router.set_weight(weight("10%")).await.expect("set");
-    drop((router, client));
-    verify(task).await;
+    pinned(Scenario::SmiCreatesItsSplit, |client| async move {
+        let router = SmiRouter::new(
+            client.clone(),
+            "shop",
+            "checkout",
+            "checkout",
+            "checkout-primary",
+            "checkout-canary",
+            tracks(&client),
+        );
+        router.set_weight(weight("10%")).await.expect("set");
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn the_replica_router_scales_the_canary_before_the_primary() {
-    let (client, verifier) = mock();
-    let task = verifier.run(Scenario::ReplicasScaleCanaryFirst);
-    let router = ReplicasRouter::new(tracks(&client), 10);
-    router.set_weight(weight("10%")).await.expect("set");
-    drop((router, client));
-    verify(task).await;
+    pinned(Scenario::ReplicasScaleCanaryFirst, |client| async move {
+        ReplicasRouter::new(tracks(&client), 10)
+            .set_weight(weight("10%"))
+            .await
+            .expect("set");
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn a_rollback_scales_only_the_canary_to_zero() {
-    let (client, verifier) = mock();
-    let task = verifier.run(Scenario::WorkloadRollback);
-    let workload = Workload::new(client.clone(), "shop", "checkout");
-    workload.rollback().await.expect("rollback");
-    drop((workload, client));
-    verify(task).await;
+    pinned(Scenario::WorkloadRollback, |client| async move {
+        Workload::new(client, "shop", "checkout")
+            .rollback()
+            .await
+            .expect("rollback");
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn a_status_write_carries_the_resource_version_it_read() {
-    let (client, verifier) = mock();
-    let task = verifier.run(Scenario::FencedStatusWrite);
-    let api: Api<Rollout> = Api::namespaced(client.clone(), "shop");
-    let mut read: Rollout = serde_json::from_value(json!({
-        "apiVersion": "canaryd.dev/v1alpha1", "kind": "Rollout",
-        "metadata": { "name": "checkout", "namespace": "shop", "resourceVersion": "41" },
-        "spec": rollout_spec()
-    }))
-    .expect("rollout");
-    read.status = None;
-    let status: RolloutStatus =
-        serde_json::from_value(json!({ "phase": "Progressing", "step": 1, "weight": 5.0 }))
-            .expect("status");
-    let written = write_status(&api, &read, status).await.expect("written");
-    assert_eq!(written.metadata.resource_version.as_deref(), Some("42"));
-    drop((api, client));
-    verify(task).await;
+    pinned(Scenario::FencedStatusWrite, |client| async move {
+        let api: Api<Rollout> = Api::namespaced(client, "shop");
+        let read: Rollout = serde_json::from_value(json!({
+            "apiVersion": "canaryd.dev/v1alpha1", "kind": "Rollout",
+            "metadata": { "name": "checkout", "namespace": "shop", "resourceVersion": "41" },
+            "spec": rollout_spec()
+        }))
+        .expect("rollout");
+        let status: RolloutStatus =
+            serde_json::from_value(json!({ "phase": "Progressing", "step": 1, "weight": 5.0 }))
+                .expect("status");
+        let written = write_status(&api, &read, status).await.expect("written");
+        assert_eq!(written.metadata.resource_version.as_deref(), Some("42"));
+    })
+    .await;
 }
