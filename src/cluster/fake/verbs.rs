@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 use super::fields;
 use super::kinds::{KINDS, Kind};
 use super::status::ApiError;
-use super::store::{ObjKey, Store, now, scope};
+use super::store::{ObjKey, Store, Stored, now, scope};
 
 /// Patch content types.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -153,83 +153,41 @@ pub fn patch(
 ) -> Result<(u16, Value), ApiError> {
     let k = &KINDS[key.kind];
     let current = store.stored(key).cloned();
-    let sc = scope(k, status);
-    let (mut next, managers, created) = match kind {
-        PatchKind::Apply => {
-            let manager = manager.ok_or_else(|| ApiError::bad_request("PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch"))?;
-            let applied: Value = serde_json::from_slice(body)
-                .or_else(|_| serde_saphyr::from_slice(body))
-                .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?;
-            check_type(k, &applied)?;
+    let (mut next, managers) = match (kind, &current) {
+        (PatchKind::Apply, _) => {
+            let manager = manager.ok_or_else(|| {
+                ApiError::bad_request("PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch")
+            })?;
             if current.is_none() && status {
                 return Err(ApiError::not_found(k.plural, &key.name));
             }
-            let base = match &current {
-                Some(c) => c.object.clone(),
-                None => json!({ "metadata": { "name": key.name, "namespace": key.namespace } }),
-            };
-            let mut managers = current
-                .as_ref()
-                .map(|c| c.managers.clone())
-                .unwrap_or_default();
-            let merged = fields::apply(&base, &mut managers, &applied, manager, force, sc, &now()).map_err(|conflicts| {
-                let detail: Vec<String> = conflicts.iter().map(|c| format!("conflict with \"{}\": {}", c.manager, c.field)).collect();
-                ApiError {
-                    code: 409,
-                    reason: "Conflict",
-                    message: format!("Apply failed with {} conflict{}: {}", conflicts.len(), if conflicts.len() == 1 { "" } else { "s" }, detail.join("; ")),
-                    causes: conflicts.iter().map(|c| json!({ "type": "FieldManagerConflict", "message": format!("conflict with \"{}\"", c.manager), "field": c.field })).collect(),
-                }
-            })?;
-            let mut merged = merged;
-            if let Some(rv) = applied["metadata"]["resourceVersion"].as_str() {
-                merged["metadata"]["resourceVersion"] = json!(rv);
-            }
-            (merged, managers, current.is_none())
+            server_side_apply(k, key, current.as_ref(), body, manager, force, status)?
         }
-        other => {
-            let current = current
-                .as_ref()
-                .ok_or_else(|| ApiError::not_found(k.plural, &key.name))?;
-            let mut doc = current.object.clone();
-            let patch: Value = serde_json::from_slice(body)
-                .map_err(|e| ApiError::bad_request(format!("invalid JSON patch body: {e}")))?;
-            match other {
-                PatchKind::Strategic if k.custom => {
-                    return Err(ApiError::new(
-                        415,
-                        "UnsupportedMediaType",
-                        "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml",
-                    ));
-                }
-                PatchKind::Json => {
-                    let ops: json_patch::Patch = serde_json::from_value(patch)
-                        .map_err(|e| ApiError::bad_request(format!("invalid JSON patch: {e}")))?;
-                    json_patch::patch(&mut doc, &ops).map_err(|e| {
-                        ApiError::invalid(format!(
-                            "the server rejected our request due to an error in our request: {e}"
-                        ))
-                    })?;
-                }
-                _ => json_patch::merge(&mut doc, &patch),
-            }
-            let next = restrict(k, &current.object, doc, status);
+        (_, None) => return Err(ApiError::not_found(k.plural, &key.name)),
+        (other, Some(current)) => {
+            let next = restrict(
+                k,
+                &current.object,
+                patched(k, &current.object, other, body)?,
+                status,
+            );
             let mut managers = current.managers.clone();
+            let manager = manager.unwrap_or("unknown");
             fields::record_update(
                 &current.object,
                 &next,
                 &mut managers,
-                manager.unwrap_or("unknown"),
-                sc,
+                manager,
+                scope(k, status),
                 &now(),
             );
-            (next, managers, false)
+            (next, managers)
         }
     };
     // A resourceVersion in the patch is a precondition.
     if let Some(c) = &current
-        && next["metadata"]["resourceVersion"] != c.object["metadata"]["resourceVersion"]
         && !next["metadata"]["resourceVersion"].is_null()
+        && next["metadata"]["resourceVersion"] != c.object["metadata"]["resourceVersion"]
     {
         return Err(ApiError::stale(
             &format!("{}.{}", k.plural, k.group),
@@ -238,7 +196,87 @@ pub fn patch(
     }
     set_system_metadata(store, &mut next, current.as_ref().map(|c| &c.object), key);
     let shown = store.commit(key, next, managers);
-    Ok((if created { 201 } else { 200 }, shown))
+    Ok((if current.is_none() { 201 } else { 200 }, shown))
+}
+
+/// The object after an apply, and its new field owners; 409 on conflicts.
+fn server_side_apply(
+    k: &Kind,
+    key: &ObjKey,
+    current: Option<&Stored>,
+    body: &[u8],
+    manager: &str,
+    force: bool,
+    status: bool,
+) -> Result<(Value, Vec<fields::Manager>), ApiError> {
+    let applied: Value = serde_json::from_slice(body)
+        .or_else(|_| serde_saphyr::from_slice(body))
+        .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?;
+    check_type(k, &applied)?;
+    let base = match current {
+        Some(c) => c.object.clone(),
+        None => json!({ "metadata": { "name": key.name, "namespace": key.namespace } }),
+    };
+    let mut managers = current.map(|c| c.managers.clone()).unwrap_or_default();
+    let mut merged = fields::apply(
+        &base,
+        &mut managers,
+        &applied,
+        manager,
+        force,
+        scope(k, status),
+        &now(),
+    )
+    .map_err(|conflicts| conflict_error(&conflicts))?;
+    if let Some(rv) = applied["metadata"]["resourceVersion"].as_str() {
+        merged["metadata"]["resourceVersion"] = json!(rv);
+    }
+    Ok((merged, managers))
+}
+
+/// The real server's 409 for field-manager conflicts.
+fn conflict_error(conflicts: &[fields::Conflict]) -> ApiError {
+    let detail: Vec<String> = conflicts
+        .iter()
+        .map(|c| format!("conflict with \"{}\": {}", c.manager, c.field))
+        .collect();
+    let plural = if conflicts.len() == 1 { "" } else { "s" };
+    ApiError {
+        code: 409,
+        reason: "Conflict",
+        message: format!("Apply failed with {} conflict{plural}: {}", conflicts.len(), detail.join("; ")),
+        causes: conflicts
+            .iter()
+            .map(|c| json!({ "type": "FieldManagerConflict", "message": format!("conflict with \"{}\"", c.manager), "field": c.field }))
+            .collect(),
+    }
+}
+
+/// `object` with a merge, JSON or strategic merge patch applied.
+fn patched(k: &Kind, object: &Value, kind: PatchKind, body: &[u8]) -> Result<Value, ApiError> {
+    let patch: Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("invalid JSON patch body: {e}")))?;
+    let mut doc = object.clone();
+    match kind {
+        PatchKind::Strategic if k.custom => {
+            return Err(ApiError::new(
+                415,
+                "UnsupportedMediaType",
+                "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml",
+            ));
+        }
+        PatchKind::Json => {
+            let ops: json_patch::Patch = serde_json::from_value(patch)
+                .map_err(|e| ApiError::bad_request(format!("invalid JSON patch: {e}")))?;
+            json_patch::patch(&mut doc, &ops).map_err(|e| {
+                ApiError::invalid(format!(
+                    "the server rejected our request due to an error in our request: {e}"
+                ))
+            })?;
+        }
+        _ => json_patch::merge(&mut doc, &patch),
+    }
+    Ok(doc)
 }
 
 /// Keeps what a request may change: the main resource never changes
