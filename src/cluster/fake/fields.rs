@@ -111,6 +111,23 @@ fn overlaps(a: &[String], b: &[String]) -> bool {
     a.starts_with(b) || b.starts_with(a)
 }
 
+/// Whether applying `field` (from `applied`) would change a value `owned`
+/// by someone else. Owning a map (its existence) is not owning its keys:
+/// only a value that is replaced, or a scalar or list turned into (or out
+/// of) a map on the way to the other field, conflicts.
+fn contested(owned: &[String], field: &[String], current: &Value, applied: &Value) -> bool {
+    let is_map = |v: Option<&Value>| v.is_some_and(Value::is_object);
+    if owned == field {
+        value_at(current, field) != value_at(applied, field)
+    } else if field.starts_with(owned) {
+        !is_map(value_at(current, owned)) && value_at(current, owned) != value_at(applied, owned)
+    } else if owned.starts_with(field) {
+        !is_map(value_at(applied, field)) && value_at(current, field) != value_at(applied, field)
+    } else {
+        false
+    }
+}
+
 /// `.spec.replicas`
 pub fn dotted(path: &[String]) -> String {
     path.iter().map(|k| format!(".{k}")).collect()
@@ -132,13 +149,11 @@ pub fn apply(
     let mut conflicts = Vec::new();
     for other in managers.iter().filter(|m| m.name != manager) {
         for owned in &other.fields {
-            for f in fields.iter().filter(|f| overlaps(owned, f)) {
-                if value_at(current, f) != value_at(applied, f) {
-                    conflicts.push(Conflict {
-                        manager: other.name.clone(),
-                        field: dotted(owned),
-                    });
-                }
+            if fields.iter().any(|f| contested(owned, f, current, applied)) {
+                conflicts.push(Conflict {
+                    manager: other.name.clone(),
+                    field: dotted(owned),
+                });
             }
         }
     }
@@ -149,11 +164,9 @@ pub fn apply(
     if force {
         // Forced: the conflicting fields change hands.
         for other in managers.iter_mut().filter(|m| m.name != manager) {
-            other.fields.retain(|owned| {
-                !fields
-                    .iter()
-                    .any(|f| overlaps(owned, f) && value_at(current, f) != value_at(applied, f))
-            });
+            other
+                .fields
+                .retain(|owned| !fields.iter().any(|f| contested(owned, f, current, applied)));
         }
     }
     // Fields this manager applied before and no longer applies are removed,
@@ -207,10 +220,10 @@ pub fn record_update(
     let removed: Vec<&FieldPath> = before.difference(&after).collect();
     for m in managers.iter_mut() {
         m.fields
-            .retain(|owned| !removed.iter().any(|r| overlaps(owned, r)));
+            .retain(|owned| !removed.iter().any(|r| owned.starts_with(r)));
         if m.name != manager || m.operation != Operation::Update {
             m.fields
-                .retain(|owned| !changed.iter().any(|c| overlaps(owned, c)));
+                .retain(|owned| !changed.iter().any(|c| contested(owned, c, old, new)));
         }
     }
     if !changed.is_empty() {
