@@ -2,5 +2,7 @@
 #![forbid(unsafe_code)]
 
 fn main() -> std::process::ExitCode {
+    // Before any TLS client exists (kube, reqwest): one rustls provider.
+    canaryd::cluster::tls::install_crypto_provider();
     canaryd::cli::main()
 }

@@ -13,7 +13,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use canaryd::spec::decode::decode;
-use canaryd::spec::model::{Comparison, DeploySpec, RouterSpec};
+use canaryd::spec::model::{Comparison, DeploySpec, Limit, RouterSpec};
 use canaryd::spec::policy::PolicySet;
 use canaryd::spec::units::Threshold;
 
@@ -137,7 +137,8 @@ fn an_argo_canary_with_pauses_and_analysis_becomes_steps_gates_and_abort_conditi
     );
     let a = &spec.strategy.analysis;
     assert_eq!(
-        a.failure_limit, 3,
+        a.failure_limit,
+        Some(3),
         "failureLimit 2: the third failure fails"
     );
     assert_eq!(a.window, mins(2).expect("2m"), "the queries' range");
@@ -214,7 +215,7 @@ fn argo_features_without_a_counterpart_are_listed_with_their_lines() {
         ["error_rate < 5%", "consumer_lag < 1000"]
     );
     let lag = &first.gates[1];
-    assert_eq!(lag.threshold, Threshold::Number(1000.0));
+    assert_eq!(lag.limit, Limit::Fixed(Threshold::Number(1000.0)));
     assert!(lag.query.is_some(), "a custom gate keeps its query");
     assert_eq!(first.duration, Some(Duration::from_secs(3600 + 6 * 60)));
     assert_eq!(spec.strategy.steps[1].duration, Some(Duration::ZERO));
@@ -246,7 +247,11 @@ fn a_flagger_canary_with_step_weight_and_builtin_metrics_advances_one_step_per_i
                 .all(|g| g.comparison == Comparison::LessThan && g.query.is_none())
         );
     }
-    assert_eq!(spec.strategy.analysis.failure_limit, 5, "threshold: 5");
+    assert_eq!(
+        spec.strategy.analysis.failure_limit,
+        Some(5),
+        "threshold: 5"
+    );
     assert_eq!(spec.strategy.analysis.interval, mins(1).expect("1m"));
     for hook in ["acceptance-test", "load-test"] {
         let at = format!(
@@ -294,7 +299,7 @@ fn a_flagger_canary_with_step_weights_and_metric_templates_keeps_their_queries()
         latency.contains("histogram_quantile(0.95"),
         "templateVariables filled: {latency}"
     );
-    assert_eq!(spec.strategy.analysis.failure_limit, 3);
+    assert_eq!(spec.strategy.analysis.failure_limit, Some(3));
     assert_eq!(spec.strategy.analysis.window, mins(1).expect("1m"));
     let at = format!(
         "note: canary.yaml:{}: webhook `promotion gate` (confirm-promotion)",

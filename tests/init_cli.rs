@@ -198,17 +198,21 @@ async fn init_writes_a_valid_file_with_the_detected_policy_versions_and_threshol
     let promotion = &steps[0].gates;
     let abort = &spec.strategy.rollback.on;
     let e_gate = gate(promotion, "error_rate", Comparison::LessThan)
-        .threshold
-        .value();
+        .limit
+        .fixed()
+        .expect("a fixed threshold");
     let l_gate = gate(promotion, "latency_p99", Comparison::LessThan)
-        .threshold
-        .value();
+        .limit
+        .fixed()
+        .expect("a fixed threshold");
     let e_abort = gate(abort, "error_rate", Comparison::GreaterThan)
-        .threshold
-        .value();
+        .limit
+        .fixed()
+        .expect("a fixed threshold");
     let l_abort = gate(abort, "latency_p99", Comparison::GreaterThan)
-        .threshold
-        .value();
+        .limit
+        .fixed()
+        .expect("a fixed threshold");
     // Printed values have three significant digits: allow their rounding.
     assert_rounded_up("error-rate gate", e_gate, 2.0, error * 0.999);
     assert_rounded_up("p99 gate", l_gate, 2.0, p99 * 0.999);

@@ -3,6 +3,7 @@
 mod check;
 mod check_evidence;
 mod control;
+mod crd;
 mod import;
 mod init;
 pub mod run;
@@ -114,6 +115,8 @@ pub enum Command {
     SampleApp(sample::AppArgs),
     /// Send open-loop HTTP load at a fixed rate (the demo's traffic).
     Load(sample::LoadArgs),
+    /// Print the Rollout CustomResourceDefinition (cluster mode) as YAML.
+    Crd,
 }
 
 fn duration(text: &str) -> Result<Duration, String> {
@@ -193,5 +196,6 @@ pub fn main() -> ExitCode {
             init_logging("info");
             sample::run_load(args)
         }
+        Command::Crd => crd::run(),
     }
 }

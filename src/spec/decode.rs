@@ -266,7 +266,13 @@ fn address(r: &mut Reader<'_>, node: &Node, what: &str) -> Option<String> {
     Some(text)
 }
 
-const ROUTER_KINDS: [&str; 4] = ["builtin", "haproxy", "gateway-api", "kubernetes-replicas"];
+const ROUTER_KINDS: [&str; 5] = [
+    "builtin",
+    "haproxy",
+    "gateway-api",
+    "smi",
+    "kubernetes-replicas",
+];
 
 fn read_router(r: &mut Reader<'_>, node: &Node) -> Option<RouterSpec> {
     let f = r.any_map(node, "`router`")?;
@@ -288,6 +294,13 @@ fn read_router(r: &mut Reader<'_>, node: &Node) -> Option<RouterSpec> {
             "canary_server",
         ],
         "gateway-api" => &["kind", "route", "stable_backend", "canary_backend"],
+        "smi" => &[
+            "kind",
+            "traffic_split",
+            "root_service",
+            "stable_backend",
+            "canary_backend",
+        ],
         "kubernetes-replicas" => &["kind", "replicas"],
         other => {
             let hint = suggest(other, ROUTER_KINDS, || {
@@ -350,6 +363,18 @@ fn read_router(r: &mut Reader<'_>, node: &Node) -> Option<RouterSpec> {
             let canary_backend = text(r, &f, "canary_backend", "canary_backend: checkout-canary");
             RouterSpec::GatewayApi {
                 route: route?,
+                stable_backend: stable_backend?,
+                canary_backend: canary_backend?,
+            }
+        }
+        "smi" => {
+            let traffic_split = text(r, &f, "traffic_split", "traffic_split: checkout");
+            let root_service = text(r, &f, "root_service", "root_service: checkout");
+            let stable_backend = text(r, &f, "stable_backend", "stable_backend: checkout-primary");
+            let canary_backend = text(r, &f, "canary_backend", "canary_backend: checkout-canary");
+            RouterSpec::Smi {
+                traffic_split: traffic_split?,
+                root_service: root_service?,
                 stable_backend: stable_backend?,
                 canary_backend: canary_backend?,
             }

@@ -89,6 +89,17 @@ pub enum RouterSpec {
         /// Backend (Service) of the canary track.
         canary_backend: String,
     },
+    /// SMI TrafficSplit backend weights (cluster mode).
+    Smi {
+        /// The TrafficSplit's name.
+        traffic_split: String,
+        /// The root (apex) Service clients address.
+        root_service: String,
+        /// Backend (Service) of the stable track.
+        stable_backend: String,
+        /// Backend (Service) of the canary track.
+        canary_backend: String,
+    },
     /// Replica ratio of two Deployments when there is no mesh (cluster mode).
     KubernetesReplicas {
         /// Total replicas shared between the tracks.
@@ -103,6 +114,7 @@ impl RouterSpec {
             RouterSpec::Builtin { .. } => "builtin",
             RouterSpec::Haproxy { .. } => "haproxy",
             RouterSpec::GatewayApi { .. } => "gateway-api",
+            RouterSpec::Smi { .. } => "smi",
             RouterSpec::KubernetesReplicas { .. } => "kubernetes-replicas",
         }
     }
