@@ -124,7 +124,7 @@ fn duration(text: &str) -> Result<Duration, String> {
 }
 
 /// The policy directory: the flag, else `./policies` when it exists.
-fn policy_dir(flag: Option<&Path>) -> Option<&Path> {
+pub(crate) fn policy_dir(flag: Option<&Path>) -> Option<&Path> {
     let default_dir = Path::new("policies");
     flag.or_else(|| default_dir.is_dir().then_some(default_dir))
 }

@@ -108,6 +108,7 @@ impl PrometheusSource {
     }
 }
 
+#[async_trait::async_trait]
 impl MetricsSource for PrometheusSource {
     async fn query_batch(&self, queries: &[InstantQuery], at: Timestamp) -> Vec<Answer> {
         let pending: Vec<_> = queries.iter().map(|q| self.query(q, at)).collect();

@@ -1,7 +1,7 @@
 //! The SQLite adapter of the store (rusqlite, WAL journal, full sync).
 
 use std::path::Path;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -58,9 +58,17 @@ CREATE TABLE accepted_files (
 );
 ";
 
-/// Rollout state, decision log and alert outbox in one SQLite file.
+/// Rollout state, decision log and alert outbox in one SQLite file. Cheap to
+/// clone: clones share the connection.
+#[derive(Clone)]
 pub struct SqliteStore {
-    conn: Mutex<Connection>,
+    conn: Arc<Mutex<Connection>>,
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> StoreError {
+        StoreError::Backend(e.to_string())
+    }
 }
 
 pub(super) fn to_json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
@@ -134,7 +142,7 @@ impl SqliteStore {
             ))?;
         }
         Ok(SqliteStore {
-            conn: Mutex::new(conn),
+            conn: Arc::new(Mutex::new(conn)),
         })
     }
 

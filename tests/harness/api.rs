@@ -62,13 +62,14 @@ impl Api {
             while let Some(r) = requests.recv().await {
                 let answer = controller
                     .get(&r.id)
-                    .ok_or_else(|| CommandError::NotFound(r.id.to_string()));
+                    .ok_or_else(|| CommandError::NotFound(r.id.clone()));
                 let _ = r.reply.send(answer);
             }
         });
         let state = Arc::new(ApiState {
             view,
-            store: Arc::new(store),
+            log: Arc::new(store.clone()),
+            outbox: Arc::new(store),
             commands,
             token: Some(API_TOKEN.into()),
             registry: Arc::new(Registry::default()),
