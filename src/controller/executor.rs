@@ -6,7 +6,8 @@
 //!    retargeted.
 //! 2. **Commit**: the tick's changed states, records and alerts, in one call.
 //!    A state is written only when it changed materially, or when its
-//!    checkpoint is due (watched time and evidence counts).
+//!    periodic write is due (the evidence counts); the watched time of the
+//!    others is checkpointed (one small write each).
 //! 3. **Raise**: the remaining weights; a raise the router refuses leaves
 //!    the in-memory state at the weight the router holds, so the next tick
 //!    raises again.
@@ -20,7 +21,7 @@ use super::view::{Event, LastDecision};
 use super::{Controller, ControllerError};
 use crate::engine::{Decision, Effect, RolloutState, Timestamp};
 use crate::notify;
-use crate::ports::Change;
+use crate::ports::{Change, Checkpoint};
 use crate::spec::model::RolloutId;
 
 /// A state with the fields that change every tick cleared: what a write
@@ -122,6 +123,28 @@ impl Controller {
             if queued {
                 self.alerts_queued.notify_one();
             }
+        }
+        // Watched time of the rollouts whose state was not written: a tiny
+        // checkpoint each tick, so a crash loses at most one interval of it.
+        let marks: Vec<Checkpoint> = decisions
+            .iter()
+            .filter(|(id, d)| {
+                d.state.phase.in_flight()
+                    && self.rollouts.get(id).is_some_and(|m| m.committed_at != now)
+            })
+            .filter_map(|(id, d)| {
+                Some(Checkpoint {
+                    id: id.clone(),
+                    step_elapsed: d.state.step_elapsed,
+                    last_tick: d.state.last_tick?,
+                })
+            })
+            .collect();
+        if !marks.is_empty()
+            && let Err(e) = self.store.checkpoint(marks).await
+        {
+            self.metrics.count_error(e.kind());
+            tracing::warn!(error = %e, "cannot checkpoint watched time; a crash now would lose some");
         }
         // 3. The rest, in order; then the picture everyone sees.
         for (id, d) in decisions {

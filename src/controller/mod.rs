@@ -46,10 +46,10 @@ pub struct Settings {
     pub default_prometheus: Option<String>,
     /// How often the spec source is asked for changes.
     pub reload_every: Duration,
-    /// How often a rollout's state is written when nothing else changes it:
-    /// watched time and evidence counts are checkpointed at this period (a
-    /// crash loses at most this much watched time; no evidence, since the
-    /// counters are cumulative).
+    /// How often a rollout's whole state (its evidence counts) is written
+    /// when nothing else changes it. Its watched time is checkpointed every
+    /// tick, so a crash loses at most one interval of it; and no evidence,
+    /// since the counters are cumulative.
     pub checkpoint_every: Duration,
     /// How often the router of a rollout not in flight is reconciled.
     pub idle_reconcile_every: Duration,
@@ -60,7 +60,7 @@ impl Default for Settings {
         Settings {
             default_prometheus: None,
             reload_every: Duration::from_secs(1),
-            checkpoint_every: Duration::from_secs(30),
+            checkpoint_every: Duration::from_secs(300),
             idle_reconcile_every: Duration::from_secs(60),
         }
     }

@@ -29,8 +29,8 @@ pub struct DaemonConfig {
     pub query_timeout: String,
     /// Deploy directory scan period (`1s`).
     pub reload_every: String,
-    /// How often a rollout's watched time and evidence are checkpointed when
-    /// nothing else is written (a crash loses at most this much watched time).
+    /// How often a quiet rollout's whole state (its evidence counts) is
+    /// written; its watched time is checkpointed every tick.
     pub checkpoint_every: String,
     /// The daemon's URL as people reach it, for dashboard links in alerts
     /// (default: `http://` and the listen address).
@@ -124,7 +124,7 @@ impl Default for DaemonConfig {
             api_token: None,
             query_timeout: "5s".into(),
             reload_every: "1s".into(),
-            checkpoint_every: "30s".into(),
+            checkpoint_every: "5m".into(),
             public_url: None,
             alerts: Vec::new(),
             alert_max_attempts: "12".into(),

@@ -26,11 +26,62 @@ use crate::store::SqliteStore;
 
 pub use config::DaemonConfig;
 
-fn duration(key: &str, text: &str) -> Result<Duration, String> {
+/// The daemon could not start (or stopped on an error).
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// A setting is invalid.
+    #[error("{key}: {message}")]
+    Setting {
+        /// The setting's key (`listen`, `alert_timeout`…).
+        key: &'static str,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// A policy file is invalid.
+    #[error("policy {path} is invalid:\n{report}")]
+    Policy {
+        /// The file.
+        path: String,
+        /// Its diagnostics, rendered.
+        report: String,
+    },
+    /// The state store cannot be opened.
+    #[error("{source} ({path})")]
+    Store {
+        /// Its path.
+        path: String,
+        /// Why.
+        source: crate::ports::StoreError,
+    },
+    /// The API's address cannot be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A part could not be built (the HTTP client of Prometheus or of the
+    /// notifier).
+    #[error("{0}")]
+    Build(String),
+    /// The controller could not start.
+    #[error(transparent)]
+    Controller(#[from] crate::controller::ControllerError),
+}
+
+fn setting(key: &'static str, message: impl Into<String>) -> DaemonError {
+    DaemonError::Setting {
+        key,
+        message: message.into(),
+    }
+}
+
+fn duration(key: &'static str, text: &str) -> Result<Duration, DaemonError> {
     match parse_duration(text) {
-        Ok(d) if d.is_zero() => Err(format!("{key}: must be longer than 0s")),
+        Ok(d) if d.is_zero() => Err(setting(key, "must be longer than 0s")),
         Ok(d) => Ok(d),
-        Err(e) => Err(format!("{key}: {e}")),
+        Err(e) => Err(setting(key, e.to_string())),
     }
 }
 
@@ -38,15 +89,14 @@ fn duration(key: &str, text: &str) -> Result<Duration, String> {
 pub async fn serve(
     config: DaemonConfig,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> Result<(), String> {
+) -> Result<(), DaemonError> {
     let (policies, problems) = load_policies(policy_dir(config.policy_dir.as_deref()));
     if let Some((path, text, diags)) = problems.first() {
         let rendered: Vec<String> = diags.iter().map(|d| d.render(Some(text))).collect();
-        return Err(format!(
-            "policy {} is invalid:\n{}",
-            path.display(),
-            rendered.join("\n")
-        ));
+        return Err(DaemonError::Policy {
+            path: path.display().to_string(),
+            report: rendered.join("\n"),
+        });
     }
     let store = open_store(&config.state)?;
     let mut registry = Registry::default();
@@ -56,17 +106,23 @@ pub async fn serve(
         timeout: duration("query_timeout", &config.query_timeout)?,
         ..ProviderConfig::default()
     })
-    .map_err(|e| e.to_string())?;
+    .map_err(|e| DaemonError::Build(e.to_string()))?;
     let view = Arc::new(View::default());
     let listen: SocketAddr = config.listen.parse().map_err(|_| {
-        format!(
-            "listen: `{}` is not an address such as 127.0.0.1:9900",
-            config.listen
+        setting(
+            "listen",
+            format!(
+                "`{}` is not an address such as 127.0.0.1:9900",
+                config.listen
+            ),
         )
     })?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
-        .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+        .map_err(|source| DaemonError::Listen {
+            addr: listen,
+            source,
+        })?;
     let bound = listener.local_addr().unwrap_or(listen);
     let alerts = alert_routing(&config, bound)?;
     let access = access(&config, bound)?;
@@ -79,7 +135,7 @@ pub async fn serve(
         alerts_queued.clone(),
         metrics.alerts.clone(),
     )
-    .map_err(|e| e.to_string())?;
+    .map_err(|e| DaemonError::Build(e.to_string()))?;
     let settings = Settings {
         default_prometheus: config.prometheus_url.clone(),
         reload_every: duration("reload_every", &config.reload_every)?,
@@ -115,8 +171,7 @@ pub async fn serve(
             alerts_queued,
         },
     )
-    .await
-    .map_err(|e| e.to_string())?;
+    .await?;
     let (commands, requests) = mpsc::channel(64);
     // An empty token would let an empty `Bearer` through: it means "none".
     let token = config.api_token.clone().filter(|t| !t.trim().is_empty());
@@ -174,12 +229,13 @@ pub async fn serve(
     Ok(())
 }
 
-fn alert_routing(config: &DaemonConfig, bound: SocketAddr) -> Result<Routing, String> {
+fn alert_routing(config: &DaemonConfig, bound: SocketAddr) -> Result<Routing, DaemonError> {
     let defaults = config
         .alerts
         .iter()
         .map(SinkConfig::resolve)
-        .collect::<Result<Vec<_>, _>>()?;
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| setting("alerts", e))?;
     let base = match &config.public_url {
         Some(url) if !url.trim().is_empty() => url.trim().to_string(),
         _ => {
@@ -195,31 +251,32 @@ fn alert_routing(config: &DaemonConfig, bound: SocketAddr) -> Result<Routing, St
     })
 }
 
-fn access(config: &DaemonConfig, bound: SocketAddr) -> Result<Access, String> {
+fn access(config: &DaemonConfig, bound: SocketAddr) -> Result<Access, DaemonError> {
     Ok(Access {
         hosts: HostAllowList::for_listener(
             bound,
             config.public_url.as_deref(),
             &config.allowed_hosts,
-        )?,
+        )
+        .map_err(|e| setting("allowed_hosts", e))?,
         reads: config.read_access,
         // An empty token would let an empty `Bearer` through: it means "none".
         read_token: config.read_token.clone().filter(|t| !t.trim().is_empty()),
     })
 }
 
-fn count(key: &str, text: &str) -> Result<usize, String> {
+fn count(key: &'static str, text: &str) -> Result<usize, DaemonError> {
     text.trim()
         .parse()
         .ok()
         .filter(|n| *n > 0)
-        .ok_or_else(|| format!("{key}: `{text}` is not a whole number above 0"))
+        .ok_or_else(|| setting(key, format!("`{text}` is not a whole number above 0")))
 }
 
 /// The API's and each built-in router's connection limits.
 fn connection_limits(
     config: &DaemonConfig,
-) -> Result<(ConnectionLimits, ConnectionLimits), String> {
+) -> Result<(ConnectionLimits, ConnectionLimits), DaemonError> {
     let header_timeout = duration("header_timeout", &config.header_timeout)?;
     let idle_timeout = duration("idle_timeout", &config.idle_timeout)?;
     let api = ConnectionLimits {
@@ -234,7 +291,7 @@ fn connection_limits(
     Ok((api, router))
 }
 
-fn retry_policy(config: &DaemonConfig) -> Result<RetryPolicy, String> {
+fn retry_policy(config: &DaemonConfig) -> Result<RetryPolicy, DaemonError> {
     let attempts: u32 = config
         .alert_max_attempts
         .trim()
@@ -242,9 +299,12 @@ fn retry_policy(config: &DaemonConfig) -> Result<RetryPolicy, String> {
         .ok()
         .filter(|n| *n > 0)
         .ok_or_else(|| {
-            format!(
-                "alert_max_attempts: `{}` is not a whole number above 0",
-                config.alert_max_attempts
+            setting(
+                "alert_max_attempts",
+                format!(
+                    "`{}` is not a whole number above 0",
+                    config.alert_max_attempts
+                ),
             )
         })?;
     Ok(RetryPolicy {
@@ -255,11 +315,16 @@ fn retry_policy(config: &DaemonConfig) -> Result<RetryPolicy, String> {
     })
 }
 
-fn open_store(path: &Path) -> Result<SqliteStore, String> {
-    if path.as_os_str() == ":memory:" {
-        return SqliteStore::in_memory().map_err(|e| e.to_string());
-    }
-    SqliteStore::open(path).map_err(|e| format!("{} ({})", e, path.display()))
+fn open_store(path: &Path) -> Result<SqliteStore, DaemonError> {
+    let opened = if path.as_os_str() == ":memory:" {
+        SqliteStore::in_memory()
+    } else {
+        SqliteStore::open(path)
+    };
+    opened.map_err(|source| DaemonError::Store {
+        path: path.display().to_string(),
+        source,
+    })
 }
 
 #[cfg(test)]
@@ -321,7 +386,9 @@ mod tests {
     fn a_sink_without_a_url_source_or_with_a_typo_is_refused_with_its_name() {
         let bound: SocketAddr = "127.0.0.1:9900".parse().expect("address");
         let config = load("alerts:\n  - teams: { severity: warn }\n").expect("parses");
-        let err = alert_routing(&config, bound).expect_err("no URL");
+        let err = alert_routing(&config, bound)
+            .expect_err("no URL")
+            .to_string();
         assert!(
             err.contains("the `teams` sink has no `webhook_env`"),
             "{err}"

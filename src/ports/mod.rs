@@ -25,6 +25,6 @@ pub use metrics::{Answer, InstantQuery, MetricsSource, QueryValue, Series};
 pub use router::{Health, RouterError, RouterFactory, TrafficRouter};
 pub use specs::{SpecEvent, SpecSource, SpecSourceError};
 pub use store::{
-    AlertOutbox, Change, DecisionLog, Delivery, DeliveryState, DeliveryStatus, Outgoing,
-    PendingDelivery, SpecMemory, StateStore, StoreError, StoredRollout,
+    AlertOutbox, Change, Checkpoint, DecisionLog, Delivery, DeliveryState, DeliveryStatus,
+    Outgoing, PendingDelivery, SpecMemory, StateStore, StoreError, StoredRollout,
 };

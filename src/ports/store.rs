@@ -22,6 +22,21 @@ pub trait StateStore: Send + Sync {
 
     /// Commits a tick's changes atomically; each record and alert once.
     async fn commit(&self, changes: Vec<Change>, now: Timestamp) -> Result<(), StoreError>;
+
+    /// Checkpoints the watched time of rollouts whose state was not written
+    /// this tick (cheap: a crash then loses at most one interval of it).
+    async fn checkpoint(&self, marks: Vec<Checkpoint>) -> Result<(), StoreError>;
+}
+
+/// A rollout's watched time in its step, as of its last tick.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Checkpoint {
+    /// Which rollout.
+    pub id: RolloutId,
+    /// Watched time in the current step.
+    pub step_elapsed: std::time::Duration,
+    /// When it was measured.
+    pub last_tick: Timestamp,
 }
 
 /// Reading the decision log.

@@ -13,7 +13,7 @@ mod ports;
 mod sqlite;
 
 pub use crate::ports::store::{
-    Change, Delivery, DeliveryState, DeliveryStatus, Outgoing, PendingDelivery, StoreError,
-    StoredRollout,
+    Change, Checkpoint, Delivery, DeliveryState, DeliveryStatus, Outgoing, PendingDelivery,
+    StoreError, StoredRollout,
 };
 pub use sqlite::SqliteStore;

@@ -6,8 +6,8 @@ use async_trait::async_trait;
 use super::SqliteStore;
 use crate::engine::{DecisionRecord, Timestamp};
 use crate::ports::store::{
-    AlertOutbox, Change, DecisionLog, Delivery, DeliveryStatus, PendingDelivery, SpecMemory,
-    StateStore, StoreError, StoredRollout,
+    AlertOutbox, Change, Checkpoint, DecisionLog, Delivery, DeliveryStatus, PendingDelivery,
+    SpecMemory, StateStore, StoreError, StoredRollout,
 };
 use crate::spec::model::RolloutId;
 
@@ -30,6 +30,10 @@ impl StateStore for SqliteStore {
 
     async fn commit(&self, changes: Vec<Change>, now: Timestamp) -> Result<(), StoreError> {
         blocking(self, move |s| s.commit(&changes, now)).await
+    }
+
+    async fn checkpoint(&self, marks: Vec<Checkpoint>) -> Result<(), StoreError> {
+        blocking(self, move |s| s.checkpoint(&marks)).await
     }
 }
 

@@ -12,9 +12,9 @@ use async_trait::async_trait;
 
 use crate::engine::{DecisionRecord, Timestamp};
 use crate::ports::{
-    Answer, Change, DecisionLog, Health, InstantQuery, MetricsSource, QueryValue, RouterError,
-    RouterFactory, Series, SpecEvent, SpecSource, SpecSourceError, StateStore, StoreError,
-    StoredRollout, TrafficRouter,
+    Answer, Change, Checkpoint, DecisionLog, Health, InstantQuery, MetricsSource, QueryValue,
+    RouterError, RouterFactory, Series, SpecEvent, SpecSource, SpecSourceError, StateStore,
+    StoreError, StoredRollout, TrafficRouter,
 };
 use crate::spec::model::{DeploySpec, RolloutId};
 use crate::spec::units::Weight;
@@ -85,6 +85,26 @@ impl StateStore for FakeStore {
                     updated_at: now,
                 },
             );
+        }
+        Ok(())
+    }
+
+    async fn checkpoint(&self, marks: Vec<Checkpoint>) -> Result<(), StoreError> {
+        self.checkpoint_marks(marks).await
+    }
+}
+
+impl FakeStore {
+    async fn checkpoint_marks(&self, marks: Vec<Checkpoint>) -> Result<(), StoreError> {
+        if self.fail.load(Ordering::SeqCst) {
+            return Err(StoreError::Backend("disk full".into()));
+        }
+        let mut states = self.states.lock().expect("lock");
+        for m in marks {
+            if let Some(s) = states.get_mut(&m.id) {
+                s.state.step_elapsed = m.step_elapsed;
+                s.state.last_tick = Some(m.last_tick);
+            }
         }
         Ok(())
     }

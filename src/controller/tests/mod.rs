@@ -282,6 +282,10 @@ async fn a_restart_from_stored_state_resumes_the_same_step_at_its_weight() {
         view.step_elapsed_seconds >= stored.step_elapsed.as_secs_f64(),
         "the watched time goes on from its checkpoint"
     );
+    assert!(
+        stored.step_elapsed.as_secs_f64() >= 34.0,
+        "at most one interval lost: {stored:?}"
+    );
     let seqs: Vec<u64> = store
         .records
         .lock()
