@@ -297,11 +297,23 @@ async fn a_rollout_in_progress_is_shown_live_and_actions_need_the_token() {
     screenshot(&page, "rollout-paused").await;
 }
 
-/// `canaryd demo` as a child process; killed on drop.
+/// `canaryd demo` as a child process, stopped on drop as a person stops it
+/// (Ctrl-C: it stops the Prometheus it started; a SIGKILL would leave that
+/// Prometheus running), killed if it has not exited within 20 s.
 struct Demo(Child);
 
 impl Drop for Demo {
     fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-INT", &self.0.id().to_string()])
+            .status();
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while std::time::Instant::now() < deadline {
+            if !matches!(self.0.try_wait(), Ok(None)) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
