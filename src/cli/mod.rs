@@ -6,6 +6,7 @@ mod control;
 mod crd;
 mod import;
 mod init;
+mod latency_bounds;
 pub mod run;
 mod sample;
 mod validate;

@@ -66,6 +66,9 @@ pub enum Code {
     OutOfRange,
     /// `no_data: ignore` lets canaries without data advance.
     NoDataIgnored,
+    /// A latency threshold between histogram bounds far from it (or beyond
+    /// every bound): the gate is judged at the bounds, not at the threshold.
+    CoarseHistogram,
 }
 
 /// One problem in one file.
