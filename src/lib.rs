@@ -6,6 +6,7 @@ pub mod backtest;
 pub mod cli;
 pub mod cluster;
 pub mod controller;
+pub mod delivery;
 pub mod demo;
 pub mod engine;
 pub mod import;

@@ -8,6 +8,7 @@
 //! decides the same thing from the same state) stores it once.
 
 mod outbox;
+mod period;
 mod sqlite;
 
 pub use sqlite::SqliteStore;
