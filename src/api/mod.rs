@@ -8,6 +8,7 @@
 mod auth;
 mod command;
 mod dashboard;
+mod delivery;
 pub mod error;
 mod extract;
 pub mod guard;
@@ -82,6 +83,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
             post(command::act),
         )
         .route("/api/v1/events", get(read::events))
+        .route("/api/v1/delivery", get(delivery::delivery))
         .fallback(|| async {
             ApiError::new(
                 ErrorCode::NotFound,

@@ -289,6 +289,9 @@ pub async fn serve(
     let mut registry = Registry::default();
     let metrics = Metrics::register(&mut registry);
     let router_metrics = RouterMetrics::register(&mut registry);
+    registry.register_collector(Box::new(crate::delivery::gauges::DeliveryGauges::new(
+        store.clone(),
+    )));
     let source = PrometheusSource::new(ProviderConfig {
         timeout: duration("query_timeout", &config.query_timeout)?,
         ..ProviderConfig::default()
