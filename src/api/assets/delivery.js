@@ -35,7 +35,7 @@
     const width = 600, height = 90, gap = 1;
     const max = Math.max(1, ...daily.map((d) => d.promoted + d.rolled_back + d.aborted));
     const w = width / Math.max(1, daily.length);
-    const plot = svg('svg', { viewBox: '0 0 ' + width + ' ' + height, class: 'delivery-chart', role: 'img', 'data-testid': 'delivery-chart',
+    const plot = svg('svg', { viewBox: '0 0 ' + width + ' ' + height, preserveAspectRatio: 'none', class: 'delivery-chart', role: 'img', 'data-testid': 'delivery-chart',
       'aria-label': 'Rollouts finished per day: promoted, rolled back, aborted' });
     daily.forEach((d, i) => {
       let y = height;
