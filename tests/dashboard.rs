@@ -181,11 +181,23 @@ async fn a_rollout_in_progress_is_shown_live_and_actions_need_the_token() {
     screenshot(&page, "rollout-paused").await;
 }
 
-/// `canaryd demo` as a child process; killed on drop.
+/// `canaryd demo` as a child process; stopped on drop as Ctrl-C stops it
+/// (it then stops the Prometheus and apps it started), killed if it has not
+/// exited within 10 s.
 struct Demo(Child);
 
 impl Drop for Demo {
     fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-INT", &self.0.id().to_string()])
+            .status();
+        let started = std::time::Instant::now();
+        while started.elapsed() < Duration::from_secs(10) {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
