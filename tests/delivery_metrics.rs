@@ -393,11 +393,10 @@ fn an_even_number_of_durations_has_the_middle_two_as_median() {
 }
 
 #[test]
-fn a_period_must_be_forward_and_at_most_400_days() {
+fn a_period_must_run_forward() {
     assert!(Period::new(at(1, 0), at(1, 0)).is_err());
     assert!(Period::new(at(2, 0), at(1, 0)).is_err());
-    assert!(Period::new(at(0, 0), at(401, 0)).is_err());
-    assert!(Period::new(at(0, 0), at(400, 0)).is_ok());
+    assert!(Period::new(at(0, 0), at(0, 1)).is_ok());
 }
 
 #[test]

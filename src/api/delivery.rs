@@ -1,7 +1,7 @@
 //! `GET /api/v1/delivery?since=…&until=…`: the delivery metrics of a period
 //! (see [`crate::delivery`]), per rollout and overall. `since` and `until`
-//! take RFC 3339 or a time before now (`-7d`, `now-12h`); by default the
-//! last 30 days.
+//! take RFC 3339 or a time before now (`-7d`, `now-12h`); by default (also
+//! when empty) the last 30 days.
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -27,15 +27,20 @@ pub struct Range {
 /// The period asked for, or why it is refused.
 fn period(q: &Range, now: Timestamp) -> Result<Period, ApiError> {
     let bad = |e: String| ApiError::new(ErrorCode::BadRequest, e);
-    let until = match &q.until {
+    let until = match given(q.until.as_deref()) {
         Some(t) => parse_time(t, now).map_err(|e| bad(format!("until: {e}")))?,
         None => now,
     };
-    let since = match &q.since {
+    let since = match given(q.since.as_deref()) {
         Some(t) => parse_time(t, now).map_err(|e| bad(format!("since: {e}")))?,
         None => Period::trailing(until, TRAILING_DAYS).since(),
     };
     Period::new(since, until).map_err(|e| bad(e.to_string()))
+}
+
+/// A parameter given and not empty.
+fn given(t: Option<&str>) -> Option<&str> {
+    t.filter(|t| !t.trim().is_empty())
 }
 
 /// `GET /api/v1/delivery`.

@@ -148,10 +148,18 @@ fn parameters() -> Value {
         "name": segment("name", "checkout"),
         "file": segment("file", "app.js"),
         "limit": {"name": "limit", "in": "query", "description": format!("How many of the latest entries (0 returns none); at most {MAX_LIMIT}"), "schema": {"type": "integer", "minimum": 0, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT}},
-        "since": {"name": "since", "in": "query", "description": "The period's start: RFC 3339, or a time before now (`-7d`, `now-12h`); default 30 days before `until`", "schema": {"type": "string"}, "example": "-7d"},
-        "until": {"name": "until", "in": "query", "description": "The period's end (excluded), same forms; default now. At most 400 days after `since`", "schema": {"type": "string"}, "example": "now"},
+        "since": {"name": "since", "in": "query", "description": "The period's start: RFC 3339, or a time before now (`-7d`, `now-12h`); default (or empty) 30 days before `until`. Must be before `until`", "schema": moment(), "example": "-7d"},
+        "until": {"name": "until", "in": "query", "description": "The period's end (excluded), same forms; default (or empty) now", "schema": moment(), "example": "now"},
         "full_path": {"name": "full_path", "in": "query", "description": "Also return `file_path`, the deploy file's path on disk; needs the API token", "schema": {"type": "boolean", "default": false}}
     })
+}
+
+/// `since`/`until`: empty, RFC 3339, `now`, or a time before now.
+fn moment() -> Value {
+    json!({"anyOf": [
+        {"type": "string", "format": "date-time"},
+        {"type": "string", "pattern": "^(|now|(now)?-([0-9]{1,6}(ms|s|m|h|d|w))+)$"}
+    ]})
 }
 
 fn responses() -> Value {

@@ -24,7 +24,6 @@ pub mod attempts;
 pub mod gauges;
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use serde::Serialize;
 
@@ -33,7 +32,7 @@ pub use attempts::{Attempt, End, attempts};
 use crate::engine::{DecisionRecord, Timestamp};
 use crate::spec::model::RolloutId;
 
-/// The longest period reported (the daily series has one entry per day).
+/// The daily series covers at most this many days (the period's last ones).
 pub const MAX_DAYS: u64 = 400;
 const DAY_MS: u64 = 86_400_000;
 
@@ -44,30 +43,21 @@ pub struct Period {
     until: Timestamp,
 }
 
-/// A period that cannot be reported on.
+/// An empty or backwards period.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum PeriodError {
-    /// `until` is not after `since`.
-    #[error("until ({until}) must be after since ({since})")]
-    Empty {
-        /// The start.
-        since: Timestamp,
-        /// The end.
-        until: Timestamp,
-    },
-    /// Longer than [`MAX_DAYS`].
-    #[error("the period is longer than {MAX_DAYS} days")]
-    TooLong,
+#[error("until ({until}) must be after since ({since})")]
+pub struct PeriodError {
+    /// The start.
+    pub since: Timestamp,
+    /// The end.
+    pub until: Timestamp,
 }
 
 impl Period {
-    /// `[since, until)`, non-empty and at most [`MAX_DAYS`] long.
+    /// `[since, until)`, not empty.
     pub fn new(since: Timestamp, until: Timestamp) -> Result<Period, PeriodError> {
         if until <= since {
-            return Err(PeriodError::Empty { since, until });
-        }
-        if until.since(since) > Duration::from_millis(MAX_DAYS * DAY_MS) {
-            return Err(PeriodError::TooLong);
+            return Err(PeriodError { since, until });
         }
         Ok(Period { since, until })
     }
@@ -244,7 +234,8 @@ pub struct Report {
     pub overall: Figures,
     /// Each rollout with an attempt in the period, by name.
     pub rollouts: Vec<RolloutFigures>,
-    /// Promoted, rolled back and aborted per UTC day, oldest first.
+    /// Promoted, rolled back and aborted per UTC day, oldest first (the
+    /// last [`MAX_DAYS`] days of the period at most).
     pub daily: Vec<Day>,
     /// The attempts that ended in the period, in the order they ended.
     pub attempts: Vec<Finished>,
@@ -300,10 +291,10 @@ pub fn report(records: &[(RolloutId, DecisionRecord)], period: Period) -> Report
     }
 }
 
-/// One entry per UTC day the period touches.
+/// One entry per UTC day the period touches (its last [`MAX_DAYS`]).
 fn daily(finished: &[Finished], period: &Period) -> Vec<Day> {
-    let first = period.since.millis() / DAY_MS;
     let last = (period.until.millis().saturating_sub(1)) / DAY_MS;
+    let first = (period.since.millis() / DAY_MS).max(last.saturating_sub(MAX_DAYS - 1));
     let mut days: Vec<Day> = (first..=last)
         .map(|d| Day {
             day: Timestamp::from_millis(d * DAY_MS)
@@ -318,8 +309,9 @@ fn daily(finished: &[Finished], period: &Period) -> Vec<Day> {
         .collect();
     for f in finished {
         let Some(at) = f.attempt.ended else { continue };
-        let Some(day) = usize::try_from(at.millis() / DAY_MS - first)
-            .ok()
+        let Some(day) = (at.millis() / DAY_MS)
+            .checked_sub(first)
+            .and_then(|i| usize::try_from(i).ok())
             .and_then(|i| days.get_mut(i))
         else {
             continue;
