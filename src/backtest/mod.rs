@@ -167,23 +167,20 @@ pub async fn replay<S: RangeSource>(
         .as_deref()
         .or(default_server)
         .ok_or(PlanError::NoServer)?;
+    let mut history = History {
+        spec,
+        policies,
+        server,
+        source,
+        span,
+        recorded: Recorded::default(),
+    };
     let mut state = RolloutState::new(spec, from);
-    let mut recorded = Recorded::default();
     let mut decisions = Vec::new();
     let mut now = from;
     let mut ticks = 0;
     while now <= to {
-        let obs = observe(
-            spec,
-            policies,
-            server,
-            &state,
-            source,
-            &mut recorded,
-            &span,
-            now,
-        )
-        .await?;
+        let obs = history.observe(&state, now).await?;
         ticks += 1;
         // A tick is never rejected: only commands are.
         if let Ok(d) = decide(spec, &state, &Input::Tick(obs), now) {
@@ -214,41 +211,45 @@ pub async fn replay<S: RangeSource>(
     })
 }
 
-/// What the controller would have measured at `now`: the same plan, its
-/// answers read from the history, the canary ready.
-#[allow(clippy::too_many_arguments)]
-async fn observe<S: RangeSource>(
-    spec: &DeploySpec,
-    policies: &PolicySet,
-    server: &str,
-    state: &RolloutState,
-    source: &S,
-    recorded: &mut Recorded,
-    span: &Span,
-    now: Timestamp,
-) -> Result<Observation, BacktestError> {
-    let mut batch = Batch::new();
-    let plan = plan_rollout(
-        &mut batch,
-        spec,
-        policies,
-        Some(server),
-        &reading_gates(spec, state),
-    )?;
-    let counts = counts_needed(spec, state)
-        .map(|needed| plan_counts(&mut batch, spec, policies, Some(server), needed))
-        .transpose()?;
-    recorded.fetch(source, batch.queries(), span).await?;
-    let answers: Vec<Answer> = batch
-        .queries()
-        .iter()
-        .map(|q| recorded.answer(q, now))
-        .collect();
-    Ok(Observation {
-        canary_ready: true,
-        measurements: plan.measurements(&batch, &answers),
-        counts: counts.map(|c| c.reading(&answers)),
-    })
+/// The history one replay reads, fetched as its ticks need it.
+struct History<'a, S> {
+    spec: &'a DeploySpec,
+    policies: &'a PolicySet,
+    server: &'a str,
+    source: &'a S,
+    span: Span,
+    recorded: Recorded,
+}
+
+impl<S: RangeSource> History<'_, S> {
+    /// What the controller would have measured at `now`: the same plan, its
+    /// answers read from the history, the canary ready.
+    async fn observe(
+        &mut self,
+        state: &RolloutState,
+        now: Timestamp,
+    ) -> Result<Observation, BacktestError> {
+        let (spec, policies, server) = (self.spec, self.policies, Some(self.server));
+        let mut batch = Batch::new();
+        let gates = reading_gates(spec, state);
+        let plan = plan_rollout(&mut batch, spec, policies, server, &gates)?;
+        let counts = counts_needed(spec, state)
+            .map(|needed| plan_counts(&mut batch, spec, policies, server, needed))
+            .transpose()?;
+        self.recorded
+            .fetch(self.source, batch.queries(), &self.span)
+            .await?;
+        let answers: Vec<Answer> = batch
+            .queries()
+            .iter()
+            .map(|q| self.recorded.answer(q, now))
+            .collect();
+        Ok(Observation {
+            canary_ready: true,
+            measurements: plan.measurements(&batch, &answers),
+            counts: counts.map(|c| c.reading(&answers)),
+        })
+    }
 }
 
 fn outcome(state: &RolloutState, decisions: &[DecisionRecord], from: Timestamp) -> Outcome {
