@@ -265,11 +265,17 @@ fn a_rollout_paused_because_its_canary_was_unready_resumes_when_it_is_ready_agai
     sim.tick_until(&World::healthy().unready(), 50, |s| {
         s.state.pause == Some(PauseReason::NoData)
     });
-    assert_eq!(sim.router, Weight::ZERO, "an unready canary gets no traffic");
+    assert_eq!(
+        sim.router,
+        Weight::ZERO,
+        "an unready canary gets no traffic"
+    );
     // Ready again: its step's weight comes back so data can, and it resumes.
     sim.tick(&World::healthy());
     assert_eq!(sim.router, weight(5));
-    sim.tick_until(&World::healthy(), 20, |s| s.state.phase == Phase::Progressing);
+    sim.tick_until(&World::healthy(), 20, |s| {
+        s.state.phase == Phase::Progressing
+    });
     assert_eq!(sim.last_record().action, Action::Resume);
     sim.tick_until(&World::healthy(), 1000, |s| s.state.step == 1);
 }
@@ -287,7 +293,10 @@ fn watched_time_does_not_grow_while_prometheus_cannot_be_read() {
         },
     );
     sim.ticks(4, &down);
-    assert_eq!(sim.state.step_elapsed, before, "the outage is not watched time");
+    assert_eq!(
+        sim.state.step_elapsed, before,
+        "the outage is not watched time"
+    );
     sim.tick(&World::healthy());
     assert_eq!(sim.state.step_elapsed, before + sim.interval());
 }

@@ -102,6 +102,9 @@ pub async fn serve(
     let mut registry = Registry::default();
     let metrics = Metrics::register(&mut registry);
     let router_metrics = RouterMetrics::register(&mut registry);
+    registry.register_collector(Box::new(crate::delivery::gauges::DeliveryGauges::new(
+        Arc::new(store.clone()),
+    )));
     let source = PrometheusSource::new(ProviderConfig {
         timeout: duration("query_timeout", &config.query_timeout)?,
         ..ProviderConfig::default()
@@ -183,6 +186,7 @@ pub async fn serve(
     let state = Arc::new(ApiState {
         view,
         log: Arc::new(store.clone()),
+        periods: Arc::new(store.clone()),
         outbox: Arc::new(store),
         commands,
         token,
