@@ -1,6 +1,8 @@
 //! One tick: reconcile the version, count watched time, judge the gates, and
 //! apply BRIEF §3's rules in a fixed order — abort conditions, then
-//! inconclusive data, then promotion gates, then step completion.
+//! inconclusive data, then promotion gates, then step completion (at the
+//! step's `duration`, or earlier with `min_duration` once every promotion
+//! gate has passed on conclusive evidence).
 
 use std::time::Duration;
 
@@ -11,7 +13,7 @@ use super::observation::{GateRef, Inconclusive, Observation, active_gates};
 use super::state::RolloutState;
 use super::state::{PauseReason, Phase};
 use super::verdict::{GateResult, Verdict};
-use crate::spec::model::{DeploySpec, Judged, NoDataPolicy};
+use crate::spec::model::{DeploySpec, Judged, NoDataPolicy, Step};
 use crate::spec::units::Weight;
 
 /// How many intervals one tick may add to a step's watched time. A longer gap
@@ -141,9 +143,10 @@ fn judge_and_apply<'a>(mut d: Draft<'a>, obs: &Observation) -> Draft<'a> {
     };
     let duration = step.duration.unwrap_or(Duration::ZERO);
     let watched = d.state.step_elapsed >= duration && d.state.step_elapsed > Duration::ZERO;
+    let early = !watched && passed_early(&d, step);
     // A step completes only once the canary has had a whole window of
     // traffic (so missing data has been judged at least once).
-    if !watched
+    if !(watched || early)
         || d.state.weight != step_weight
         || ignore_inconclusive_blocks(&d, ignore_inconclusive)
         || !d.state.evidence.warm(d.now, analysis.window)
@@ -151,6 +154,19 @@ fn judge_and_apply<'a>(mut d: Draft<'a>, obs: &Observation) -> Draft<'a> {
         return d;
     }
     let number = d.state.step + 1;
+    if early {
+        let reason = Reason::StepPassedEarly {
+            step: number,
+            watched_seconds: d.state.step_elapsed.as_secs(),
+            duration_seconds: duration.as_secs(),
+        };
+        if d.is_last_step() {
+            d.promote(reason);
+        } else {
+            d.advance(reason);
+        }
+        return d;
+    }
     if let Some(open) = d
         .gates
         .iter()
@@ -201,6 +217,35 @@ fn judge_and_apply<'a>(mut d: Draft<'a>, obs: &Observation) -> Draft<'a> {
         d.advance(reason);
     }
     d
+}
+
+/// Early success (`min_duration`): the step has been watched for at least
+/// its `min_duration`, nothing is inconclusive on this tick (whatever
+/// `no_data` says), and every promotion gate of the step has passed on
+/// conclusive evidence (a pass is locked for the step). Gates judged on
+/// single readings never give that evidence: they keep the step to its
+/// `duration`. The warm-up and the step's weight are checked by the caller.
+fn passed_early(d: &Draft<'_>, step: &Step) -> bool {
+    let Some(min) = step.min_duration else {
+        return false;
+    };
+    let elapsed = d.state.step_elapsed;
+    if elapsed < min || elapsed == Duration::ZERO {
+        return false;
+    }
+    if d.gates.iter().any(|g| g.inconclusive().is_some()) {
+        return false;
+    }
+    let promotion: Vec<&GateResult> = d
+        .gates
+        .iter()
+        .filter(|g| matches!(g.gate, GateRef::Promotion { .. }))
+        .collect();
+    !promotion.is_empty()
+        && promotion.len() == step.gates.len()
+        && promotion
+            .iter()
+            .all(|g| g.verdict == Verdict::Pass && d.state.evidence.passed(g.gate))
 }
 
 /// With `no_data: ignore`, inconclusive gates do not block; otherwise a step
