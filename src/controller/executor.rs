@@ -14,6 +14,11 @@
 //! 4. **Reconcile**: the router is read back and set to the committed weight
 //!    if it drifted (someone edited it by hand).
 //!
+//! A shadowed rollout (see [`Managed::shadow`](super::rollout::Managed))
+//! gets no router call but reads: its decisions carry no weight or finalize
+//! effect (the engine emits none in shadow), it is never retargeted, and
+//! step 4 only reads the router's weight (the team's split) for the view.
+//!
 //! Every write first asks [`Leadership`](crate::ports::Leadership) whether
 //! this process may act.
 
@@ -65,6 +70,10 @@ impl Controller {
                         }
                     }
                 }
+            }
+            if m.retarget && super::rollout::hands_off(&d.state, &m.spec) {
+                // canaryd does not touch a shadowed rollout's router.
+                m.retarget = false;
             }
             if m.retarget {
                 match m.router.retarget(&m.spec).await {
@@ -207,7 +216,15 @@ impl Controller {
         let Some(m) = self.rollouts.get(id) else {
             return;
         };
-        self.metrics.observe_state(id, &m.state, &m.gates);
+        match m.applied.filter(|_| m.shadow()) {
+            // Shadow: the weight the router holds (the team's), not canaryd's plan.
+            Some(held) => {
+                let mut shown = m.state.clone();
+                shown.weight = held;
+                self.metrics.observe_state(id, &shown, &m.gates);
+            }
+            None => self.metrics.observe_state(id, &m.state, &m.gates),
+        }
         let view = m.view();
         self.view.put(view.clone());
         if records.is_empty() {
@@ -234,6 +251,26 @@ impl Controller {
         let Some(m) = self.rollouts.get_mut(id) else {
             return;
         };
+        if m.shadow() {
+            // Shadow: the split is the team's; it is only read.
+            let read = m.router.weight().await;
+            let settled = read.is_ok();
+            m.applied = match read {
+                Ok(w) => Some(w),
+                Err(e) => {
+                    self.metrics.count_error(e.kind());
+                    tracing::warn!(rollout = %id, error = %e, "cannot read the router's weight (shadow)");
+                    m.spec.strategy.shadow_weight
+                }
+            };
+            let every = if settled {
+                self.settings.idle_reconcile_every
+            } else {
+                m.spec.strategy.analysis.interval
+            };
+            m.next_reconcile = now.plus(every);
+            return;
+        }
         let desired = m.state.weight;
         let settled = match m.router.weight().await {
             Ok(w) if m.router.same_weight(w, desired) => {

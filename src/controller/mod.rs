@@ -53,6 +53,9 @@ pub struct Settings {
     pub checkpoint_every: Duration,
     /// How often the router of a rollout not in flight is reconciled.
     pub idle_reconcile_every: Duration,
+    /// `canaryd run --shadow`: every rollout's spec is taken as
+    /// `deploy.mode: shadow` (canaryd watches and never touches traffic).
+    pub shadow: bool,
 }
 
 impl Default for Settings {
@@ -62,6 +65,7 @@ impl Default for Settings {
             reload_every: Duration::from_secs(1),
             checkpoint_every: Duration::from_secs(300),
             idle_reconcile_every: Duration::from_secs(60),
+            shadow: false,
         }
     }
 }

@@ -10,7 +10,7 @@ use super::view::{Event, LastDecision, RolloutView};
 use super::{Controller, ControllerError};
 use crate::engine::{GateResult, Input, RolloutState, Timestamp, decide};
 use crate::ports::{Health, SpecEvent, TrafficRouter};
-use crate::spec::model::{DeploySpec, RolloutId};
+use crate::spec::model::{DeployMode, DeploySpec, RolloutId};
 use crate::spec::units::Weight;
 
 /// A rollout the controller drives.
@@ -41,7 +41,20 @@ pub(super) struct Managed {
     pub health: Health,
 }
 
+/// True when canaryd must not touch the traffic of a rollout in `state`
+/// under `spec` (see [`Managed::shadow`]).
+pub(super) fn hands_off(state: &RolloutState, spec: &DeploySpec) -> bool {
+    state.shadow() || (!state.phase.in_flight() && spec.strategy.mode == DeployMode::Shadow)
+}
+
 impl Managed {
+    /// True when canaryd must not touch this rollout's traffic: its release
+    /// in flight is shadowed; or, between releases, the last one was, or the
+    /// spec says shadow (an active mode applies from the next release).
+    pub fn shadow(&self) -> bool {
+        hands_off(&self.state, &self.spec)
+    }
+
     pub fn view(&self) -> RolloutView {
         let mut v = RolloutView::of(&self.spec, &self.state, &self.origin);
         if let Some(w) = self.applied {
@@ -51,6 +64,11 @@ impl Managed {
         v.gates = self.gates.clone();
         v.file_error = self.spec_error.clone();
         v.health = self.health;
+        v.mode = if self.shadow() {
+            DeployMode::Shadow
+        } else {
+            DeployMode::Active
+        };
         v
     }
 }
@@ -61,10 +79,13 @@ impl Controller {
         for event in self.specs.changes().await? {
             match event {
                 SpecEvent::Changed {
-                    spec,
+                    mut spec,
                     origin,
                     warnings,
                 } => {
+                    if self.settings.shadow {
+                        spec.strategy.mode = DeployMode::Shadow;
+                    }
                     for w in warnings {
                         tracing::warn!(file = %origin, "{w}");
                     }
@@ -124,8 +145,10 @@ impl Controller {
         let released = self.released.remove(&id);
         let router = match released {
             Some((r, old)) if !self.routers.needs_new_router(&old, &spec) => {
-                // Handed back (its spec returned): retarget to this spec.
-                if let Err(e) = r.retarget(&spec).await {
+                // Handed back (its spec returned): retarget to this spec
+                // (not in shadow: canaryd leaves that router as it is).
+                let shadow = spec.strategy.mode == DeployMode::Shadow;
+                if !shadow && let Err(e) = r.retarget(&spec).await {
                     self.error("cannot retarget the router", &e.into());
                 }
                 Ok(r)

@@ -11,7 +11,7 @@ use tokio::sync::broadcast;
 use super::history::{Histories, Series};
 use crate::engine::{DecisionRecord, GateResult, PauseReason, Phase, RolloutState, Timestamp};
 use crate::router::Health;
-use crate::spec::model::{DeploySpec, RolloutId};
+use crate::spec::model::{DeployMode, DeploySpec, RolloutId};
 
 /// `{at, action, reason}` of the last decision.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -77,6 +77,11 @@ pub struct RolloutView {
     /// Why the latest edit of the file was rejected (the previous version runs).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub file_error: Option<String>,
+    /// `shadow` while canaryd only watches (the release in flight, or the
+    /// last one, was started in shadow mode, or the file now says so): its
+    /// decisions are what it would have done, and `canary_weight` is the
+    /// weight read from the router. Otherwise `active`.
+    pub mode: DeployMode,
 }
 
 impl RolloutView {
@@ -118,6 +123,7 @@ impl RolloutView {
             file: RolloutView::file_name(file),
             file_path: file.to_string(),
             file_error: None,
+            mode: state.mode,
         }
     }
 

@@ -76,10 +76,11 @@ struct Open {
 }
 
 /// Cuts every rollout's records into attempts (records in any order; each
-/// rollout's are taken by sequence number).
+/// rollout's are taken by sequence number). Shadow records are left out:
+/// canaryd only watched those releases (see [`super::shadow`]).
 pub fn attempts(records: &[(RolloutId, DecisionRecord)]) -> Vec<Attempt> {
     let mut by_rollout: BTreeMap<String, Vec<&DecisionRecord>> = BTreeMap::new();
-    for (id, r) in records {
+    for (id, r) in records.iter().filter(|(_, r)| !r.shadow) {
         by_rollout.entry(id.to_string()).or_default().push(r);
     }
     let mut out = Vec::new();

@@ -22,6 +22,7 @@
 
 pub mod attempts;
 pub mod gauges;
+pub mod shadow;
 
 use std::collections::BTreeMap;
 

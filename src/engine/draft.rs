@@ -47,17 +47,30 @@ impl<'a> Draft<'a> {
         self.state.step + 1 >= self.spec.strategy.steps.len()
     }
 
-    /// Asks the router for `weight` if it differs from what it holds.
+    /// True when this decision acts on traffic; false in shadow mode, where
+    /// the state moves exactly as when acting but no traffic effect is emitted.
+    pub fn acting(&self) -> bool {
+        !self.state.shadow()
+    }
+
+    /// Asks the router for `weight` if it differs from what it holds (in
+    /// shadow, only remembers it as the weight canaryd would have set).
     pub fn set_weight(&mut self, weight: Weight) {
         if self.state.weight != weight {
             self.state.weight = weight;
-            self.effects.push(Effect::SetWeight { weight });
+            if self.acting() {
+                self.effects.push(Effect::SetWeight { weight });
+            }
         }
     }
 
     /// Cuts the canary's traffic as the very first effect of this decision,
     /// ahead of anything already drafted (rollback, abort, supersede).
     pub fn cut_traffic_first(&mut self) {
+        if !self.acting() {
+            self.state.weight = Weight::ZERO;
+            return;
+        }
         self.effects
             .retain(|e| !matches!(e, Effect::SetWeight { .. }));
         self.state.weight = Weight::ZERO;
@@ -78,38 +91,56 @@ impl<'a> Draft<'a> {
     }
 
     /// Appends a decision record; `from` is the phase before the decision.
+    /// In shadow the reason says what canaryd would have done.
     pub fn record(&mut self, from: Phase, action: Action, detail: Reason) -> u64 {
         self.state.decisions += 1;
         let seq = self.state.decisions;
+        let shadow = !self.acting();
+        let reason = if shadow {
+            format!("{}: {detail}", action.would())
+        } else {
+            detail.to_string()
+        };
         self.effects.push(Effect::Record(DecisionRecord {
             seq,
             at: self.now,
             from,
             to: self.state.phase,
             action,
-            reason: detail.to_string(),
+            reason,
             detail,
             step: self.state.step + 1,
             weight: self.state.weight,
             stable_version: self.state.stable_version.clone(),
             canary_version: self.state.canary_version.clone().unwrap_or_default(),
             gates: self.gates.clone(),
+            shadow,
         }));
         seq
     }
 
-    /// Queues an alert about the decision `seq`.
+    /// Queues an alert about the decision `seq`. A shadow alert is `info`:
+    /// nothing happened to traffic.
     pub fn notify(&mut self, seq: u64, event: AlertEvent) {
+        let shadow = !self.acting();
+        let severity = if shadow {
+            crate::spec::model::AlertSeverity::Info
+        } else {
+            event.severity()
+        };
         self.effects.push(Effect::Notify(Alert {
             seq,
             event,
-            severity: event.severity(),
+            severity,
+            shadow,
         }));
     }
 
     /// Starts `version` at the first step. The weight is applied only to a ready canary.
+    /// The spec's mode is taken now, for the whole release.
     pub fn start(&mut self, version: String, canary_ready: bool, action: Action, detail: Reason) {
         let from = self.state.phase;
+        self.state.mode = self.spec.strategy.mode;
         self.state.canary_version = Some(version);
         self.state.step = 0;
         self.state.step_elapsed = Duration::ZERO;
@@ -156,9 +187,11 @@ impl<'a> Draft<'a> {
         let from = self.state.phase;
         self.set_weight(Weight::FULL);
         let version = self.state.canary_version.clone().unwrap_or_default();
-        self.effects.push(Effect::Finalize {
-            version: version.clone(),
-        });
+        if self.acting() {
+            self.effects.push(Effect::Finalize {
+                version: version.clone(),
+            });
+        }
         self.state.stable_version = version;
         self.enter(Phase::Promoted, None);
         let seq = self.record(from, Action::Promote, detail);

@@ -62,6 +62,33 @@ pub enum Action {
     IgnoreNoData,
 }
 
+impl Action {
+    /// What a shadow decision records instead of the action: `would roll back`.
+    pub fn would(self) -> &'static str {
+        match self {
+            Action::Start => "would start",
+            Action::Advance => "would advance",
+            Action::Hold => "would hold",
+            Action::Promote => "would promote",
+            Action::Rollback => "would roll back",
+            Action::Pause => "would pause",
+            Action::Resume => "would resume",
+            Action::Abort => "would abort",
+            Action::Retry => "would retry",
+            Action::Supersede => "would supersede",
+            Action::IgnoreNoData => "would ignore missing data",
+        }
+    }
+
+    /// True for the actions that end a release: its verdict.
+    pub fn is_verdict(self) -> bool {
+        matches!(
+            self,
+            Action::Promote | Action::Rollback | Action::Abort | Action::Supersede
+        )
+    }
+}
+
 impl fmt::Display for Action {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let s = serde_json::to_value(self)
@@ -341,6 +368,11 @@ pub struct DecisionRecord {
     pub canary_version: String,
     /// Every gate judged on this tick.
     pub gates: Vec<GateResult>,
+    /// A shadow decision: what canaryd would have done; it did not touch
+    /// traffic (its `reason` starts with `would …`, its `weight` is the one
+    /// canaryd would have set).
+    #[serde(default)]
+    pub shadow: bool,
 }
 
 /// Kinds of alert (issue: chat alerts).
@@ -393,8 +425,11 @@ pub struct Alert {
     pub seq: u64,
     /// The event.
     pub event: AlertEvent,
-    /// Its severity.
+    /// Its severity (`info` for every shadow alert).
     pub severity: AlertSeverity,
+    /// About a shadow decision: labelled so in chat.
+    #[serde(default)]
+    pub shadow: bool,
 }
 
 #[cfg(test)]

@@ -30,6 +30,15 @@
 //!    inconclusive, where every promotion gate has passed on evidence.
 //!
 //! With `rollback.auto: false`, every "roll back" above pauses and alerts instead.
+//!
+//! **Shadow mode** (`deploy.mode: shadow`, or `canaryd run --shadow`): the
+//! mode is taken into the state when a release starts (a new version, or a
+//! retry), so a change applies from the next release, never mid-rollout. A
+//! shadowed release runs every rule above exactly as when acting, on the
+//! weights canaryd *would* have set (its own plan: the step's weight, 0 on a
+//! rollback), but its decisions emit no `SetWeight` or `Finalize` effect;
+//! each record is marked `shadow` and says what canaryd would have done
+//! (`would roll back: …`), and its alerts are `info`.
 
 mod command;
 mod draft;

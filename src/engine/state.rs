@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::evidence::Evidence;
 use super::time::Timestamp;
-use crate::spec::model::DeploySpec;
+use crate::spec::model::{DeployMode, DeploySpec};
 use crate::spec::units::Weight;
 
 /// Where a rollout is (BRIEF §3).
@@ -104,9 +104,20 @@ pub struct RolloutState {
     /// The counts and tests of the evidence gates.
     #[serde(default)]
     pub evidence: Evidence,
+    /// Whether this release is acted on or only watched (shadow). Taken
+    /// from the spec when a release starts, so a change of `deploy.mode`
+    /// applies from the next release, never mid-rollout.
+    #[serde(default)]
+    pub mode: DeployMode,
 }
 
 impl RolloutState {
+    /// True when canaryd only watches this rollout: its decisions are what
+    /// it would have done, and it never touches traffic.
+    pub fn shadow(&self) -> bool {
+        self.mode == DeployMode::Shadow
+    }
+
     /// A rollout that has not started: the spec's stable version, no canary.
     pub fn new(spec: &DeploySpec, now: Timestamp) -> RolloutState {
         RolloutState {
@@ -122,6 +133,7 @@ impl RolloutState {
             counters: Counters::default(),
             decisions: 0,
             evidence: Evidence::default(),
+            mode: spec.strategy.mode,
         }
     }
 }

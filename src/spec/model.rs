@@ -129,6 +129,42 @@ pub struct Strategy {
     pub rollback: Rollback,
     /// How and how often gates are measured.
     pub analysis: Analysis,
+    /// Whether canaryd acts on its decisions or only records what it would
+    /// have done (`deploy.mode`, default `active`).
+    pub mode: DeployMode,
+    /// In shadow mode, the canary's share of traffic the team gives it, for
+    /// a router canaryd does not read: the built-in router holds it from its
+    /// start (`deploy.shadow_weight`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shadow_weight: Option<Weight>,
+}
+
+/// Whether canaryd acts (`deploy.mode`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeployMode {
+    /// canaryd shifts traffic, promotes and rolls back.
+    #[default]
+    Active,
+    /// canaryd measures and decides, but never touches traffic: every
+    /// decision is recorded as what it would have done.
+    Shadow,
+}
+
+impl DeployMode {
+    /// The mode as written in a deploy file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeployMode::Active => "active",
+            DeployMode::Shadow => "shadow",
+        }
+    }
+}
+
+impl std::fmt::Display for DeployMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// One traffic step.

@@ -2,7 +2,7 @@
 
 use super::diagnostic::{Code, suggest};
 use super::gate::read_gates;
-use super::model::{Analysis, Gate, NoDataPolicy, Rollback, Step, Strategy};
+use super::model::{Analysis, DeployMode, Gate, NoDataPolicy, Rollback, Step, Strategy};
 use super::policy::Policy;
 use super::reader::Reader;
 use super::units::{UnitError, Weight, format_duration, parse_duration, parse_percent};
@@ -14,7 +14,14 @@ pub fn read_strategy(r: &mut Reader<'_>, node: &Node, policy: Option<&Policy>) -
     let f = r.map(
         node,
         "`deploy`",
-        &["strategy", "steps", "rollback", "analysis"],
+        &[
+            "strategy",
+            "steps",
+            "rollback",
+            "analysis",
+            "mode",
+            "shadow_weight",
+        ],
     )?;
     if let Some(n) = f.get("strategy")
         && let Some(s) = r.text(n, "`deploy.strategy`")
@@ -46,11 +53,58 @@ pub fn read_strategy(r: &mut Reader<'_>, node: &Node, policy: Option<&Policy>) -
         Some(n) => read_analysis(r, n),
         None => Some(Analysis::default()),
     };
+    let mode = match f.get("mode") {
+        Some(n) => read_mode(r, n),
+        None => Some(DeployMode::Active),
+    };
+    let shadow_weight = match f.get("shadow_weight") {
+        Some(n) => read_shadow_weight(r, n).map(Some),
+        None => Some(None),
+    };
     Some(Strategy {
         steps: steps?,
         rollback: rollback?,
         analysis: analysis?,
+        mode: mode?,
+        shadow_weight: shadow_weight?,
     })
+}
+
+/// `deploy.mode`: `active` (the default) or `shadow`.
+fn read_mode(r: &mut Reader<'_>, node: &Node) -> Option<DeployMode> {
+    let text = r.text(node, "`deploy.mode`")?;
+    match text.as_str() {
+        "active" => Some(DeployMode::Active),
+        "shadow" => Some(DeployMode::Shadow),
+        other => {
+            let hint = suggest(other, ["active", "shadow"], || {
+                "choose `active` (canaryd shifts traffic) or `shadow` (canaryd only records what it would do)".to_string()
+            });
+            r.error(Code::BadValue, node.pos, format!("unknown mode `{other}`"))
+                .len(other.chars().count())
+                .hint(hint);
+            None
+        }
+    }
+}
+
+/// `deploy.shadow_weight`: the canary's share the team gives it (`10%`).
+fn read_shadow_weight(r: &mut Reader<'_>, node: &Node) -> Option<Weight> {
+    let text = r.text(node, "`deploy.shadow_weight`")?;
+    match Weight::parse(&text) {
+        Ok(w) => Some(w),
+        Err(e) => {
+            let code = if matches!(e, UnitError::WeightOutOfRange(_)) {
+                Code::WeightOutOfRange
+            } else {
+                Code::BadValue
+            };
+            r.error(code, node.pos, format!("`shadow_weight`: {e}"))
+                .len(text.chars().count())
+                .hint(e.hint());
+            None
+        }
+    }
 }
 
 fn read_steps(r: &mut Reader<'_>, node: &Node, policy: Option<&Policy>) -> Option<Vec<Step>> {

@@ -21,8 +21,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 pub use spec::{
-    AlertSpec, AnalysisSpec, GateSpec, RollbackSpec, RouterKind, RouterRef, SinkSpec, StepSpec,
-    StrategySpec, TargetKind, TargetRef,
+    AlertSpec, AnalysisSpec, GateSpec, ModeSpec, RollbackSpec, RouterKind, RouterRef, SinkSpec,
+    StepSpec, StrategySpec, TargetKind, TargetRef,
 };
 pub use status::{LastDecision, RolloutPhase, RolloutStatus};
 

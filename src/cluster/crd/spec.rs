@@ -92,6 +92,24 @@ pub struct StrategySpec {
     /// Analysis settings; every key has a default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub analysis: Option<AnalysisSpec>,
+    /// `active` (the default: canaryd shifts traffic) or `shadow` (canaryd
+    /// measures and records what it would do, never touching traffic).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<ModeSpec>,
+    /// In shadow mode, the canary's share the team gives it (`10%`), for a
+    /// router canaryd does not read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shadow_weight: Option<String>,
+}
+
+/// `deploy.mode`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ModeSpec {
+    /// canaryd shifts traffic, promotes and rolls back.
+    Active,
+    /// canaryd only records what it would have done.
+    Shadow,
 }
 
 /// One step: `deploy: 5%`, `duration: 10m`, promotion gates.

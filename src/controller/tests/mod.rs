@@ -4,6 +4,7 @@
 //! rollouts, removed specs.
 
 mod fakes;
+mod shadow;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -71,12 +72,23 @@ struct Rig {
 
 impl Rig {
     async fn start(store: Arc<FakeStore>) -> Rig {
-        let router = Arc::new(FakeRouter::default());
+        Rig::start_with(store, spec(), Settings::default(), FakeRouter::default()).await
+    }
+
+    /// A controller on `spec`, with `settings` (its reload period set
+    /// here) and `router` as every rollout's router.
+    async fn start_with(
+        store: Arc<FakeStore>,
+        spec: DeploySpec,
+        settings: Settings,
+        router: FakeRouter,
+    ) -> Rig {
+        let router = Arc::new(router);
         let start = Timestamp::from_system(std::time::SystemTime::now());
         let metrics = Arc::new(FakeMetrics::new(start, 1000.0, router.clone()));
         let specs = FakeSpecs::default();
         specs.push(SpecEvent::Changed {
-            spec: Box::new(spec()),
+            spec: Box::new(spec),
             origin: "checkout.yaml".into(),
             warnings: Vec::new(),
         });
@@ -85,7 +97,7 @@ impl Rig {
         let controller = Controller::start(
             Settings {
                 reload_every: Duration::from_millis(100),
-                ..Settings::default()
+                ..settings
             },
             Ports {
                 specs: Box::new(specs.clone()),
