@@ -200,6 +200,10 @@ async fn every_status_these_rejections_get_is_documented_for_their_operation() {
             "/api/v1/rollouts/default/nope/series",
             "/api/v1/rollouts/{namespace}/{name}/series",
         ),
+        (
+            "/api/v1/rollouts/default/nope/shadow",
+            "/api/v1/rollouts/{namespace}/{name}/shadow",
+        ),
         ("/assets/nope.js", "/assets/{file}"),
     ];
     for (uri, template) in cases {

@@ -40,6 +40,7 @@ async fn setup_with(canary: Behaviour, limits: ConnectionLimits) -> Setup {
             stable: stable.addr().to_string(),
             canary: canary.addr().to_string(),
             health_interval: Duration::from_millis(100),
+            weight: Weight::ZERO,
         },
         limits,
         metrics,
@@ -201,6 +202,7 @@ async fn request_and_response_bodies_stream_through_unchanged() {
             stable: echo_addr.to_string(),
             canary: echo_addr.to_string(),
             health_interval: Duration::from_secs(1),
+            weight: Weight::ZERO,
         },
         RouterMetrics::register(&mut registry),
     )

@@ -80,6 +80,10 @@ pub fn router(state: Arc<ApiState>) -> Router {
             get(read::alerts),
         )
         .route(
+            "/api/v1/rollouts/{namespace}/{name}/shadow",
+            get(read::shadow),
+        )
+        .route(
             "/api/v1/rollouts/{namespace}/{name}/series",
             get(dashboard::series),
         )

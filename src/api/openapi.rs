@@ -74,6 +74,7 @@ fn paths() -> Map<String, Value> {
             true,
         ),
     );
+    paths.insert("/api/v1/rollouts/{namespace}/{name}/shadow".into(), read("Shadow summary: the releases canaryd watched in shadow mode (from the latest decisions), what it would have done with each, the evidence behind a would-be rollback, and the time to that verdict", &rollout, json_response("The summary", refer("schemas", "ShadowSummary")), true));
     paths.insert("/api/v1/rollouts/{namespace}/{name}/series".into(), read("Recent values of each gate (canary, stable, verdict per tick) against its threshold, for charts; kept in memory, the current canary version only", &rollout, json_response("The series", refer("schemas", "Series")), true));
     for action in ["pause", "resume", "promote", "abort", "retry"] {
         let parameters: Vec<Value> = rollout.iter().map(|p| refer("parameters", p)).collect();
@@ -175,6 +176,7 @@ fn responses() -> Value {
 fn schemas() -> Value {
     let phase = json!({"$ref": "#/components/schemas/Phase"});
     let time = json!({"type": "string", "format": "date-time"});
+    let mode = json!({"type": "string", "enum": ["active", "shadow"], "description": "`shadow`: canaryd only records what it would do and never touches traffic"});
     json!({
         "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "object", "required": ["code", "message"], "properties": {
             "code": {"type": "string", "enum": ["bad_request", "unauthorized", "forbidden", "commands_disabled", "host_not_allowed", "origin_not_allowed", "not_found", "method_not_allowed", "rejected", "not_ready", "stopping", "timeout", "store", "internal"]},
@@ -196,7 +198,20 @@ fn schemas() -> Value {
             "health": {"type": "object", "properties": {"stable": {"type": "boolean"}, "canary": {"type": "boolean"}}},
             "file": {"type": "string", "description": "The deploy file's name in the deploy directory"},
             "file_path": {"type": "string", "description": "The deploy file's path on disk; only with `full_path=true` and the API token"},
-            "file_error": {"type": "string", "description": "Why the latest edit of the file was rejected"}}},
+            "file_error": {"type": "string", "description": "Why the latest edit of the file was rejected"},
+            "mode": mode}},
+        "ShadowSummary": {"type": "object", "required": ["releases_watched", "would_roll_back", "would_promote", "releases"], "properties": {
+            "mode": mode,
+            "releases_watched": {"type": "integer", "minimum": 0}, "would_roll_back": {"type": "integer", "minimum": 0}, "would_promote": {"type": "integer", "minimum": 0},
+            "releases": {"type": "array", "items": {"type": "object", "required": ["version", "started", "verdict"], "properties": {
+                "version": {"type": "string"},
+                "started": {"type": ["string", "null"], "format": "date-time"},
+                "verdict": {"type": "string", "enum": ["would_promote", "would_roll_back", "aborted", "superseded", "watching"]},
+                "verdict_at": time,
+                "time_to_verdict_seconds": {"type": "number", "minimum": 0},
+                "reason": {"type": "string", "description": "`would roll back: …`"},
+                "evidence": {"type": "array", "items": {"type": "object", "required": ["gate", "value", "threshold"], "properties": {
+                    "gate": {"type": "string"}, "value": {"type": "string"}, "threshold": {"type": "string"}, "evidence": {"type": "string"}}}}}}}}},
         "Gate": {"type": "object", "properties": {"name": {"type": "string"}, "track": {"type": "string", "enum": ["canary", "stable"]}, "query": {"type": "string"}, "value": {"type": ["number", "null"]}, "stable_value": {"type": "number"}, "threshold": {"type": "string"}, "verdict": {"type": "string", "enum": ["pass", "fail", "inconclusive"]}}},
         "Series": {"type": "object", "properties": {"version": {"type": ["string", "null"]}, "gates": {"type": "array", "items": {"type": "object", "required": ["name", "kind", "unit", "comparison", "threshold", "threshold_value", "points"], "properties": {
             "name": {"type": "string"}, "kind": {"type": "string", "enum": ["abort", "promotion"]}, "unit": {"type": "string", "enum": ["ratio", "seconds", "per_second", "number"]},
@@ -215,6 +230,7 @@ fn schemas() -> Value {
         "Decision": {"type": "object", "required": ["seq", "at", "from", "to", "action", "reason", "gates"], "properties": {
             "seq": {"type": "integer"}, "at": time, "from": phase, "to": phase,
             "action": {"type": "string"}, "reason": {"type": "string"}, "step": {"type": "integer"},
+            "shadow": {"type": "boolean", "description": "What canaryd would have done (shadow mode); it did not touch traffic"},
             "gates": {"type": "array", "items": {"$ref": "#/components/schemas/Gate"}}}}
     })
 }

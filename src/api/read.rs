@@ -102,6 +102,35 @@ pub async fn decisions(
     .await
 }
 
+/// Decisions a shadow summary reads at most (the latest).
+pub const SHADOW_RECORDS: usize = 10_000;
+
+/// `GET /api/v1/rollouts/{ns}/{name}/shadow`: the releases watched in
+/// shadow mode, what canaryd would have done with each, the evidence of a
+/// would-be rollback and the time to the verdict.
+pub async fn shadow(
+    State(s): State<Arc<ApiState>>,
+    ApiPath((namespace, name)): ApiPath<(String, String)>,
+) -> Result<Response, ApiError> {
+    let id = id(namespace, name);
+    let view = s.view.get(&id);
+    let records = s
+        .log
+        .decisions(&id, SHADOW_RECORDS)
+        .await
+        .map_err(|e| ApiError::new(ErrorCode::Store, e.to_string()))?;
+    if view.is_none() && records.is_empty() {
+        return Err(not_found(&id));
+    }
+    let summary = crate::delivery::shadow::summary(&records);
+    let mut body = serde_json::to_value(&summary)
+        .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?;
+    if let (Some(object), Some(view)) = (body.as_object_mut(), view) {
+        object.insert("mode".into(), view.mode.as_str().into());
+    }
+    Ok(axum::Json(body).into_response())
+}
+
 /// `GET /api/v1/rollouts/{ns}/{name}/alerts`.
 pub async fn alerts(
     State(s): State<Arc<ApiState>>,

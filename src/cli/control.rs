@@ -94,11 +94,14 @@ fn text(v: &Value) -> String {
     }
 }
 
-fn row(r: &Value) -> [String; 7] {
+/// One rollout's line. In shadow mode the weight is the router's (the
+/// team's split) and the last decision is what canaryd would have done.
+fn row(r: &Value) -> [String; 8] {
     let last = &r["last_decision"];
     [
         format!("{}/{}", text(&r["namespace"]), text(&r["name"])),
         text(&r["phase"]),
+        r["mode"].as_str().unwrap_or("active").to_string(),
         format!("{}/{}", text(&r["step"]), text(&r["steps"])),
         format!("{}%", text(&r["canary_weight"])),
         text(&r["stable_version"]),
@@ -144,6 +147,7 @@ pub fn status(args: StatusArgs) -> ExitCode {
                 [
                     "ROLLOUT",
                     "PHASE",
+                    "MODE",
                     "STEP",
                     "WEIGHT",
                     "STABLE",
@@ -153,7 +157,7 @@ pub fn status(args: StatusArgs) -> ExitCode {
                 .map(String::from),
             ];
             lines.extend(rollouts.iter().map(row));
-            let mut widths = [0usize; 7];
+            let mut widths = [0usize; 8];
             for l in &lines {
                 for (w, c) in widths.iter_mut().zip(l) {
                     *w = (*w).max(c.chars().count());
@@ -233,8 +237,9 @@ pub fn wait(args: WaitArgs) -> ExitCode {
                 match get(&http, &url).await {
                     Ok(r) => {
                         let line = {
-                            let [name, phase, step, weight, stable, canary, last] = row(&r);
-                            format!("{name}: {phase} step {step} weight {weight} ({stable} → {canary}) — {last}")
+                            let [name, phase, mode, step, weight, stable, canary, last] = row(&r);
+                            let mode = if mode == "shadow" { " (shadow)" } else { "" };
+                            format!("{name}: {phase}{mode} step {step} weight {weight} ({stable} → {canary}) — {last}")
                         };
                         if line != last_seen {
                             println!("{line}");

@@ -36,6 +36,11 @@ pub struct RunArgs {
     /// CANARYD_API_TOKEN) [env: CANARYD_READ_ACCESS] [default: open]
     #[arg(long, value_enum)]
     pub read_access: Option<ReadAccess>,
+    /// Shadow mode for every rollout: canaryd measures and decides, and
+    /// records what it would have done, but never touches traffic; as if
+    /// every deploy file said `deploy.mode: shadow` [env: CANARYD_SHADOW]
+    #[arg(long)]
+    pub shadow: bool,
 }
 
 impl DaemonConfig {
@@ -55,6 +60,7 @@ impl DaemonConfig {
             .and_then(|b| b.set_override_option("state", path(&args.state)))
             .and_then(|b| b.set_override_option("prometheus_url", args.prometheus.clone()))
             .and_then(|b| b.set_override_option("policy_dir", path(&args.policies)))
+            .and_then(|b| b.set_override_option("shadow", args.shadow.then_some(true)))
             .and_then(|b| {
                 b.set_override_option(
                     "read_access",

@@ -61,6 +61,9 @@ pub struct DaemonConfig {
     pub header_timeout: String,
     /// How long a connection may stay open with no request in flight (`60s`).
     pub idle_timeout: String,
+    /// Shadow mode for every rollout (`--shadow`).
+    #[serde(default)]
+    pub shadow: bool,
 }
 
 /// A list written as a YAML/TOML list or as one comma-separated string.
@@ -109,6 +112,7 @@ impl std::fmt::Debug for DaemonConfig {
             .field("router_max_connections", &self.router_max_connections)
             .field("header_timeout", &self.header_timeout)
             .field("idle_timeout", &self.idle_timeout)
+            .field("shadow", &self.shadow)
             .finish()
     }
 }
@@ -137,6 +141,7 @@ impl Default for DaemonConfig {
             router_max_connections: ConnectionLimits::ROUTER.max_connections.to_string(),
             header_timeout: "10s".into(),
             idle_timeout: "60s".into(),
+            shadow: false,
         }
     }
 }

@@ -143,6 +143,7 @@ pub async fn serve(
         default_prometheus: config.prometheus_url.clone(),
         reload_every: duration("reload_every", &config.reload_every)?,
         checkpoint_every: duration("checkpoint_every", &config.checkpoint_every)?,
+        shadow: config.shadow,
         ..Settings::default()
     };
     // One adapter per port: the deploy directory, SQLite, the standalone

@@ -19,6 +19,10 @@ pub struct AlertMessage {
     pub event: AlertEvent,
     /// How loud it is.
     pub severity: AlertSeverity,
+    /// About a shadow decision: canaryd only says what it would have done
+    /// (the title starts with `[shadow]`).
+    #[serde(default)]
+    pub shadow: bool,
     /// One line: `checkout: v3 rolled back to v2`.
     pub title: String,
     /// Why, as a sentence.
@@ -102,10 +106,68 @@ pub fn build(
     alert: &Alert,
     dashboard_base: Option<&str>,
 ) -> AlertMessage {
+    let (stable, canary) = (&record.stable_version, &record.canary_version);
+    let steps = spec.strategy.steps.len();
+    let title = if alert.shadow {
+        shadow_title(spec, record, alert.event)
+    } else {
+        title(spec, record, alert.event)
+    };
+    // A promotion finalizes: the record's stable is the canary by then.
+    let stable_version = if record.action == Action::Promote {
+        before.stable_version.clone()
+    } else {
+        stable.clone()
+    };
+    AlertMessage {
+        id: alert_id(&spec.id, alert),
+        rollout: spec.id.clone(),
+        event: alert.event,
+        severity: alert.severity,
+        shadow: alert.shadow,
+        title,
+        reason: record.reason.clone(),
+        stable_version,
+        canary_version: canary.clone(),
+        step: record.step,
+        steps,
+        weight: before.weight,
+        weight_after: record.weight,
+        gate: gate_summary(spec, record),
+        seq: record.seq,
+        at: record.at,
+        dashboard_url: dashboard_base.map(|b| dashboard_url(b, &spec.id)),
+    }
+}
+
+/// The title of an alert about a shadow decision: what canaryd would have done.
+fn shadow_title(spec: &DeploySpec, record: &DecisionRecord, event: AlertEvent) -> String {
     let service = &spec.id.name;
     let (stable, canary) = (&record.stable_version, &record.canary_version);
     let steps = spec.strategy.steps.len();
-    let title = match alert.event {
+    let what = match event {
+        AlertEvent::Started => format!(
+            "watching canary {canary} (would start it at {})",
+            record.weight
+        ),
+        AlertEvent::StepAdvanced => format!(
+            "{canary} would advance to step {}/{steps} ({})",
+            record.step, record.weight
+        ),
+        AlertEvent::Paused => format!("{canary} would pause at step {}/{steps}", record.step),
+        AlertEvent::Promoted => format!("{canary} would be promoted"),
+        AlertEvent::RolledBack => format!("{canary} would be rolled back to {stable}"),
+        AlertEvent::Aborted => format!("{canary} no longer watched (aborted)"),
+    };
+    format!("[shadow] {service}: {what}")
+}
+
+/// The title of an alert about a decision canaryd carried out.
+fn title(spec: &DeploySpec, record: &DecisionRecord, event: AlertEvent) -> String {
+    let service = &spec.id.name;
+    let (stable, canary) = (&record.stable_version, &record.canary_version);
+    let steps = spec.strategy.steps.len();
+    match event {
         AlertEvent::Started => {
             format!("{service}: canary {canary} started at {}", record.weight)
         }
@@ -120,30 +182,6 @@ pub fn build(
         AlertEvent::Promoted => format!("{service}: {canary} promoted, now the stable version"),
         AlertEvent::RolledBack => format!("{service}: {canary} rolled back to {stable}"),
         AlertEvent::Aborted => format!("{service}: {canary} aborted, traffic back on {stable}"),
-    };
-    // A promotion finalizes: the record's stable is the canary by then.
-    let stable_version = if record.action == Action::Promote {
-        before.stable_version.clone()
-    } else {
-        stable.clone()
-    };
-    AlertMessage {
-        id: alert_id(&spec.id, alert),
-        rollout: spec.id.clone(),
-        event: alert.event,
-        severity: alert.severity,
-        title,
-        reason: record.reason.clone(),
-        stable_version,
-        canary_version: canary.clone(),
-        step: record.step,
-        steps,
-        weight: before.weight,
-        weight_after: record.weight,
-        gate: gate_summary(spec, record),
-        seq: record.seq,
-        at: record.at,
-        dashboard_url: dashboard_base.map(|b| dashboard_url(b, &spec.id)),
     }
 }
 

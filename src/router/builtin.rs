@@ -28,7 +28,7 @@ use tokio::task::JoinHandle;
 
 use super::Health;
 use super::listener::{ConnectionLimits, ListenerStats, serve_listener};
-use super::metrics::{RequestLabels, RouterMetrics, TrackLabels};
+use super::metrics::{RequestLabels, RouteLabels, RouterMetrics, TrackLabels};
 use crate::spec::units::Weight;
 
 type Body = BoxBody<Bytes, hyper::Error>;
@@ -48,6 +48,9 @@ pub struct BuiltinConfig {
     pub canary: String,
     /// How often upstreams are health-checked.
     pub health_interval: Duration,
+    /// The canary weight it starts at (0, or a shadowed rollout's
+    /// `deploy.shadow_weight`).
+    pub weight: Weight,
 }
 
 struct Upstreams {
@@ -69,6 +72,14 @@ struct Shared {
 }
 
 impl Shared {
+    /// This router's labels on its weight metrics.
+    fn route_labels(&self) -> RouteLabels {
+        RouteLabels {
+            namespace: self.namespace.clone(),
+            route: self.route.clone(),
+        }
+    }
+
     /// The upstream addresses (a poisoned lock still holds valid strings).
     fn upstreams(&self) -> std::sync::RwLockReadGuard<'_, Upstreams> {
         self.upstreams
@@ -132,13 +143,18 @@ impl BuiltinRouter {
                 stable: config.stable,
                 canary: config.canary,
             }),
-            weight: AtomicU16::new(0),
+            weight: AtomicU16::new(config.weight.basis_points()),
             stable_ready: AtomicBool::new(false),
             canary_ready: AtomicBool::new(false),
             client,
             probe,
             metrics,
         });
+        shared
+            .metrics
+            .weights
+            .get_or_create(&shared.route_labels())
+            .set(config.weight.percent());
         check_health(&shared).await;
         let (stop, stopped) = watch::channel(false);
         let connections = Arc::new(ListenerStats::default());
@@ -184,9 +200,23 @@ impl BuiltinRouter {
 
     /// Sets the canary weight for the next requests.
     pub fn set_weight(&self, weight: Weight) {
-        self.shared
+        let before = self
+            .shared
             .weight
-            .store(weight.basis_points(), Ordering::SeqCst);
+            .swap(weight.basis_points(), Ordering::SeqCst);
+        let labels = self.shared.route_labels();
+        self.shared
+            .metrics
+            .weights
+            .get_or_create(&labels)
+            .set(weight.percent());
+        if before != weight.basis_points() {
+            self.shared
+                .metrics
+                .weight_changes
+                .get_or_create(&labels)
+                .inc();
+        }
     }
 
     /// The weight applied now.

@@ -11,7 +11,7 @@ use super::{
     RouterError, RouterMetrics,
 };
 use crate::ports::{RouterFactory, TrafficRouter};
-use crate::spec::model::{DeploySpec, RouterSpec};
+use crate::spec::model::{DeployMode, DeploySpec, RouterSpec};
 use crate::spec::units::Weight;
 
 /// Builds standalone routers.
@@ -47,6 +47,12 @@ impl RouterFactory for Routers {
                     stable: stable.clone(),
                     canary: canary.clone(),
                     health_interval: self.health_interval,
+                    // Shadow: the split is the team's, given in the file;
+                    // canaryd never changes it.
+                    weight: match spec.strategy.mode {
+                        DeployMode::Shadow => spec.strategy.shadow_weight.unwrap_or(Weight::ZERO),
+                        DeployMode::Active => Weight::ZERO,
+                    },
                 };
                 let router =
                     BuiltinRouter::start_with_limits(config, self.limits, self.metrics.clone())

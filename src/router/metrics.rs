@@ -1,11 +1,15 @@
 //! The built-in router's own metrics, under the names the `canaryd-router`
 //! policy queries:
 //! `canaryd_router_requests_total{namespace, route, track, code}` and
-//! `canaryd_router_request_duration_seconds{namespace, route, track}`.
+//! `canaryd_router_request_duration_seconds{namespace, route, track}`;
+//! and the weight each router applies, as it reports it itself:
+//! `canaryd_router_canary_weight{namespace, route}` (percent) and
+//! `canaryd_router_weight_changes_total{namespace, route}`.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
@@ -33,6 +37,15 @@ pub struct TrackLabels {
     pub track: String,
 }
 
+/// Labels of a router.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    /// The rollout's namespace.
+    pub namespace: String,
+    /// The rollout's name.
+    pub route: String,
+}
+
 /// Latency buckets (seconds) of the router's histogram (and of the sample
 /// app's): fine around the latencies gates usually name (100ms–1s), so a
 /// 200ms or 300ms threshold is a bucket bound and is judged exactly.
@@ -54,6 +67,10 @@ pub struct RouterMetrics {
     pub requests: Family<RequestLabels, Counter>,
     /// Time to the upstream's response headers.
     pub durations: Histograms,
+    /// The canary weight each router applies now, in percent.
+    pub weights: Family<RouteLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    /// Changes of each router's weight since it started.
+    pub weight_changes: Family<RouteLabels, Counter>,
 }
 
 impl RouterMetrics {
@@ -62,6 +79,8 @@ impl RouterMetrics {
         let metrics = RouterMetrics {
             requests: Family::default(),
             durations: Family::new_with_constructor(histogram),
+            weights: Family::default(),
+            weight_changes: Family::default(),
         };
         registry.register(
             "canaryd_router_requests",
@@ -72,6 +91,16 @@ impl RouterMetrics {
             "canaryd_router_request_duration_seconds",
             "Time from a request to its upstream's response headers",
             metrics.durations.clone(),
+        );
+        registry.register(
+            "canaryd_router_canary_weight",
+            "The canary weight (percent) each built-in router applies now",
+            metrics.weights.clone(),
+        );
+        registry.register(
+            "canaryd_router_weight_changes",
+            "Changes of each built-in router's canary weight since it started",
+            metrics.weight_changes.clone(),
         );
         metrics
     }

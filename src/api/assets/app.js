@@ -30,6 +30,8 @@ const state = {
   lastAlerts: 0,
   seriesDue: false,
   alertsDue: false,
+  shadow: null,
+  shadowDue: false,
 };
 
 // ---------- small helpers ----------
@@ -205,6 +207,11 @@ function scaled(unit) {
   }
 }
 
+const SHADOW_WHY = 'Shadow mode: canaryd measures and decides but never touches traffic; every decision is what it would have done.';
+function shadowBadge(shadow) {
+  return shadow ? h('span', { class: 'badge shadow', 'data-testid': 'shadow', title: SHADOW_WHY }, 'shadow') : null;
+}
+
 function phaseBadge(r) {
   return h('span', { class: 'badge ' + (PHASE_CLASS[r.phase] ?? ''), 'data-testid': 'phase' }, r.phase);
 }
@@ -262,6 +269,7 @@ function connect() {
         if (kind === 'decision') {
           mergeDecisions([ev.decision]);
           state.alertsDue = true; // a decision may have queued alerts
+          state.shadowDue = state.shadowDue || ev.decision.shadow;
         }
       }
       render();
@@ -291,7 +299,7 @@ async function refresh() {
     state.rollouts = new Map(list.rollouts.map((r) => [key(r), r]));
     state.loaded = true;
     if (state.route) {
-      state.seriesDue = state.alertsDue = true;
+      state.seriesDue = state.alertsDue = state.shadowDue = true;
       await refreshDetail(true);
     }
   } catch (e) {
@@ -319,6 +327,11 @@ async function refreshDetail(all) {
     state.alertsDue = false;
     state.lastAlerts = now;
     jobs.push(getJSON(base + '/alerts').then((j) => { state.alerts = j.alerts; }).catch(() => {}));
+  }
+  // The shadow summary: on load and after a shadow decision.
+  if (state.shadowDue) {
+    state.shadowDue = false;
+    jobs.push(getJSON(base + '/shadow').then((j) => { state.shadow = j; }).catch(() => {}));
   }
   await Promise.all(jobs);
 }
@@ -371,7 +384,7 @@ function renderList() {
   if (!state.loaded) return;
   const rows = [...state.rollouts.values()].sort((a, b) => key(a).localeCompare(key(b)));
   if (!rows.length) { patch(app, 'empty', emptyState); return; }
-  const sig = JSON.stringify(rows.map((r) => [key(r), r.phase, r.step, r.canary_weight, r.stable_version, r.canary_version, r.phase_since, r.last_decision, r.file_error]));
+  const sig = JSON.stringify(rows.map((r) => [key(r), r.phase, r.step, r.canary_weight, r.stable_version, r.canary_version, r.phase_since, r.last_decision, r.file_error, r.mode]));
   patch(app, sig, () => [
     h('h1', {}, 'Rollouts'),
     h('table', { id: 'rollouts' },
@@ -381,7 +394,7 @@ function renderList() {
       h('tbody', {}, rows.map((r) => h('tr', { 'data-rollout': key(r) },
         h('td', {}, h('a', { href: '/rollouts/' + encodeURIComponent(r.namespace) + '/' + encodeURIComponent(r.name) }, key(r)),
           r.file_error ? h('div', { class: 'badge bad', title: r.file_error }, 'file rejected') : null),
-        h('td', {}, phaseBadge(r)),
+        h('td', {}, phaseBadge(r), ' ', shadowBadge(r.mode === 'shadow')),
         h('td', { class: 'num' }, r.step + '/' + r.steps),
         h('td', {}, weightBar(r.canary_weight)),
         h('td', {}, versions(r)),
@@ -448,11 +461,12 @@ function renderDetail() {
       h('div', { class: 'summary', id: 'summary' }),
       h('h2', {}, 'Steps'), h('ol', { class: 'timeline', id: 'timeline' }),
       h('h2', {}, 'Gates'), h('div', { id: 'gate-values' }), h('div', { class: 'charts', id: 'charts' }),
+      h('div', { id: 'shadow-summary' }),
       h('h2', {}, 'Decision log'), h('div', { id: 'decisions' }),
       h('h2', {}, 'Alerts sent'), h('div', { id: 'alerts' })));
     renderActions();
   }
-  patch(document.getElementById('phase-slot'), r.phase + r.pause_reason, () => [phaseBadge(r),
+  patch(document.getElementById('phase-slot'), r.phase + r.pause_reason + r.mode, () => [phaseBadge(r), ' ', shadowBadge(r.mode === 'shadow'),
     r.pause_reason ? h('span', { class: 'muted' }, ' ' + (PAUSE_WHY[r.pause_reason] || r.pause_reason)) : null]);
   for (const b of document.querySelectorAll('#actions button')) {
     const allowed = ACTIONS.find(([a]) => a === b.dataset.action)[1];
@@ -463,8 +477,33 @@ function renderDetail() {
   renderTimeline(r);
   renderGates(r);
   renderCharts();
+  renderShadow(r);
   renderDecisions();
   renderAlerts();
+}
+
+/** The releases watched in shadow mode and what canaryd would have done. */
+function renderShadow(r) {
+  const box = document.getElementById('shadow-summary');
+  const s = state.shadow;
+  if (!s || (r.mode !== 'shadow' && !s.releases_watched)) { patch(box, 'none', () => []); return; }
+  const verdict = { would_promote: ['would promote', 'ok'], would_roll_back: ['would roll back', 'bad'], aborted: ['aborted', 'idle'], superseded: ['superseded', 'idle'], watching: ['watching', ''] };
+  patch(box, JSON.stringify(s), () => [
+    h('h2', {}, 'Shadow summary ', shadowBadge(true)),
+    h('p', { class: 'muted' }, SHADOW_WHY + ' The canary weight shown is the one read from the router.'),
+    h('div', { class: 'summary' },
+      stat('Releases watched', String(s.releases_watched), { class: 'value', 'data-testid': 'shadow-watched' }),
+      stat('Would have rolled back', String(s.would_roll_back), { class: 'value', 'data-testid': 'shadow-rollbacks' }),
+      stat('Would have promoted', String(s.would_promote), { class: 'value' })),
+    s.releases.length ? h('table', { id: 'shadow-releases' },
+      h('thead', {}, h('tr', {}, h('th', {}, 'Version'), h('th', {}, 'Watched from'), h('th', {}, 'Verdict'), h('th', {}, 'Time to verdict'), h('th', {}, 'Evidence'))),
+      h('tbody', {}, [...s.releases].reverse().map((x) => h('tr', {},
+        h('td', {}, x.version),
+        h('td', { class: 'num' }, x.started ? clock(x.started) : '–'),
+        h('td', {}, h('span', { class: 'badge ' + (verdict[x.verdict] || ['', ''])[1] }, (verdict[x.verdict] || [x.verdict])[0])),
+        h('td', { class: 'num' }, x.time_to_verdict_seconds !== undefined ? duration(x.time_to_verdict_seconds) : '–'),
+        h('td', {}, x.reason ? h('div', { class: 'reason' }, x.reason) : null,
+          (x.evidence || []).map((g) => h('div', { class: 'muted' }, g.gate + ': ' + g.value + (g.evidence ? ' — ' + g.evidence : '')))))))) : null]);
 }
 
 function renderOutcome(r) {
@@ -705,7 +744,7 @@ function renderDecisions() {
     h('tbody', {}, rows.map((d) => h('tr', { 'data-seq': d.seq },
       h('td', { class: 'num' }, d.seq),
       h('td', { class: 'num' }, clock(d.at)),
-      h('td', {}, h('strong', {}, d.action)),
+      h('td', {}, h('strong', {}, d.action), d.shadow ? [' ', shadowBadge(true)] : null),
       h('td', { class: 'hide-narrow' }, d.from + ' → ' + d.to),
       h('td', { class: 'num' }, d.step + ' · ' + percent(d.weight)),
       h('td', {}, h('div', { class: 'reason' }, d.reason),
