@@ -102,7 +102,9 @@ pub struct StrategySpec {
     pub shadow_weight: Option<String>,
 }
 
-/// `deploy.mode`.
+/// `deploy.mode`: `active` (the default: canaryd shifts traffic) or
+/// `shadow` (canaryd measures and records what it would do, never touching
+/// traffic).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ModeSpec {
