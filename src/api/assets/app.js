@@ -513,10 +513,13 @@ function renderOutcome(r) {
   if (r.file_error) parts.push(h('div', { class: 'notice bad' }, 'The latest edit of ' + r.file + ' was rejected; the previous version keeps running.', h('pre', {}, r.file_error)));
   if (d && (r.phase === 'RolledBack' || r.phase === 'Aborted' || r.phase === 'Paused' || r.phase === 'Promoted')) {
     const kind = r.phase === 'Promoted' ? 'ok' : r.phase === 'Paused' ? 'warn' : 'bad';
-    const verb = { RolledBack: 'Rolled back', Aborted: 'Aborted', Paused: 'Paused', Promoted: 'Promoted' }[r.phase];
+    // Shadow: the verdict canaryd reached; traffic was never touched (the reason says "would …").
+    const verb = r.mode === 'shadow'
+      ? { RolledBack: 'Shadow verdict', Aborted: 'No longer watched', Paused: 'Shadow verdict', Promoted: 'Shadow verdict' }[r.phase]
+      : { RolledBack: 'Rolled back', Aborted: 'Aborted', Paused: 'Paused', Promoted: 'Promoted' }[r.phase];
     parts.push(h('div', { class: 'notice ' + kind, id: 'reason' }, verb + ' at ' + clock(d.at) + ': ' + d.reason));
   }
-  patch(o, JSON.stringify([r.phase, d, r.file_error]), () => parts);
+  patch(o, JSON.stringify([r.phase, d, r.file_error, r.mode]), () => parts);
 }
 
 /** Time left in the step, as data the clock updates: progress counts only
