@@ -388,6 +388,19 @@ mod tests {
     }
 
     #[test]
+    fn shadow_mode_for_every_rollout_comes_from_the_flag_or_the_config_file_and_is_off_by_default()
+    {
+        assert!(!load("").expect("defaults").shadow);
+        assert!(load("shadow: true\n").expect("from the file").shadow);
+        let flag = DaemonConfig::load(&RunArgs {
+            shadow: true,
+            ..RunArgs::default()
+        })
+        .expect("from the flag");
+        assert!(flag.shadow);
+    }
+
+    #[test]
     fn a_sink_without_a_url_source_or_with_a_typo_is_refused_with_its_name() {
         let bound: SocketAddr = "127.0.0.1:9900".parse().expect("address");
         let config = load("alerts:\n  - teams: { severity: warn }\n").expect("parses");
