@@ -158,3 +158,74 @@ fn close(
     }
     release
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::{Phase, Reason};
+    use crate::spec::units::Weight;
+
+    fn record(seq: u64, secs: u64, action: Action, version: &str, shadow: bool) -> DecisionRecord {
+        let detail = Reason::NewVersion {
+            version: version.into(),
+        };
+        DecisionRecord {
+            seq,
+            at: Timestamp::from_millis(1_800_000_000_000 + secs * 1000),
+            from: Phase::Progressing,
+            to: Phase::Progressing,
+            action,
+            reason: format!("{} {version}", action.would()),
+            detail,
+            step: 1,
+            weight: Weight::ZERO,
+            stable_version: "v1".into(),
+            canary_version: version.into(),
+            gates: Vec::new(),
+            shadow,
+        }
+    }
+
+    #[test]
+    fn each_shadow_release_gets_its_verdict_and_the_time_it_took() {
+        let records = [
+            record(1, 0, Action::Start, "v2", true),
+            record(2, 30, Action::Advance, "v2", true),
+            record(3, 90, Action::Promote, "v2", true),
+            record(4, 100, Action::Start, "v3", true),
+            record(5, 112, Action::Rollback, "v3", true),
+            record(6, 200, Action::Start, "v4", true),
+            record(7, 210, Action::Supersede, "v4", true),
+            record(8, 210, Action::Start, "v5", true),
+        ];
+        let s = summary(&records);
+        assert_eq!(
+            (s.releases_watched, s.would_promote, s.would_roll_back),
+            (4, 1, 1)
+        );
+        let verdicts: Vec<(&str, ShadowVerdict, Option<f64>)> = s
+            .releases
+            .iter()
+            .map(|r| (r.version.as_str(), r.verdict, r.time_to_verdict_seconds))
+            .collect();
+        assert_eq!(
+            verdicts,
+            [
+                ("v2", ShadowVerdict::WouldPromote, Some(90.0)),
+                ("v3", ShadowVerdict::WouldRollBack, Some(12.0)),
+                ("v4", ShadowVerdict::Superseded, Some(10.0)),
+                ("v5", ShadowVerdict::Watching, None),
+            ]
+        );
+        assert_eq!(s.releases[1].reason.as_deref(), Some("would roll back v3"));
+    }
+
+    #[test]
+    fn active_releases_are_not_in_the_shadow_summary() {
+        let records = [
+            record(1, 0, Action::Start, "v2", false),
+            record(2, 60, Action::Rollback, "v2", false),
+        ];
+        assert_eq!(summary(&records), ShadowSummary::default());
+    }
+}
