@@ -10,7 +10,7 @@ use tokio::sync::broadcast;
 
 use super::history::{Histories, Series};
 use crate::engine::{DecisionRecord, GateResult, PauseReason, Phase, RolloutState, Timestamp};
-use crate::router::Health;
+use crate::ports::Health;
 use crate::spec::model::{DeployMode, DeploySpec, RolloutId};
 
 /// `{at, action, reason}` of the last decision.
