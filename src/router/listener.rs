@@ -2,8 +2,11 @@
 //! the API server alike, so that idle or slow clients cannot exhaust the
 //! daemon's file descriptors:
 //!
-//! * at most `max_connections` connections are open per listener; one more is
-//!   closed the moment it is accepted (requests being served are not touched);
+//! * at most `max_connections` connections are open per listener; one more
+//!   takes the place of the oldest connection that has not sent a request
+//!   yet (a flood of idle connections cannot lock out a health probe or a new
+//!   client), else it is closed the moment it is accepted (requests being
+//!   served, and kept-alive clients, are not touched);
 //! * a new connection must deliver its first request's headers within
 //!   `header_timeout`;
 //! * a kept-alive connection with no request in flight (including one that
@@ -74,6 +77,7 @@ pub struct ListenerStats {
     accepted: AtomicU64,
     refused: AtomicU64,
     timed_out: AtomicU64,
+    evicted: AtomicU64,
 }
 
 impl ListenerStats {
@@ -96,6 +100,11 @@ impl ListenerStats {
     pub fn timed_out(&self) -> u64 {
         self.timed_out.load(Ordering::SeqCst)
     }
+
+    /// Connections that had sent no request, closed to make room for a new one.
+    pub fn evicted(&self) -> u64 {
+        self.evicted.load(Ordering::SeqCst)
+    }
 }
 
 /// How a connection ended.
@@ -111,6 +120,9 @@ pub enum Ending {
     WriteTimeout,
     /// Closed because the listener stopped (requests in flight finished).
     Stopped,
+    /// Closed before its first request, to make room for a newer connection
+    /// on a full listener.
+    Evicted,
 }
 
 impl Ending {
@@ -141,6 +153,7 @@ pub async fn serve_listener<M, H, Fut, B>(
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let open = Arc::new(OpenConnections::default());
     loop {
         let (stream, peer) = tokio::select! {
             _ = stop.changed() => return,
@@ -155,36 +168,94 @@ pub async fn serve_listener<M, H, Fut, B>(
                 }
             },
         };
-        let Ok(slot) = slots.clone().try_acquire_owned() else {
-            // Full: close it now (dropping the stream frees its descriptor).
-            let refused = stats.refused.fetch_add(1, Ordering::SeqCst) + 1;
-            drop(stream);
-            // 1, 2, 4, 8…: a flood is visible without flooding the log.
-            if refused.is_power_of_two() {
-                tracing::warn!(
-                    listener = name,
-                    max_connections = limits.max_connections,
-                    refused,
-                    "connection limit reached: new connections are closed"
-                );
+        let slot = match slots.clone().try_acquire_owned() {
+            Ok(slot) => Some(slot),
+            // Full: the oldest connection that never sent a request makes
+            // room; its slot comes back as soon as its task sees the eviction.
+            Err(_) if open.evict_oldest_unused() => None,
+            Err(_) => {
+                // Nothing to evict: close it now (dropping the stream frees
+                // its descriptor).
+                let refused = stats.refused.fetch_add(1, Ordering::SeqCst) + 1;
+                drop(stream);
+                // 1, 2, 4, 8…: a flood is visible without flooding the log.
+                if refused.is_power_of_two() {
+                    tracing::warn!(
+                        listener = name,
+                        max_connections = limits.max_connections,
+                        refused,
+                        "connection limit reached: new connections are closed"
+                    );
+                }
+                continue;
             }
-            continue;
         };
         let _ = stream.set_nodelay(true);
-        stats.accepted.fetch_add(1, Ordering::SeqCst);
-        stats.open.fetch_add(1, Ordering::SeqCst);
         let handler = make(peer);
-        let stats = stats.clone();
-        let stop = stop.clone();
+        let (stats, stop, slots, open) = (stats.clone(), stop.clone(), slots.clone(), open.clone());
         tokio::spawn(async move {
-            let ending = serve_connection(stream, handler, limits, stop).await;
-            if ending.timed_out() {
+            let slot = match slot {
+                Some(slot) => slot,
+                None => match tokio::time::timeout(EVICTION_WAIT, slots.acquire_owned()).await {
+                    Ok(Ok(slot)) => slot,
+                    // The evicted connection started a request meanwhile.
+                    _ => {
+                        stats.refused.fetch_add(1, Ordering::SeqCst);
+                        return;
+                    }
+                },
+            };
+            stats.accepted.fetch_add(1, Ordering::SeqCst);
+            stats.open.fetch_add(1, Ordering::SeqCst);
+            let activity = Arc::new(Activity::new());
+            let id = open.insert(activity.clone());
+            let ending = serve_with(stream, handler, limits, stop, activity).await;
+            open.remove(id);
+            if ending == Ending::Evicted {
+                stats.evicted.fetch_add(1, Ordering::SeqCst);
+            } else if ending.timed_out() {
                 stats.timed_out.fetch_add(1, Ordering::SeqCst);
                 tracing::debug!(listener = name, %peer, ?ending, "connection closed");
             }
             stats.open.fetch_sub(1, Ordering::SeqCst);
             drop(slot);
         });
+    }
+}
+
+/// How long a connection accepted on a full listener waits for the slot of
+/// the connection it evicted (its task ends at its next poll).
+const EVICTION_WAIT: Duration = Duration::from_secs(1);
+
+/// A listener's open connections, oldest first, so a new one can take the
+/// place of the oldest that has sent nothing.
+#[derive(Default)]
+struct OpenConnections {
+    state: Mutex<(u64, std::collections::BTreeMap<u64, Arc<Activity>>)>,
+}
+
+impl OpenConnections {
+    fn lock(&self) -> MutexGuard<'_, (u64, std::collections::BTreeMap<u64, Arc<Activity>>)> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn insert(&self, activity: Arc<Activity>) -> u64 {
+        let mut s = self.lock();
+        s.0 += 1;
+        let id = s.0;
+        s.1.insert(id, activity);
+        id
+    }
+
+    fn remove(&self, id: u64) {
+        self.lock().1.remove(&id);
+    }
+
+    /// Marks the oldest connection that has not sent a request for eviction;
+    /// false when every connection has.
+    fn evict_oldest_unused(&self) -> bool {
+        let s = self.lock();
+        s.1.values().any(|a| a.evict_if_unused())
     }
 }
 
@@ -195,7 +266,7 @@ pub async fn serve_connection<I, H, Fut, B>(
     io: I,
     handler: H,
     limits: ConnectionLimits,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
 ) -> Ending
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -205,7 +276,26 @@ where
     B::Data: Send,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let activity = Arc::new(Activity::new());
+    serve_with(io, handler, limits, stop, Arc::new(Activity::new())).await
+}
+
+/// [`serve_connection`] with the connection's activity shared with its
+/// listener (which may evict it before its first request).
+async fn serve_with<I, H, Fut, B>(
+    io: I,
+    handler: H,
+    limits: ConnectionLimits,
+    mut stop: watch::Receiver<bool>,
+    activity: Arc<Activity>,
+) -> Ending
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    H: Fn(Request<Incoming>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Response<B>> + Send + 'static,
+    B: Body + Unpin + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let io = Watched {
         inner: io,
         activity: activity.clone(),
@@ -275,6 +365,9 @@ struct ActivityState {
     idle_since: Instant,
     /// Since when a write has been waiting for the client to read.
     write_blocked_since: Option<Instant>,
+    /// Chosen to make room for a newer connection (honoured only while it
+    /// has sent no request).
+    evicted: bool,
 }
 
 impl Activity {
@@ -285,6 +378,7 @@ impl Activity {
                 served: 0,
                 idle_since: Instant::now(),
                 write_blocked_since: None,
+                evicted: false,
             }),
             changed: Notify::new(),
         }
@@ -300,6 +394,19 @@ impl Activity {
         self.lock().in_flight += 1;
         self.changed.notify_one();
         Busy(self.clone())
+    }
+
+    /// Marks it for eviction if it has sent no request and is not marked
+    /// yet; true when marked.
+    fn evict_if_unused(&self) -> bool {
+        let mut s = self.lock();
+        if s.evicted || s.in_flight > 0 || s.served > 0 {
+            return false;
+        }
+        s.evicted = true;
+        drop(s);
+        self.changed.notify_one();
+        true
     }
 
     fn write_blocked(&self, blocked: bool) {
@@ -322,6 +429,7 @@ impl Activity {
             return Some((since + limits.idle_timeout, Ending::WriteTimeout));
         }
         match (s.in_flight, s.served) {
+            (0, 0) if s.evicted => Some((s.idle_since, Ending::Evicted)),
             (0, 0) => Some((s.idle_since + limits.header_timeout, Ending::HeaderTimeout)),
             (0, _) => Some((s.idle_since + limits.idle_timeout, Ending::IdleTimeout)),
             _ => None,
