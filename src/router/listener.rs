@@ -37,6 +37,8 @@ use tokio::net::TcpListener;
 use tokio::sync::{Notify, Semaphore, watch};
 use tokio::time::Instant;
 
+use open::OpenConnections;
+
 /// How many connections a listener keeps and how long it waits on a client.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ConnectionLimits {
@@ -226,38 +228,6 @@ pub async fn serve_listener<M, H, Fut, B>(
 /// How long a connection accepted on a full listener waits for the slot of
 /// the connection it evicted (its task ends at its next poll).
 const EVICTION_WAIT: Duration = Duration::from_secs(1);
-
-/// A listener's open connections, oldest first, so a new one can take the
-/// place of the oldest that has sent nothing.
-#[derive(Default)]
-struct OpenConnections {
-    state: Mutex<(u64, std::collections::BTreeMap<u64, Arc<Activity>>)>,
-}
-
-impl OpenConnections {
-    fn lock(&self) -> MutexGuard<'_, (u64, std::collections::BTreeMap<u64, Arc<Activity>>)> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    fn insert(&self, activity: Arc<Activity>) -> u64 {
-        let mut s = self.lock();
-        s.0 += 1;
-        let id = s.0;
-        s.1.insert(id, activity);
-        id
-    }
-
-    fn remove(&self, id: u64) {
-        self.lock().1.remove(&id);
-    }
-
-    /// Marks the oldest connection that has not sent a request for eviction;
-    /// false when every connection has.
-    fn evict_oldest_unused(&self) -> bool {
-        let s = self.lock();
-        s.1.values().any(|a| a.evict_if_unused())
-    }
-}
 
 /// Serves one connection until the client closes it, a timeout of `limits`
 /// closes it, or `stop` turns true (then the request in flight finishes and
@@ -535,5 +505,6 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for Watched<I> {
     }
 }
 
+mod open;
 #[cfg(test)]
 mod tests;
