@@ -152,13 +152,17 @@ fn demo(options: crate::demo::DemoOptions) -> ExitCode {
     }
 }
 
-/// Logs go to stderr; `CANARYD_LOG` filters them, `default` otherwise.
+/// Logs go to stderr; `CANARYD_LOG` filters them, `default` otherwise. A
+/// log line that cannot be written (stderr on a full disk) is dropped: by
+/// default the subscriber would report it with `eprintln!`, which panics
+/// when stderr fails, and the daemon would exit (101) for want of a log.
 fn init_logging(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("CANARYD_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .log_internal_errors(false)
         .try_init();
 }
 

@@ -149,11 +149,17 @@ impl Controller {
                 })
             })
             .collect();
-        if !marks.is_empty()
-            && let Err(e) = self.store.checkpoint(marks).await
-        {
-            self.metrics.count_error(e.kind());
-            tracing::warn!(error = %e, "cannot checkpoint watched time; a crash now would lose some");
+        if !marks.is_empty() {
+            // A failing checkpoint is a failing store too (a full disk during
+            // a quiet step): shown in /readyz and the API like a commit's.
+            match self.store.checkpoint(marks).await {
+                Ok(()) => self.view.set_store_error(None),
+                Err(e) => {
+                    self.view.set_store_error(Some(e.to_string()));
+                    self.metrics.count_error(e.kind());
+                    tracing::warn!(error = %e, "cannot checkpoint watched time; a crash now would lose some");
+                }
+            }
         }
         // 3. The rest, in order; then the picture everyone sees.
         for (id, d) in decisions {

@@ -2,8 +2,11 @@
 //! the API server alike, so that idle or slow clients cannot exhaust the
 //! daemon's file descriptors:
 //!
-//! * at most `max_connections` connections are open per listener; one more is
-//!   closed the moment it is accepted (requests being served are not touched);
+//! * at most `max_connections` connections are open per listener; one more
+//!   takes the place of the oldest connection that has not sent a request
+//!   yet (a flood of idle connections cannot lock out a health probe or a new
+//!   client), else it is closed the moment it is accepted (requests being
+//!   served, and kept-alive clients, are not touched);
 //! * a new connection must deliver its first request's headers within
 //!   `header_timeout`;
 //! * a kept-alive connection with no request in flight (including one that
@@ -33,6 +36,8 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, Semaphore, watch};
 use tokio::time::Instant;
+
+use open::OpenConnections;
 
 /// How many connections a listener keeps and how long it waits on a client.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -74,6 +79,7 @@ pub struct ListenerStats {
     accepted: AtomicU64,
     refused: AtomicU64,
     timed_out: AtomicU64,
+    evicted: AtomicU64,
 }
 
 impl ListenerStats {
@@ -96,6 +102,11 @@ impl ListenerStats {
     pub fn timed_out(&self) -> u64 {
         self.timed_out.load(Ordering::SeqCst)
     }
+
+    /// Connections that had sent no request, closed to make room for a new one.
+    pub fn evicted(&self) -> u64 {
+        self.evicted.load(Ordering::SeqCst)
+    }
 }
 
 /// How a connection ended.
@@ -111,6 +122,9 @@ pub enum Ending {
     WriteTimeout,
     /// Closed because the listener stopped (requests in flight finished).
     Stopped,
+    /// Closed before its first request, to make room for a newer connection
+    /// on a full listener.
+    Evicted,
 }
 
 impl Ending {
@@ -141,6 +155,7 @@ pub async fn serve_listener<M, H, Fut, B>(
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let open = Arc::new(OpenConnections::default());
     loop {
         let (stream, peer) = tokio::select! {
             _ = stop.changed() => return,
@@ -155,30 +170,52 @@ pub async fn serve_listener<M, H, Fut, B>(
                 }
             },
         };
-        let Ok(slot) = slots.clone().try_acquire_owned() else {
-            // Full: close it now (dropping the stream frees its descriptor).
-            let refused = stats.refused.fetch_add(1, Ordering::SeqCst) + 1;
-            drop(stream);
-            // 1, 2, 4, 8…: a flood is visible without flooding the log.
-            if refused.is_power_of_two() {
-                tracing::warn!(
-                    listener = name,
-                    max_connections = limits.max_connections,
-                    refused,
-                    "connection limit reached: new connections are closed"
-                );
+        let slot = match slots.clone().try_acquire_owned() {
+            Ok(slot) => Some(slot),
+            // Full: the oldest connection that never sent a request makes
+            // room; its slot comes back as soon as its task sees the eviction.
+            Err(_) if open.evict_oldest_unused() => None,
+            Err(_) => {
+                // Nothing to evict: close it now (dropping the stream frees
+                // its descriptor).
+                let refused = stats.refused.fetch_add(1, Ordering::SeqCst) + 1;
+                drop(stream);
+                // 1, 2, 4, 8…: a flood is visible without flooding the log.
+                if refused.is_power_of_two() {
+                    tracing::warn!(
+                        listener = name,
+                        max_connections = limits.max_connections,
+                        refused,
+                        "connection limit reached: new connections are closed"
+                    );
+                }
+                continue;
             }
-            continue;
         };
         let _ = stream.set_nodelay(true);
-        stats.accepted.fetch_add(1, Ordering::SeqCst);
-        stats.open.fetch_add(1, Ordering::SeqCst);
         let handler = make(peer);
-        let stats = stats.clone();
-        let stop = stop.clone();
+        let (stats, stop, slots, open) = (stats.clone(), stop.clone(), slots.clone(), open.clone());
         tokio::spawn(async move {
-            let ending = serve_connection(stream, handler, limits, stop).await;
-            if ending.timed_out() {
+            let slot = match slot {
+                Some(slot) => slot,
+                None => match tokio::time::timeout(EVICTION_WAIT, slots.acquire_owned()).await {
+                    Ok(Ok(slot)) => slot,
+                    // The evicted connection started a request meanwhile.
+                    _ => {
+                        stats.refused.fetch_add(1, Ordering::SeqCst);
+                        return;
+                    }
+                },
+            };
+            stats.accepted.fetch_add(1, Ordering::SeqCst);
+            stats.open.fetch_add(1, Ordering::SeqCst);
+            let activity = Arc::new(Activity::new());
+            let id = open.insert(activity.clone());
+            let ending = serve_with(stream, handler, limits, stop, activity).await;
+            open.remove(id);
+            if ending == Ending::Evicted {
+                stats.evicted.fetch_add(1, Ordering::SeqCst);
+            } else if ending.timed_out() {
                 stats.timed_out.fetch_add(1, Ordering::SeqCst);
                 tracing::debug!(listener = name, %peer, ?ending, "connection closed");
             }
@@ -188,6 +225,10 @@ pub async fn serve_listener<M, H, Fut, B>(
     }
 }
 
+/// How long a connection accepted on a full listener waits for the slot of
+/// the connection it evicted (its task ends at its next poll).
+const EVICTION_WAIT: Duration = Duration::from_secs(1);
+
 /// Serves one connection until the client closes it, a timeout of `limits`
 /// closes it, or `stop` turns true (then the request in flight finishes and
 /// the connection closes).
@@ -195,7 +236,7 @@ pub async fn serve_connection<I, H, Fut, B>(
     io: I,
     handler: H,
     limits: ConnectionLimits,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
 ) -> Ending
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -205,7 +246,26 @@ where
     B::Data: Send,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let activity = Arc::new(Activity::new());
+    serve_with(io, handler, limits, stop, Arc::new(Activity::new())).await
+}
+
+/// [`serve_connection`] with the connection's activity shared with its
+/// listener (which may evict it before its first request).
+async fn serve_with<I, H, Fut, B>(
+    io: I,
+    handler: H,
+    limits: ConnectionLimits,
+    mut stop: watch::Receiver<bool>,
+    activity: Arc<Activity>,
+) -> Ending
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    H: Fn(Request<Incoming>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Response<B>> + Send + 'static,
+    B: Body + Unpin + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let io = Watched {
         inner: io,
         activity: activity.clone(),
@@ -275,6 +335,9 @@ struct ActivityState {
     idle_since: Instant,
     /// Since when a write has been waiting for the client to read.
     write_blocked_since: Option<Instant>,
+    /// Chosen to make room for a newer connection (honoured only while it
+    /// has sent no request).
+    evicted: bool,
 }
 
 impl Activity {
@@ -285,6 +348,7 @@ impl Activity {
                 served: 0,
                 idle_since: Instant::now(),
                 write_blocked_since: None,
+                evicted: false,
             }),
             changed: Notify::new(),
         }
@@ -300,6 +364,19 @@ impl Activity {
         self.lock().in_flight += 1;
         self.changed.notify_one();
         Busy(self.clone())
+    }
+
+    /// Marks it for eviction if it has sent no request and is not marked
+    /// yet; true when marked.
+    fn evict_if_unused(&self) -> bool {
+        let mut s = self.lock();
+        if s.evicted || s.in_flight > 0 || s.served > 0 {
+            return false;
+        }
+        s.evicted = true;
+        drop(s);
+        self.changed.notify_one();
+        true
     }
 
     fn write_blocked(&self, blocked: bool) {
@@ -322,6 +399,7 @@ impl Activity {
             return Some((since + limits.idle_timeout, Ending::WriteTimeout));
         }
         match (s.in_flight, s.served) {
+            (0, 0) if s.evicted => Some((s.idle_since, Ending::Evicted)),
             (0, 0) => Some((s.idle_since + limits.header_timeout, Ending::HeaderTimeout)),
             (0, _) => Some((s.idle_since + limits.idle_timeout, Ending::IdleTimeout)),
             _ => None,
@@ -427,5 +505,6 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for Watched<I> {
     }
 }
 
+mod open;
 #[cfg(test)]
 mod tests;

@@ -223,6 +223,29 @@ async fn a_commit_that_fails_applies_nothing_and_is_retried() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_quiet_step_whose_checkpoints_fail_shows_the_store_error_until_they_succeed() {
+    let store = Arc::new(FakeStore::default());
+    let rig = Rig::start(store.clone()).await;
+    rig.until(Duration::from_secs(5), |r| {
+        r.router.weight() == Weight::from_basis_points(1000).expect("10%")
+    })
+    .await;
+    // The disk fills during a quiet step: nothing changes, so only the
+    // watched-time checkpoints are written, and each fails.
+    store.fail.store(true, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        rig.view
+            .store_error()
+            .is_some_and(|e| e.contains("disk full")),
+        "a failing store shows (in /readyz) even when only checkpoints fail"
+    );
+    store.fail.store(false, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(rig.view.store_error().is_none());
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_router_call_that_fails_leaves_the_state_at_the_weight_it_holds() {
     let rig = Rig::start(Arc::new(FakeStore::default())).await;
     rig.router.refuse.store(true, Ordering::SeqCst);

@@ -253,3 +253,82 @@ async fn a_stop_lets_the_request_in_flight_finish_then_closes() {
     assert!(response.ends_with("done"), "{response}");
     assert_eq!(conn.await.expect("joined"), Ending::Stopped);
 }
+
+/// A listener on a loopback port with `max` connections at most.
+async fn listening(max: usize) -> (SocketAddr, Arc<ListenerStats>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("address");
+    let stats = Arc::new(ListenerStats::default());
+    let limits = ConnectionLimits {
+        max_connections: max,
+        ..LIMITS
+    };
+    tokio::spawn(serve_listener(
+        "test",
+        listener,
+        limits,
+        stats.clone(),
+        |_| ok,
+        never_stopped(),
+    ));
+    (addr, stats)
+}
+
+#[tokio::test]
+async fn a_full_listener_of_idle_connections_still_serves_a_new_client() {
+    let (addr, stats) = listening(4).await;
+    // Idle clients (connected, nothing sent) fill every slot, far from their
+    // header timeout.
+    let mut idle = Vec::new();
+    for _ in 0..4 {
+        idle.push(tokio::net::TcpStream::connect(addr).await.expect("connect"));
+    }
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while stats.open() < 4 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("4 connections open");
+    // A health probe on a fresh connection is answered: the oldest idle
+    // connection makes room for it.
+    let mut probe = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    probe
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .expect("write");
+    let mut answer = String::new();
+    tokio::time::timeout(Duration::from_secs(5), probe.read_to_string(&mut answer))
+        .await
+        .expect("an answer within 5 s")
+        .expect("read");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer:?}");
+    assert_eq!(stats.evicted(), 1);
+    // The evicted one is the oldest; the others are still open.
+    let mut buf = [0u8; 1];
+    let first = tokio::time::timeout(Duration::from_secs(5), idle[0].read(&mut buf)).await;
+    assert!(
+        matches!(first, Ok(Ok(0)) | Ok(Err(_))),
+        "the oldest was closed"
+    );
+    let second = tokio::time::timeout(Duration::from_millis(200), idle[1].read(&mut buf)).await;
+    assert!(second.is_err(), "a younger idle connection is kept");
+}
+
+#[tokio::test]
+async fn a_full_listener_of_busy_connections_still_closes_a_new_one() {
+    let (addr, stats) = listening(1).await;
+    // One client that has sent a request: kept alive, not evictable.
+    let mut kept = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    kept.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .expect("write");
+    let mut buf = [0u8; 256];
+    let n = kept.read(&mut buf).await.expect("read");
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+    let mut late = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let closed = tokio::time::timeout(Duration::from_secs(5), late.read(&mut buf)).await;
+    assert!(matches!(closed, Ok(Ok(0)) | Ok(Err(_))), "closed at once");
+    assert_eq!(stats.refused(), 1);
+    assert_eq!(stats.evicted(), 0);
+}
