@@ -36,6 +36,11 @@ pub struct RunArgs {
     /// CANARYD_API_TOKEN) [env: CANARYD_READ_ACCESS] [default: open]
     #[arg(long, value_enum)]
     pub read_access: Option<ReadAccess>,
+    /// Cluster mode: Rollout resources instead of deploy files, state in
+    /// their status, Kubernetes routers, leader election between replicas
+    /// (in-cluster credentials, else KUBECONFIG) [env: CANARYD_CLUSTER=true]
+    #[arg(long)]
+    pub cluster: bool,
 }
 
 impl DaemonConfig {
@@ -55,6 +60,7 @@ impl DaemonConfig {
             .and_then(|b| b.set_override_option("state", path(&args.state)))
             .and_then(|b| b.set_override_option("prometheus_url", args.prometheus.clone()))
             .and_then(|b| b.set_override_option("policy_dir", path(&args.policies)))
+            .and_then(|b| b.set_override_option("cluster", args.cluster.then_some(true)))
             .and_then(|b| {
                 b.set_override_option(
                     "read_access",
