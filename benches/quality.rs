@@ -5,7 +5,9 @@
 //! and p95 time to the decision (from the fault's onset for regressions).
 //!
 //! `cargo bench --bench quality [-- --runs N] [--only SCENARIO] [--strategy seed|fast]`
-//! (default 2,000 rollouts per cell; a few minutes on two cores).
+//! (default 2,000 rollouts per cell; a few minutes on two cores). `--strategy
+//! seed` runs the seed and the seed with early success (`min_duration: 2m` on
+//! step 1), and ends with a table comparing them cell by cell.
 
 #[path = "quality/sim.rs"]
 mod sim;
@@ -107,11 +109,27 @@ fn scenarios() -> Vec<Scenario> {
 }
 
 fn spec(analysis: &str) -> DeploySpec {
-    let text = SEED_FILE.replace("  rollback:\n", &format!("{analysis}  rollback:\n"));
-    decode("checkout.yaml", &text, &PolicySet::builtin())
+    spec_text(&SEED_FILE.replace("  rollback:\n", &format!("{analysis}  rollback:\n")))
+}
+
+fn spec_text(text: &str) -> DeploySpec {
+    decode("checkout.yaml", text, &PolicySet::builtin())
         .spec
         .expect("the seed file decodes")
 }
+
+/// The seed with early success on step 1: `min_duration: 2m` of its 10m.
+fn seed_early() -> DeploySpec {
+    spec_text(&SEED_FILE.replacen(
+        "      duration: 10m\n",
+        "      duration: 10m\n      min_duration: 2m\n",
+        1,
+    ))
+}
+
+/// The strategy early success is compared with, and the early one.
+const SEED: &str = "seed (interval 10s)";
+const EARLY: &str = "seed + min_duration: 2m on step 1";
 
 struct Cell {
     rolled_back: f64,
@@ -239,7 +257,8 @@ fn main() {
     let runs: usize = flag("--runs").and_then(|v| v.parse().ok()).unwrap_or(2000);
     let only = flag("--only");
     let strategies: Vec<(&str, DeploySpec)> = [
-        ("seed (interval 10s)", spec("")),
+        (SEED, spec("")),
+        (EARLY, seed_early()),
         (
             "fast (interval 1s, window 30s)",
             spec("  analysis:\n    interval: 1s\n    window: 30s\n"),
@@ -249,6 +268,8 @@ fn main() {
     .filter(|(name, _)| flag("--strategy").is_none_or(|s| name.starts_with(s.as_str())))
     .collect();
     println!("# Statistical quality: {runs} simulated rollouts per cell\n");
+    // canaryd's cells of the seed and the early strategy, for the comparison.
+    let mut ours_by: Vec<(&str, usize, f64, Cell)> = Vec::new();
     for (name, spec) in &strategies {
         let steps: Vec<f64> = spec
             .strategy
@@ -295,18 +316,21 @@ fn main() {
                     &run_cell(&engine, scenario, rate, runs, nominal, &steps, seed),
                     scenario,
                 );
+                // The peers have no early success: their rules on the early
+                // strategy are those on the seed.
+                let peer_runs = if *name == EARLY { 0 } else { runs };
                 let flagger = || -> Box<dyn sim::Rule + '_> {
                     Box::new(Peer::new(PeerKind::Flagger, peer_steps.clone()))
                 };
                 let f = summarize(
-                    &run_cell(&flagger, scenario, rate, runs, nominal, &steps, seed),
+                    &run_cell(&flagger, scenario, rate, peer_runs, nominal, &steps, seed),
                     scenario,
                 );
                 let argo = || -> Box<dyn sim::Rule + '_> {
                     Box::new(Peer::new(PeerKind::Argo, peer_steps.clone()))
                 };
                 let a = summarize(
-                    &run_cell(&argo, scenario, rate, runs, nominal, &steps, seed),
+                    &run_cell(&argo, scenario, rate, peer_runs, nominal, &steps, seed),
                     scenario,
                 );
                 let canary_rate = rate * peer_steps[0].0;
@@ -322,21 +346,78 @@ fn main() {
                 let oracle = oracle.map_or("".into(), |n| {
                     format!("{} ({n} req)", minutes(n as f64 / canary_rate))
                 });
+                let peers = if peer_runs == 0 {
+                    "as seed | | as seed | ".to_string()
+                } else {
+                    format!(
+                        "{:.1}% | {} | {:.1}% | {}",
+                        f.rolled_back,
+                        minutes(f.median),
+                        a.rolled_back,
+                        minutes(a.median)
+                    )
+                };
                 println!(
-                    "| {} | {rate:.0} | {:.1}% | {:.1}% | {:.1}% | {} | {} | {:.1}% | {} | {:.1}% | {} | {oracle} |",
+                    "| {} | {rate:.0} | {:.1}% | {:.1}% | {:.1}% | {} | {} | {peers} | {oracle} |",
                     scenario.name,
                     ours.rolled_back,
                     ours.promoted,
                     ours.undecided,
                     minutes(ours.median),
                     minutes(ours.p95),
-                    f.rolled_back,
-                    minutes(f.median),
-                    a.rolled_back,
-                    minutes(a.median),
                 );
+                if *name == SEED || *name == EARLY {
+                    ours_by.push((name, si, rate, ours));
+                }
             }
         }
         println!();
     }
+    compare_early(&ours_by);
+}
+
+/// Early success against the seed, cell by cell (when both ran): what a
+/// healthy canary saves, and whether regressions are promoted more often.
+fn compare_early(cells: &[(&str, usize, f64, Cell)]) {
+    let find = |name: &str, si: usize, rate: f64| {
+        cells
+            .iter()
+            .find(|(n, s, r, _)| *n == name && *s == si && *r == rate)
+            .map(|c| &c.3)
+    };
+    let rows: Vec<(usize, f64, &Cell, &Cell)> = cells
+        .iter()
+        .filter(|(n, ..)| *n == SEED)
+        .filter_map(|&(_, si, rate, ref seed)| Some((si, rate, seed, find(EARLY, si, rate)?)))
+        .collect();
+    if rows.is_empty() {
+        return;
+    }
+    let scenarios = scenarios();
+    println!("## Early success: {SEED} vs {EARLY}\n");
+    println!(
+        "| scenario | req/s | seed promoted | rolled back | median | p95 | early promoted | rolled back | median | p95 | median saved |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    for (si, rate, a, b) in rows {
+        let scenario = &scenarios[si];
+        let saved = if scenario.regression {
+            "".to_string()
+        } else {
+            minutes(a.median - b.median)
+        };
+        println!(
+            "| {} | {rate:.0} | {:.1}% | {:.1}% | {} | {} | {:.1}% | {:.1}% | {} | {} | {saved} |",
+            scenario.name,
+            a.promoted,
+            a.rolled_back,
+            minutes(a.median),
+            minutes(a.p95),
+            b.promoted,
+            b.rolled_back,
+            minutes(b.median),
+            minutes(b.p95),
+        );
+    }
+    println!();
 }

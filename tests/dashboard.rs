@@ -2,8 +2,8 @@
 //! Prometheus, sample apps, the built-in router): the list and the rollout
 //! page show the rollout's name, phase, weight and gate values; updates
 //! arrive over the event stream without a reload; an action without the token
-//! is refused; a rolled-back rollout shows its reason; the empty state and
-//! the lost-connection notice. Screenshots go to target/dashboard/.
+//! is refused; a rolled-back rollout shows its reason; the delivery panel;
+//! the empty state and the lost-connection notice. Screenshots go to target/dashboard/.
 
 mod harness;
 
@@ -443,6 +443,44 @@ async fn the_demos_rolled_back_canary_shows_its_reason_breach_and_alert() {
             std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/dashboard-rollback.png");
         std::fs::copy(&light, docs).expect("update docs/");
     }
+
+    // The delivery panel under the list: v2 promoted and v3 rolled back is
+    // one failure in two finished rollouts, each a bar on today's chart.
+    let list = chrome.open(&format!("{api}/")).await;
+    let rate = wait_text(
+        &list,
+        "#delivery [data-testid=change-failure-rate]",
+        "the change failure rate",
+        LIMIT,
+        |t| !t.is_empty(),
+    )
+    .await;
+    assert_eq!(rate, "50%");
+    let restore = text(&list, "#delivery [data-testid=time-to-restore]")
+        .await
+        .unwrap_or_default();
+    let lead = text(&list, "#delivery [data-testid=lead-time]")
+        .await
+        .unwrap_or_default();
+    assert!(
+        restore.ends_with('s') && lead.ends_with('s'),
+        "{restore} / {lead}"
+    );
+    let bars: Vec<String> = eval(
+        &list,
+        "[...document.querySelectorAll('[data-testid=delivery-chart] rect')].map((r) => r.getAttribute('class'))",
+    )
+    .await
+    .expect("the chart's bars");
+    assert_eq!(bars, ["bar-promoted", "bar-rolled_back"]);
+    let row = text(
+        &list,
+        r#"#delivery-rollouts tr[data-rollout="default/checkout"]"#,
+    )
+    .await
+    .unwrap_or_default();
+    assert!(row.contains("50%"), "{row}");
+    screenshot(&list, "delivery").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

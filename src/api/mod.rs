@@ -8,6 +8,7 @@
 mod auth;
 mod command;
 mod dashboard;
+mod delivery;
 pub mod error;
 mod extract;
 pub mod guard;
@@ -27,6 +28,7 @@ use prometheus_client::registry::Registry;
 use tokio::sync::mpsc;
 
 use crate::controller::{CommandRequest, View};
+use crate::ports::store::PeriodLog;
 use crate::ports::{AlertOutbox, DecisionLog};
 use crate::spec::model::RolloutId;
 
@@ -40,6 +42,8 @@ pub struct ApiState {
     pub view: Arc<View>,
     /// The decision log.
     pub log: Arc<dyn DecisionLog>,
+    /// The decision log over a period (delivery metrics).
+    pub periods: Arc<dyn PeriodLog>,
     /// The alert outbox (what was sent where).
     pub outbox: Arc<dyn AlertOutbox>,
     /// Where commands go.
@@ -84,6 +88,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
             post(command::act),
         )
         .route("/api/v1/events", get(read::events))
+        .route("/api/v1/delivery", get(delivery::delivery))
         .fallback(|| async {
             ApiError::new(
                 ErrorCode::NotFound,

@@ -69,7 +69,8 @@ impl Mirror {
             let id = id_of(&rollout);
             present.push(id.clone());
             let status = rollout.status.clone().unwrap_or_default();
-            let Resolution::Valid { spec, .. } = resolve(&rollout, &self.deployments, &self.policies)
+            let Resolution::Valid { spec, .. } =
+                resolve(&rollout, &self.deployments, &self.policies)
             else {
                 // Still showing its last valid picture, with why.
                 if let Some(shown) = self.shown.get_mut(&id) {

@@ -62,6 +62,9 @@ pub enum ClusterError {
     /// Leader election could not start or stopped.
     #[error("leader election: {0}")]
     Lease(#[from] kube_lease_manager::LeaseManagerError),
+    /// A router could not read or set its weight.
+    #[error(transparent)]
+    Router(#[from] crate::ports::RouterError),
 }
 
 impl ClusterError {

@@ -57,7 +57,11 @@ fn problem(path: &str, message: String, hint: &str) -> SpecProblem {
 }
 
 /// Resolves `rollout` against the Deployments in `deployments`.
-pub fn resolve(rollout: &Rollout, deployments: &Store<Deployment>, policies: &PolicySet) -> Resolution {
+pub fn resolve(
+    rollout: &Rollout,
+    deployments: &Store<Deployment>,
+    policies: &PolicySet,
+) -> Resolution {
     let namespace = rollout.namespace().unwrap_or_else(|| "default".into());
     let target_name = rollout.spec.target_ref.name.clone();
     let primary_name = format!("{target_name}{PRIMARY_SUFFIX}");
@@ -68,7 +72,8 @@ pub fn resolve(rollout: &Rollout, deployments: &Store<Deployment>, policies: &Po
         .as_deref()
         .and_then(|t| Observed::of(t, primary.as_deref()));
     let Some(observed) = observed else {
-        let mut problems = decode_rollout(rollout, &TrackVersions::placeholder(), policies).problems;
+        let mut problems =
+            decode_rollout(rollout, &TrackVersions::placeholder(), policies).problems;
         problems.insert(
             0,
             problem(

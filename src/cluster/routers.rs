@@ -61,7 +61,11 @@ pub struct ClusterRouters {
 
 impl ClusterRouters {
     /// Routers over `client`; the committed phases come from `book`.
-    pub fn new(client: Client, book: Arc<StatusBook>, leadership: Arc<dyn Leadership>) -> ClusterRouters {
+    pub fn new(
+        client: Client,
+        book: Arc<StatusBook>,
+        leadership: Arc<dyn Leadership>,
+    ) -> ClusterRouters {
         ClusterRouters {
             client,
             book,
@@ -86,7 +90,14 @@ impl RouterFactory for ClusterRouters {
                 stable_backend,
                 canary_backend,
             } => (
-                Arc::new(GatewayApiRouter::new(c, ns, route, stable_backend, canary_backend, tracks)),
+                Arc::new(GatewayApiRouter::new(
+                    c,
+                    ns,
+                    route,
+                    stable_backend,
+                    canary_backend,
+                    tracks,
+                )),
                 false,
             ),
             RouterSpec::Smi {
@@ -160,7 +171,12 @@ pub struct WorkloadRouter {
 
 impl Drop for WorkloadRouter {
     fn drop(&mut self) {
-        if let Some(task) = self.finisher.lock().unwrap_or_else(PoisonError::into_inner).take() {
+        if let Some(task) = self
+            .finisher
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+        {
             task.abort();
         }
     }
@@ -180,8 +196,13 @@ impl Parts {
         if !self.leadership.may_act() {
             return Ok(observed);
         }
-        let status = self.book.get(&self.id).and_then(|r| r.status).unwrap_or_default();
-        let this_canary = status.canary_version.as_deref() == Some(observed.canary_version.as_str());
+        let status = self
+            .book
+            .get(&self.id)
+            .and_then(|r| r.status)
+            .unwrap_or_default();
+        let this_canary =
+            status.canary_version.as_deref() == Some(observed.canary_version.as_str());
         if retired {
             // The canary's version runs on the primary: traffic back to
             // it first, then the canary's pods go.
@@ -207,7 +228,10 @@ impl Parts {
                 let pods = if self.replicas {
                     observed.canary_replicas.max(1)
                 } else {
-                    observed.stable_replicas.unwrap_or(observed.canary_replicas).max(1)
+                    observed
+                        .stable_replicas
+                        .unwrap_or(observed.canary_replicas)
+                        .max(1)
                 };
                 self.workload.promote_primary(pods).await?;
                 self.finishing.store(true, Ordering::SeqCst);
@@ -233,9 +257,16 @@ impl Parts {
         while tokio::time::Instant::now() < deadline && self.leadership.may_act() {
             every.tick().await;
             match self.settle().await {
-                Ok(o) if self.retired.load(Ordering::SeqCst) && (self.replicas || o.canary_replicas == 0) => break,
+                Ok(o)
+                    if self.retired.load(Ordering::SeqCst)
+                        && (self.replicas || o.canary_replicas == 0) =>
+                {
+                    break;
+                }
                 Ok(_) => {}
-                Err(e) => tracing::warn!(rollout = %self.id, error = %e, "promotion not finished yet"),
+                Err(e) => {
+                    tracing::warn!(rollout = %self.id, error = %e, "promotion not finished yet")
+                }
             }
         }
         self.finishing.store(false, Ordering::SeqCst);
@@ -265,7 +296,11 @@ impl WorkloadRouter {
 #[async_trait]
 impl TrafficRouter for WorkloadRouter {
     async fn set_weight(&self, weight: Weight) -> Result<(), RouterError> {
-        *self.parts.held.lock().unwrap_or_else(PoisonError::into_inner) = Some(weight);
+        *self
+            .parts
+            .held
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(weight);
         // A retired canary track gets nothing, whatever the engine holds.
         let physical = if self.parts.retired.load(Ordering::SeqCst) {
             Weight::ZERO

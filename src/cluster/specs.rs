@@ -16,8 +16,8 @@ use std::time::SystemTime;
 
 use async_trait::async_trait;
 use k8s_openapi::api::apps::v1::Deployment;
-use kube::runtime::reflector::Store;
 use kube::Client;
+use kube::runtime::reflector::Store;
 
 use crate::cluster::crd::Rollout;
 use crate::cluster::crd::conditions::{invalid_spec, valid_spec};
@@ -102,7 +102,9 @@ impl RolloutSpecs {
                 }
             }
             Ok(None) => {}
-            Err(e) => tracing::warn!(rollout = %id, error = %e, "cannot set the InvalidSpec condition"),
+            Err(e) => {
+                tracing::warn!(rollout = %id, error = %e, "cannot set the InvalidSpec condition")
+            }
         }
     }
 
@@ -142,7 +144,8 @@ impl SpecSource for RolloutSpecs {
                     primary_missing,
                 } => {
                     if primary_missing {
-                        self.ensure_primary(&id, &rollout.spec.target_ref.name).await;
+                        self.ensure_primary(&id, &rollout.spec.target_ref.name)
+                            .await;
                     }
                     self.mark_valid(&rollout).await;
                     let was_rejected = self.rejected.remove(&id).is_some();

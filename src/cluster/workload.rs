@@ -99,8 +99,9 @@ impl Observed {
             .and_then(|l| l.get(VERSION_LABEL))
             .cloned()
             .or_else(|| stable_hash.clone());
-        let replicas =
-            |d: &Deployment| u32::try_from(d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1)).unwrap_or(0);
+        let replicas = |d: &Deployment| {
+            u32::try_from(d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1)).unwrap_or(0)
+        };
         Some(Observed {
             canary_hash: template_hash(template),
             stable_hash,

@@ -16,7 +16,9 @@ use super::{
 };
 use crate::api::{self, Access, ApiState, ReadAccess};
 use crate::controller::{CommandRequest, Metrics, Parts, Settings, View};
+use crate::delivery::gauges::DeliveryGauges;
 use crate::notify::{Notifier, RetryPolicy, Routing};
+use crate::ports::store::PeriodLog;
 use crate::ports::{AlertOutbox, DecisionLog, MetricsSource};
 use crate::provider::{PrometheusSource, ProviderConfig};
 use crate::router::{ConnectionLimits, ListenerStats, RouterMetrics};
@@ -127,14 +129,18 @@ impl Basics {
         }
     }
 
-    /// The API over `log` and `outbox`, sending commands to `commands`.
+    /// The API over `log`, `periods` and `outbox`, sending commands to
+    /// `commands`; `/metrics` gets the delivery gauges over `periods`.
     pub fn api(
-        self,
+        mut self,
         config: &DaemonConfig,
         log: Arc<dyn DecisionLog>,
+        periods: Arc<dyn PeriodLog>,
         outbox: Arc<dyn AlertOutbox>,
         commands: mpsc::Sender<CommandRequest>,
     ) -> Api {
+        self.registry
+            .register_collector(Box::new(DeliveryGauges::new(periods.clone())));
         // An empty token would let an empty `Bearer` through: it means "none".
         let token = config.api_token.clone().filter(|t| !t.trim().is_empty());
         if token.is_none() {
@@ -146,6 +152,7 @@ impl Basics {
             state: Arc::new(ApiState {
                 view: self.view,
                 log,
+                periods,
                 outbox,
                 commands,
                 token,

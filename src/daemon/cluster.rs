@@ -132,7 +132,10 @@ where
     K::DynamicType: Default + Eq + std::hash::Hash + Clone,
 {
     let (reader, writer) = reflector::store();
-    let stream = reflector(writer, watcher(api, watcher::Config::default()).default_backoff());
+    let stream = reflector::reflector(
+        writer,
+        watcher(api, watcher::Config::default()).default_backoff(),
+    );
     tasks.spawn(async move {
         stream
             .for_each(|event| async move {
@@ -224,7 +227,13 @@ pub async fn serve_with_client(
         source: basics.source.clone(),
         term: Arc::new(Mutex::new(None)),
     };
-    let api = basics.api(&config, Arc::new(store.clone()), Arc::new(store), commands);
+    let api = basics.api(
+        &config,
+        Arc::new(store.clone()),
+        Arc::new(store.clone()),
+        Arc::new(store),
+        commands,
+    );
     tracing::info!(
         api = %format!("http://{}/", api.bound),
         identity = %identity,

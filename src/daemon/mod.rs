@@ -25,9 +25,9 @@ use crate::provider::redact_url;
 use crate::router::{ConnectionLimits, Routers};
 use crate::spec::load::load_policies;
 use crate::spec::policy::PolicySet;
-use basics::{Basics, stop_api};
 use crate::spec::units::parse_duration;
 use crate::store::SqliteStore;
+use basics::{Basics, stop_api};
 
 pub use config::DaemonConfig;
 
@@ -127,7 +127,13 @@ pub async fn serve(
     let controller = Controller::start(basics.settings.clone(), ports, basics.parts()).await?;
     let (commands, requests) = mpsc::channel(64);
     let router_limits = basics.router_limits;
-    let api = basics.api(&config, Arc::new(store.clone()), Arc::new(store), commands);
+    let api = basics.api(
+        &config,
+        Arc::new(store.clone()),
+        Arc::new(store.clone()),
+        Arc::new(store),
+        commands,
+    );
     tracing::info!(
         api = %format!("http://{}/", api.bound),
         allowed_hosts = %api.state.access.hosts.describe(),

@@ -126,6 +126,16 @@ pub enum Reason {
         /// 1-based step.
         step: usize,
     },
+    /// Early success: the step was watched for its `min_duration` and every
+    /// promotion gate passed on conclusive evidence before its `duration`.
+    StepPassedEarly {
+        /// 1-based step.
+        step: usize,
+        /// The step's watched time when it advanced, in seconds.
+        watched_seconds: u64,
+        /// The step's `duration`, in seconds.
+        duration_seconds: u64,
+    },
     /// An abort condition breached (enough consecutive times).
     AbortCondition {
         /// `error_rate > 2%`.
@@ -216,6 +226,21 @@ impl fmt::Display for Reason {
         match self {
             Reason::NewVersion { version } => write!(f, "new canary version {version}"),
             Reason::StepPassed { step } => write!(f, "step {step} passed its duration and gates"),
+            Reason::StepPassedEarly {
+                step,
+                watched_seconds,
+                duration_seconds,
+            } => {
+                let d = |s: &u64| {
+                    crate::spec::units::format_duration(std::time::Duration::from_secs(*s))
+                };
+                write!(
+                    f,
+                    "step {step} passed early: its gates passed after {} of its {}",
+                    d(watched_seconds),
+                    d(duration_seconds)
+                )
+            }
             Reason::AbortCondition {
                 gate,
                 value,

@@ -24,7 +24,10 @@
 //!    within the step; the `failure_limit`-th failure rolls back.
 //! 7. **Step completion**: once the watched time reaches the step's duration and
 //!    a tick passes every gate, the next step's weight is set; after the last
-//!    step the canary is promoted (100%, then finalize).
+//!    step the canary is promoted (100%, then finalize). With `min_duration`
+//!    (early success, opt-in per step), the step completes earlier: at the
+//!    first tick past `min_duration`, after the warm-up, with nothing
+//!    inconclusive, where every promotion gate has passed on evidence.
 //!
 //! With `rollback.auto: false`, every "roll back" above pauses and alerts instead.
 

@@ -1,17 +1,19 @@
 //! One tick: reconcile the version, count watched time, judge the gates, and
 //! apply BRIEF §3's rules in a fixed order — abort conditions, then
-//! inconclusive data, then promotion gates, then step completion.
+//! inconclusive data, then promotion gates, then step completion (at the
+//! step's `duration`, or earlier with `min_duration` once every promotion
+//! gate has passed on conclusive evidence).
 
 use std::time::Duration;
 
 use super::draft::Draft;
 use super::effect::{Action, Reason};
 use super::evidence::{self, TickContext};
-use super::observation::{GateRef, Observation, active_gates};
+use super::observation::{GateRef, Inconclusive, Observation, active_gates};
 use super::state::RolloutState;
 use super::state::{PauseReason, Phase};
 use super::verdict::{GateResult, Verdict};
-use crate::spec::model::{DeploySpec, Judged, NoDataPolicy};
+use crate::spec::model::{DeploySpec, Judged, NoDataPolicy, Step};
 use crate::spec::units::Weight;
 
 /// How many intervals one tick may add to a step's watched time. A longer gap
@@ -22,12 +24,36 @@ pub(super) fn tick<'a>(mut d: Draft<'a>, obs: &Observation) -> Draft<'a> {
     d = judge_and_apply(d, obs);
     // Raise the weight only now, and only while progressing: a rollback decided on
     // the same tick never sends traffic before cutting it, and a paused rollout
-    // holds the weight it has.
-    if d.state.phase == Phase::Progressing && obs.canary_ready {
+    // holds the weight it has — except one paused for missing data at weight 0
+    // because its canary was not ready: ready again, it gets its step's weight
+    // back, or no data could ever return to resume it.
+    let waiting_for_data = d.state.phase == Phase::Paused
+        && d.state.pause == Some(PauseReason::NoData)
+        && d.state.weight == Weight::ZERO;
+    if (d.state.phase == Phase::Progressing || waiting_for_data) && obs.canary_ready {
         let w = d.step_weight();
         d.set_weight(w);
     }
     d
+}
+
+/// Whether the tick could read what its gates judge: the canary's counters
+/// when the spec has evidence gates, else at least one reading that is not a
+/// Prometheus failure. Watched time counts only then.
+fn measured(spec: &DeploySpec, obs: &Observation) -> bool {
+    if super::observation::counts_needed_by(spec).is_some() {
+        return obs
+            .counts
+            .as_ref()
+            .is_some_and(|c| c.canary.snapshot.is_ok());
+    }
+    obs.measurements.is_empty()
+        || obs.measurements.iter().any(|m| {
+            !matches!(
+                m.canary.value,
+                Err(Inconclusive::ProviderError { .. } | Inconclusive::Timeout)
+            )
+        })
 }
 
 fn judge_and_apply<'a>(mut d: Draft<'a>, obs: &Observation) -> Draft<'a> {
@@ -47,8 +73,9 @@ fn judge_and_apply<'a>(mut d: Draft<'a>, obs: &Observation) -> Draft<'a> {
         .step
         .min(d.spec.strategy.steps.len().saturating_sub(1));
 
-    // Watched time: only while progressing with the step's weight applied and
-    // the canary still ready.
+    // Watched time: only while progressing with the step's weight applied,
+    // the canary still ready, and the tick's data read (not while Prometheus
+    // is down).
     let step_weight = d.step_weight();
     let interval_start = d.state.last_tick.unwrap_or(d.now);
     let had_traffic = d.state.weight > Weight::ZERO;
@@ -57,7 +84,11 @@ fn judge_and_apply<'a>(mut d: Draft<'a>, obs: &Observation) -> Draft<'a> {
             .now
             .since(last)
             .min(analysis.interval * MAX_TICK_GAP_INTERVALS);
-        if obs.canary_ready && d.state.phase == Phase::Progressing && d.state.weight == step_weight
+        if obs.canary_ready
+            && d.state.phase == Phase::Progressing
+            && d.state.weight == step_weight
+            // With `no_data: ignore` missing data is let through, its time too.
+            && (measured(d.spec, obs) || analysis.no_data == NoDataPolicy::Ignore)
         {
             d.state.step_elapsed += gap;
         }
@@ -112,9 +143,10 @@ fn judge_and_apply<'a>(mut d: Draft<'a>, obs: &Observation) -> Draft<'a> {
     };
     let duration = step.duration.unwrap_or(Duration::ZERO);
     let watched = d.state.step_elapsed >= duration && d.state.step_elapsed > Duration::ZERO;
+    let early = !watched && passed_early(&d, step);
     // A step completes only once the canary has had a whole window of
     // traffic (so missing data has been judged at least once).
-    if !watched
+    if !(watched || early)
         || d.state.weight != step_weight
         || ignore_inconclusive_blocks(&d, ignore_inconclusive)
         || !d.state.evidence.warm(d.now, analysis.window)
@@ -122,6 +154,19 @@ fn judge_and_apply<'a>(mut d: Draft<'a>, obs: &Observation) -> Draft<'a> {
         return d;
     }
     let number = d.state.step + 1;
+    if early {
+        let reason = Reason::StepPassedEarly {
+            step: number,
+            watched_seconds: d.state.step_elapsed.as_secs(),
+            duration_seconds: duration.as_secs(),
+        };
+        if d.is_last_step() {
+            d.promote(reason);
+        } else {
+            d.advance(reason);
+        }
+        return d;
+    }
     if let Some(open) = d
         .gates
         .iter()
@@ -172,6 +217,35 @@ fn judge_and_apply<'a>(mut d: Draft<'a>, obs: &Observation) -> Draft<'a> {
         d.advance(reason);
     }
     d
+}
+
+/// Early success (`min_duration`): the step has been watched for at least
+/// its `min_duration`, nothing is inconclusive on this tick (whatever
+/// `no_data` says), and every promotion gate of the step has passed on
+/// conclusive evidence (a pass is locked for the step). Gates judged on
+/// single readings never give that evidence: they keep the step to its
+/// `duration`. The warm-up and the step's weight are checked by the caller.
+fn passed_early(d: &Draft<'_>, step: &Step) -> bool {
+    let Some(min) = step.min_duration else {
+        return false;
+    };
+    let elapsed = d.state.step_elapsed;
+    if elapsed < min || elapsed == Duration::ZERO {
+        return false;
+    }
+    if d.gates.iter().any(|g| g.inconclusive().is_some()) {
+        return false;
+    }
+    let promotion: Vec<&GateResult> = d
+        .gates
+        .iter()
+        .filter(|g| matches!(g.gate, GateRef::Promotion { .. }))
+        .collect();
+    !promotion.is_empty()
+        && promotion.len() == step.gates.len()
+        && promotion
+            .iter()
+            .all(|g| g.verdict == Verdict::Pass && d.state.evidence.passed(g.gate))
 }
 
 /// With `no_data: ignore`, inconclusive gates do not block; otherwise a step

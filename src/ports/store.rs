@@ -53,6 +53,20 @@ pub trait DecisionLog: Send + Sync {
     async fn last_decision(&self, id: &RolloutId) -> Result<Option<DecisionRecord>, StoreError>;
 }
 
+/// Reading the decision log over a period, for delivery metrics.
+///
+/// Synchronous: the `/metrics` collector that uses it encodes synchronously;
+/// async callers run it with `spawn_blocking`.
+pub trait PeriodLog: Send + Sync {
+    /// The records of `[since, until)`, plus those of each attempt in flight
+    /// at `since` from its start (or retry); by rollout, then in order.
+    fn decisions_between(
+        &self,
+        since: Timestamp,
+        until: Timestamp,
+    ) -> Result<Vec<(RolloutId, DecisionRecord)>, StoreError>;
+}
+
 /// Alerts waiting for delivery, one per alert and sink.
 #[async_trait]
 pub trait AlertOutbox: Send + Sync {

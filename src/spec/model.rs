@@ -136,9 +136,20 @@ pub struct Strategy {
 pub struct Step {
     /// Canary weight during the step.
     pub weight: Weight,
-    /// How long the canary is watched at this weight; `None` only on the last step.
+    /// How long the canary is watched at this weight; `None` only on the last
+    /// step. With `min_duration`, the most it is watched before the step
+    /// waits for evidence.
     #[serde(serialize_with = "ser_opt_duration")]
     pub duration: Option<Duration>,
+    /// Early success (opt-in): the least time the canary is watched at this
+    /// weight; from then on the step advances at the first tick where every
+    /// promotion gate has passed on conclusive evidence. At most `duration`;
+    /// only on a step with promotion gates.
+    #[serde(
+        serialize_with = "ser_opt_duration",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub min_duration: Option<Duration>,
     /// Promotion gates: all must pass for the step to advance.
     pub gates: Vec<Gate>,
 }

@@ -5,7 +5,7 @@ use super::gate::read_gates;
 use super::model::{Analysis, Gate, NoDataPolicy, Rollback, Step, Strategy};
 use super::policy::Policy;
 use super::reader::Reader;
-use super::units::{UnitError, Weight, parse_duration, parse_percent};
+use super::units::{UnitError, Weight, format_duration, parse_duration, parse_percent};
 use super::yaml::{Node, Pos};
 
 /// Reads the `deploy:` block. `policy` is `None` when it could not be resolved
@@ -115,10 +115,19 @@ fn read_steps(r: &mut Reader<'_>, node: &Node, policy: Option<&Policy>) -> Optio
                 previous = Some((weight, number));
             }
         }
-        match (parts.weight, parts.duration, parts.gates) {
-            (Some(weight), Some(duration), Some(gates)) => steps.push(Step {
+        if !check_min_duration(r, &parts, number, is_last) {
+            ok = false;
+        }
+        match (
+            parts.weight,
+            parts.duration,
+            parts.gates,
+            parts.min_duration,
+        ) {
+            (Some(weight), Some(duration), Some(gates), Some(min_duration)) => steps.push(Step {
                 weight,
                 duration,
+                min_duration,
                 gates,
             }),
             _ => ok = false,
@@ -132,7 +141,75 @@ struct StepParts {
     weight: Option<Weight>,
     weight_pos: Pos,
     duration: Option<Option<std::time::Duration>>,
+    /// `min_duration` and where it is written.
+    min_duration: Option<Option<std::time::Duration>>,
+    min_pos: Pos,
     gates: Option<Vec<Gate>>,
+}
+
+/// Early success (`min_duration`) needs promotion gates and a `duration` at
+/// least as long. Returns false when an error was reported (a missing
+/// `duration` before the last step is reported by the caller).
+fn check_min_duration(r: &mut Reader<'_>, parts: &StepParts, number: usize, is_last: bool) -> bool {
+    let (Some(Some(min)), Some(duration)) = (parts.min_duration, parts.duration) else {
+        return true;
+    };
+    let len = "min_duration".len();
+    let Some(duration) = duration else {
+        if !is_last {
+            return false;
+        }
+        r.error(
+            Code::MissingDuration,
+            parts.min_pos,
+            format!("step {number} has a `min_duration` but no `duration`"),
+        )
+        .len(len)
+        .hint("`min_duration` is the least time the step is watched and `duration` the most before it waits for evidence: add `duration: 10m`, or remove `min_duration` (a last step without a duration already completes once its gates pass)");
+        return false;
+    };
+    if min > duration {
+        r.error(
+            Code::OutOfRange,
+            parts.min_pos,
+            format!(
+                "step {number}'s `min_duration` ({}) is longer than its `duration` ({})",
+                format_duration(min),
+                format_duration(duration)
+            ),
+        )
+        .len(len)
+        .hint(format!(
+            "`min_duration` is the least time the step is watched, `duration` the most before it waits for evidence: make `min_duration` at most {}",
+            format_duration(duration)
+        ));
+        return false;
+    }
+    match &parts.gates {
+        Some(gates) if gates.is_empty() => {
+            r.error(
+                Code::MissingKey,
+                parts.min_pos,
+                format!("step {number} has a `min_duration` but no promotion gates"),
+            )
+            .len(len)
+            .hint("a step passes early only on evidence that its gates pass: add `metrics:` (e.g. `- error_rate_less_than: 1%`), or remove `min_duration`");
+            false
+        }
+        Some(gates) => {
+            if let Some(g) = gates.iter().find(|g| !g.judged.on_evidence()) {
+                r.warning(
+                    Code::NoEarlySuccess,
+                    parts.min_pos,
+                    format!("step {number}'s `min_duration` cannot take effect: `{g}` is judged on single readings, which are never conclusive evidence"),
+                )
+                .len(len)
+                .hint("the step runs its whole `duration`; early success needs gates on the policy's counted metrics (error rates, latency quantiles)");
+            }
+            true
+        }
+        None => true,
+    }
 }
 
 fn read_step(
@@ -142,7 +219,11 @@ fn read_step(
     policy: Option<&Policy>,
 ) -> Option<StepParts> {
     let what = format!("step {number}");
-    let f = r.map(node, &what, &["deploy", "duration", "metrics"])?;
+    let f = r.map(
+        node,
+        &what,
+        &["deploy", "duration", "min_duration", "metrics"],
+    )?;
     let weight_pos = f.get("deploy").map_or(node.pos, |n| n.pos);
     let weight = r.required(&f, "deploy", &what, "deploy: 5%", |r, n| {
         let text = r.text(n, "`deploy`")?;
@@ -171,7 +252,7 @@ fn read_step(
             }
         }
     });
-    let duration = match f.get("duration") {
+    let step_duration = match f.get("duration") {
         Some(n) => duration(r, n, "`duration`").map(Some),
         // A misspelt `duration` was reported already; do not also call it missing.
         None if f.has_typo_of("duration") => None,
@@ -181,10 +262,17 @@ fn read_step(
         Some(n) => read_gates(r, n, "`metrics`", policy),
         None => Some(Vec::new()),
     };
+    let min_pos = f.key("min_duration").map_or(node.pos, |k| k.pos);
+    let min_duration = match f.get("min_duration") {
+        Some(n) => duration(r, n, "`min_duration`").map(Some),
+        None => Some(None),
+    };
     Some(StepParts {
         weight,
         weight_pos,
-        duration,
+        duration: step_duration,
+        min_duration,
+        min_pos,
         gates,
     })
 }

@@ -9,11 +9,12 @@
 //! decides the same thing from the same state) stores it once.
 
 mod outbox;
+mod period;
 mod ports;
 mod sqlite;
 
 pub use crate::ports::store::{
     Change, Checkpoint, Delivery, DeliveryState, DeliveryStatus, Outgoing, PendingDelivery,
-    StoreError, StoredRollout,
+    PeriodLog, StoreError, StoredRollout,
 };
 pub use sqlite::SqliteStore;

@@ -102,6 +102,10 @@ pub struct StepSpec {
     /// How long the canary is watched at this weight (`10m`); all steps but the last.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub duration: Option<String>,
+    /// Early success: the least time watched (`2m`); the step advances once
+    /// its promotion gates pass on evidence, at most `duration`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_duration: Option<String>,
     /// Promotion gates.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub metrics: Vec<GateSpec>,

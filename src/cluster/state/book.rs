@@ -124,7 +124,11 @@ impl StatusBook {
     /// Changes a Rollout's status with `mutate` (which says whether it
     /// changed anything) and writes it, fenced. `Ok(None)` when the Rollout
     /// no longer exists (its status went with it).
-    pub async fn update<F>(&self, id: &RolloutId, mut mutate: F) -> Result<Option<Rollout>, StoreError>
+    pub async fn update<F>(
+        &self,
+        id: &RolloutId,
+        mut mutate: F,
+    ) -> Result<Option<Rollout>, StoreError>
     where
         F: FnMut(&mut RolloutStatus) -> Result<bool, StoreError>,
     {

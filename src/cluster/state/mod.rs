@@ -20,6 +20,7 @@
 //! * Each committed decision record also becomes a Kubernetes Event.
 
 pub mod book;
+pub mod period;
 pub mod record;
 
 use std::sync::Arc;
@@ -157,7 +158,10 @@ impl DecisionLog for ClusterStore {
         id: &RolloutId,
         limit: usize,
     ) -> Result<Vec<DecisionRecord>, StoreError> {
-        let records = self.status(id).map(|s| record::records(&s)).unwrap_or_default();
+        let records = self
+            .status(id)
+            .map(|s| record::records(&s))
+            .unwrap_or_default();
         Ok(latest(records, limit))
     }
 
@@ -214,7 +218,10 @@ impl AlertOutbox for ClusterStore {
         id: &RolloutId,
         limit: usize,
     ) -> Result<Vec<DeliveryStatus>, StoreError> {
-        let entries = self.status(id).map(|s| record::outbox(&s)).unwrap_or_default();
+        let entries = self
+            .status(id)
+            .map(|s| record::outbox(&s))
+            .unwrap_or_default();
         Ok(latest(
             entries.iter().map(record::OutboxEntry::status).collect(),
             limit,

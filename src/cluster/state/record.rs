@@ -77,7 +77,14 @@ impl OutboxEntry {
     /// hash of rollout, decision, event and sink), positive.
     pub fn handle(&self, id: &RolloutId) -> i64 {
         let mut h = DefaultHasher::new();
-        (&id.namespace, &id.name, self.seq, self.event.name(), &self.sink_key).hash(&mut h);
+        (
+            &id.namespace,
+            &id.name,
+            self.seq,
+            self.event.name(),
+            &self.sink_key,
+        )
+            .hash(&mut h);
         i64::try_from(h.finish() >> 1).unwrap_or(i64::MAX)
     }
 
@@ -189,7 +196,12 @@ pub fn apply_change(
     status.canary_version = state.canary_version.clone();
     let time = kube_time(now);
     for update in phase_conditions(state) {
-        set_condition(&mut status.conditions, update, status.observed_generation, &time);
+        set_condition(
+            &mut status.conditions,
+            update,
+            status.observed_generation,
+            &time,
+        );
     }
     let mut known = records(status);
     for r in &change.records {
