@@ -240,7 +240,8 @@ impl Parts {
                 if this_canary && !self.replicas && observed.canary_replicas > 0 =>
             {
                 // The engine cut the weight first; the pods go only after.
-                if self.inner.weight().await? == Weight::ZERO {
+                let cut = self.inner.weight().await? == Weight::ZERO;
+                if cut {
                     self.workload.rollback().await?;
                 }
             }

@@ -111,7 +111,7 @@ impl Basics {
     pub fn notifier(&self, outbox: Arc<dyn AlertOutbox>) -> Result<Notifier, DaemonError> {
         Notifier::new(
             outbox,
-            self.retry.clone(),
+            self.retry,
             self.alerts_queued.clone(),
             self.metrics.alerts.clone(),
         )

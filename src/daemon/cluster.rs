@@ -222,7 +222,7 @@ pub async fn serve_with_client(
         metrics: basics.metrics.clone(),
         alerts: basics.alerts.clone(),
         alerts_queued: basics.alerts_queued.clone(),
-        retry: basics.retry.clone(),
+        retry: basics.retry,
         settings: basics.settings.clone(),
         source: basics.source.clone(),
         term: Arc::new(Mutex::new(None)),
@@ -347,7 +347,7 @@ impl Cluster {
         tracing::info!("leading: every rollout resumes from its status");
         let notifier = Notifier::new(
             Arc::new(self.store.clone()),
-            self.retry.clone(),
+            self.retry,
             self.alerts_queued.clone(),
             self.metrics.alerts.clone(),
         );
@@ -439,7 +439,6 @@ impl Cluster {
         };
         controller.run(requests, stop).await;
         *self.term.lock().unwrap_or_else(PoisonError::into_inner) = None;
-        let ended = *why.lock().unwrap_or_else(PoisonError::into_inner);
-        ended
+        *why.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
