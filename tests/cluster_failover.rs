@@ -236,6 +236,14 @@ fn status(fake: &FakeApiServer) -> RolloutStatus {
     rollout(fake).status.unwrap_or_default()
 }
 
+/// The watched time in the current step, in milliseconds, as stored.
+fn watched(fake: &FakeApiServer) -> u64 {
+    status(fake)
+        .engine_state
+        .and_then(|s| s["step_elapsed"].as_u64())
+        .unwrap_or(0)
+}
+
 fn holder(fake: &FakeApiServer) -> Option<String> {
     fake.object(
         "coordination.k8s.io/v1",
@@ -381,7 +389,23 @@ async fn the_standby_takes_over_a_killed_leader_mid_step_and_nothing_is_lost_or_
     killed.task.abort();
     let _ = killed.task.await;
     let killed_at = Instant::now();
+    let killed_wall = k8s_openapi::jiff::Timestamp::now();
     let standby = replicas.pop().expect("the standby");
+    let elapsed_before = watched(&fake);
+
+    // The standby takes over within the lease time: its first tick resumes
+    // step 2 with the watched time the old leader stored (not from zero).
+    let (first_tick, elapsed_after) = until("the standby's first tick", WITHIN, || async {
+        let state = status(&fake).engine_state?;
+        let at: k8s_openapi::jiff::Timestamp = state["last_tick"].as_str()?.parse().ok()?;
+        (at > killed_wall && state["step"] == 1).then(|| (killed_at.elapsed(), watched(&fake)))
+    })
+    .await;
+    assert_eq!(holder(&fake).as_deref(), Some(standby.identity.as_str()));
+    assert!(
+        elapsed_after >= elapsed_before,
+        "watched time kept: {elapsed_before} ms stored, {elapsed_after} ms after the takeover"
+    );
 
     // The standby takes over within the lease time and decides next.
     let took_over = until("the standby's first decision", WITHIN, || async {
@@ -392,8 +416,13 @@ async fn the_standby_takes_over_a_killed_leader_mid_step_and_nothing_is_lost_or_
     let failover = killed_at.elapsed();
     assert_eq!(holder(&fake).as_deref(), Some(standby.identity.as_str()));
     eprintln!(
-        "failover: leader killed -> the other replica's first decision in {:.2}s (lease {LEASE_SECONDS}s)",
+        "failover: leader killed -> the other replica's first tick in {:.2}s, its first decision (step 2's 8 s done) in {:.2}s (lease {LEASE_SECONDS}s)",
+        first_tick.as_secs_f64(),
         failover.as_secs_f64()
+    );
+    assert!(
+        first_tick < Duration::from_secs(3 * LEASE_SECONDS + 2),
+        "took over in {first_tick:?}"
     );
     assert!(
         failover < Duration::from_secs(4 * LEASE_SECONDS + 8),
