@@ -70,3 +70,56 @@ impl PeriodLog for ClusterStore {
         Ok(out)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::{Phase, Reason};
+    use crate::spec::units::Weight;
+
+    fn at(seq: u64, minute: u64, action: Action) -> DecisionRecord {
+        DecisionRecord {
+            seq,
+            at: Timestamp::from_millis(minute * 60_000),
+            from: Phase::Progressing,
+            to: Phase::Progressing,
+            action,
+            reason: String::new(),
+            detail: Reason::StepPassed { step: 1 },
+            step: 1,
+            weight: Weight::ZERO,
+            stable_version: "v1".into(),
+            canary_version: "v2".into(),
+            gates: Vec::new(),
+        }
+    }
+
+    fn seqs(records: &[DecisionRecord]) -> Vec<u64> {
+        records.iter().map(|r| r.seq).collect()
+    }
+
+    #[test]
+    fn an_attempt_in_flight_at_the_start_of_the_period_is_read_from_its_start() {
+        let log = [
+            at(1, 1, Action::Start),
+            at(2, 2, Action::Advance),
+            at(3, 11, Action::Promote),
+            at(4, 20, Action::Start),
+        ];
+        let since = Timestamp::from_millis(10 * 60_000);
+        let until = Timestamp::from_millis(15 * 60_000);
+        assert_eq!(seqs(&records_between(&log, since, until)), [1, 2, 3]);
+    }
+
+    #[test]
+    fn a_finished_attempt_before_the_period_is_left_out() {
+        let log = [
+            at(1, 1, Action::Start),
+            at(2, 2, Action::Rollback),
+            at(3, 12, Action::Start),
+        ];
+        let since = Timestamp::from_millis(10 * 60_000);
+        let until = Timestamp::from_millis(15 * 60_000);
+        assert_eq!(seqs(&records_between(&log, since, until)), [3]);
+    }
+}
