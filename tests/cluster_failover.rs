@@ -154,6 +154,53 @@ fn seed(fake: &FakeApiServer, alerts_file: &str, prometheus: &str) {
     );
 }
 
+/// A second Rollout, of Deployment `cart`, with a weight over 100%.
+fn seed_invalid(fake: &FakeApiServer) {
+    create(
+        fake,
+        DEPLOY,
+        json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": { "name": "cart", "labels": { "app": "cart" } },
+            "spec": {
+                "replicas": 1,
+                "selector": { "matchLabels": { "app": "cart" } },
+                "template": {
+                    "metadata": { "labels": { "app": "cart", "app.kubernetes.io/version": "v1" } },
+                    "spec": { "containers": [{ "name": "app", "image": "shop/cart:v1" }] }
+                }
+            }
+        }),
+    );
+    create(
+        fake,
+        ROLLOUTS,
+        json!({
+            "apiVersion": "canaryd.dev/v1alpha1", "kind": "Rollout",
+            "metadata": { "name": "cart" },
+            "spec": {
+                "targetRef": { "apiVersion": "apps/v1", "kind": "Deployment", "name": "cart" },
+                "router": { "kind": "kubernetes-replicas", "replicas": 4 },
+                "deploy": { "steps": [{ "deploy": "150%", "duration": "1m" }, { "deploy": "100%" }] }
+            }
+        }),
+    );
+}
+
+/// The reasons of the Events about Rollout `name`.
+async fn event_reasons(fake: &FakeApiServer, name: &str) -> Vec<String> {
+    let events: kube::Api<k8s_openapi::api::events::v1::Event> =
+        kube::Api::namespaced(fake.client(), "shop");
+    let Ok(list) = events.list(&Default::default()).await else {
+        return Vec::new();
+    };
+    list.items
+        .into_iter()
+        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
+        .filter_map(|e| e.reason)
+        .collect()
+}
+
 /// Plays the Deployment controller: every Deployment's wanted pods are up
 /// to date and available, its generation observed.
 fn play_deployment_controller(fake: FakeApiServer) -> JoinHandle<()> {
@@ -321,6 +368,7 @@ async fn the_standby_takes_over_a_killed_leader_mid_step_and_nothing_is_lost_or_
     std::fs::write(&url_file, format!("{}/hook", receiver.base)).expect("write");
     let prometheus = steady_prometheus().await;
     seed(&fake, &url_file.display().to_string(), &prometheus);
+    seed_invalid(&fake);
     let _deployments = play_deployment_controller(fake.clone());
 
     let mut replicas = vec![replica(&fake, "pod-a"), replica(&fake, "pod-b")];
@@ -381,6 +429,59 @@ async fn the_standby_takes_over_a_killed_leader_mid_step_and_nothing_is_lost_or_
     .await;
     assert_eq!(seen["phase"], "Progressing", "{seen}");
     assert_eq!(seen["canary_version"], "v2", "{seen}");
+
+    // A hand edit of the HTTPRoute is corrected on the leader's next tick.
+    let code = call(
+        &fake,
+        Method::PATCH,
+        &format!("{ROUTES}/checkout?fieldManager=kubectl-edit"),
+        "application/json-patch+json",
+        &json!([
+            { "op": "replace", "path": "/spec/rules/0/backendRefs/0/weight", "value": 100 },
+            { "op": "replace", "path": "/spec/rules/0/backendRefs/1/weight", "value": 0 }
+        ]),
+    );
+    assert_eq!(code, 200, "the hand edit is accepted");
+    until("the hand edit corrected", WITHIN, || async {
+        (route_weights(&fake).get("checkout-canary") == Some(&50)).then_some(())
+    })
+    .await;
+
+    // The invalid Rollout is refused with a condition and an Event, and
+    // nothing of its Deployment changes.
+    let cart = until("cart's InvalidSpec condition", WITHIN, || async {
+        let value = fake.object("canaryd.dev/v1alpha1", "Rollout", "shop", "cart")?;
+        let cart: Rollout = serde_json::from_value(value).ok()?;
+        let status = cart.status?;
+        status
+            .conditions
+            .iter()
+            .any(|c| c.type_ == "InvalidSpec" && c.status == "True")
+            .then_some(status)
+    })
+    .await;
+    assert!(
+        cart.message
+            .as_deref()
+            .is_some_and(|m| m.contains("spec.deploy.steps[0]")),
+        "{:?}",
+        cart.message
+    );
+    assert!(
+        cart.engine_state.is_none(),
+        "an invalid Rollout never starts"
+    );
+    assert!(
+        fake.object("apps/v1", "Deployment", "shop", "cart-primary")
+            .is_none(),
+        "no primary for an invalid Rollout"
+    );
+    let reasons = until("cart's Warning Event", WITHIN, || async {
+        let r = event_reasons(&fake, "cart").await;
+        (!r.is_empty()).then_some(r)
+    })
+    .await;
+    assert!(reasons.iter().any(|r| r == "InvalidSpec"), "{reasons:?}");
 
     // The leader dies mid-step: no shutdown, the Lease is not released.
     let before = records(&status(&fake));
