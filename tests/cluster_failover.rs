@@ -267,6 +267,22 @@ async fn the_standby_takes_over_a_killed_leader_mid_step_and_nothing_is_lost_or_
     })
     .await;
 
+    // The delivery metrics read the decision log from the Rollout statuses.
+    let metrics = reqwest::get(format!("{}/metrics", standby.api))
+        .await
+        .expect("/metrics answers")
+        .text()
+        .await
+        .expect("a body");
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("canaryd_delivery_finished_rollouts{")
+                && l.contains("outcome=\"promoted\"")
+                && l.ends_with(" 1.0")),
+        "{metrics}"
+    );
+
     let mut standby = standby;
     if let Some(stop) = standby.stop.take() {
         let _ = stop.send(());
