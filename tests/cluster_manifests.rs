@@ -84,6 +84,13 @@ fn canaryd_runs_two_replicas_with_health_probes_and_its_metrics_are_scraped() {
         .filter_map(|e| e["name"].as_str())
         .collect();
     assert!(env.contains(&"POD_NAME"), "the leader identity");
+    let args: Vec<&str> = c["args"]
+        .as_array()
+        .expect("args")
+        .iter()
+        .filter_map(|a| a.as_str())
+        .collect();
+    assert_eq!(&args[..2], ["run", "--cluster"], "cluster mode: {args:?}");
     let service = &documents("service.yaml")[0];
     assert_eq!(service["spec"]["ports"][0]["name"], "http");
     let monitor = &documents("servicemonitor.yaml")[0];

@@ -41,6 +41,11 @@ pub struct RunArgs {
     /// every deploy file said `deploy.mode: shadow` [env: CANARYD_SHADOW]
     #[arg(long)]
     pub shadow: bool,
+    /// Cluster mode: Rollout resources instead of deploy files, state in
+    /// their status, Kubernetes routers, leader election between replicas
+    /// (in-cluster credentials, else KUBECONFIG) [env: CANARYD_CLUSTER=true]
+    #[arg(long)]
+    pub cluster: bool,
 }
 
 impl DaemonConfig {
@@ -61,6 +66,7 @@ impl DaemonConfig {
             .and_then(|b| b.set_override_option("prometheus_url", args.prometheus.clone()))
             .and_then(|b| b.set_override_option("policy_dir", path(&args.policies)))
             .and_then(|b| b.set_override_option("shadow", args.shadow.then_some(true)))
+            .and_then(|b| b.set_override_option("cluster", args.cluster.then_some(true)))
             .and_then(|b| {
                 b.set_override_option(
                     "read_access",

@@ -11,14 +11,29 @@
 //!                                               workload (primary/canary Deployments)
 //! ```
 //!
-//! Nothing here wires itself into the controller: each part takes a
-//! `kube::Client` and is driven by whoever holds it.
+//! The adapters of the controller's ports (wired by `crate::daemon::cluster`):
+//!
+//! * [`specs::RolloutSpecs`]: `SpecSource` over the watch caches of Rollouts
+//!   and Deployments ([`resolve`] turns one Rollout into a deploy spec);
+//! * [`state::ClusterStore`]: `StateStore`, `DecisionLog` and `AlertOutbox`
+//!   in each Rollout's status, fenced by resourceVersion ([`state::book`]);
+//! * [`routers::ClusterRouters`]: `RouterFactory` of the three routers, each
+//!   wrapped with its workload (promotion, rollback, readiness);
+//! * the Lease's `watch::Receiver<bool>` is the `Leadership`;
+//! * [`mirror::Mirror`]: a standby's view, from the watch cache;
+//! * [`events`]: a Kubernetes Event per decision.
 
 pub mod crd;
+pub mod events;
 pub mod fake;
 pub mod leader;
+pub mod mirror;
 pub mod names;
+pub mod resolve;
 pub mod router;
+pub mod routers;
+pub mod specs;
+pub mod state;
 pub mod tls;
 pub mod workload;
 
@@ -47,6 +62,9 @@ pub enum ClusterError {
     /// Leader election could not start or stopped.
     #[error("leader election: {0}")]
     Lease(#[from] kube_lease_manager::LeaseManagerError),
+    /// A router could not read or set its weight.
+    #[error(transparent)]
+    Router(#[from] crate::ports::RouterError),
 }
 
 impl ClusterError {

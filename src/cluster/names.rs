@@ -46,4 +46,32 @@ pub mod reason {
 pub mod action {
     /// canaryd validated the spec.
     pub const VALIDATE: &str = "Validate";
+    /// canaryd took a decision about the rollout.
+    pub const DECIDE: &str = "Decide";
+}
+
+/// Event reasons of decisions, one per engine action.
+pub mod decision {
+    /// A canary started at its first step.
+    pub const STARTED: &str = "Started";
+    /// The next step began.
+    pub const ADVANCED: &str = "Advanced";
+    /// A step stayed where it was and counted something.
+    pub const HELD: &str = "Held";
+    /// The canary became the stable version.
+    pub const PROMOTED: &str = "Promoted";
+    /// canaryd rolled the canary back.
+    pub const ROLLED_BACK: &str = "RolledBack";
+    /// The rollout was paused.
+    pub const PAUSED: &str = "Paused";
+    /// The rollout was resumed.
+    pub const RESUMED: &str = "Resumed";
+    /// A person aborted the rollout.
+    pub const ABORTED: &str = "Aborted";
+    /// The same canary was started again.
+    pub const RETRIED: &str = "Retried";
+    /// A newer canary replaced the one in flight.
+    pub const SUPERSEDED: &str = "Superseded";
+    /// Missing data was let through (`no_data: ignore`).
+    pub const NO_DATA_IGNORED: &str = "NoDataIgnored";
 }

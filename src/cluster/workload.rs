@@ -71,9 +71,49 @@ pub struct Observed {
     pub canary_ready: bool,
     /// The primary is available with its current template.
     pub stable_ready: bool,
+    /// The replicas the target wants.
+    pub canary_replicas: u32,
+    /// The replicas the primary wants; `None` before it exists.
+    pub stable_replicas: Option<u32>,
 }
 
 impl Observed {
+    /// What `target` and `primary` (as read, or from a watch cache) say;
+    /// `None` when the target has no spec.
+    pub fn of(target: &Deployment, primary: Option<&Deployment>) -> Option<Observed> {
+        let template = &target.spec.as_ref()?.template;
+        let annotation = |d: &Deployment| {
+            d.metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(PROMOTED_HASH))
+                .cloned()
+        };
+        let stable_hash = primary.and_then(annotation);
+        // The primary's template has rewritten labels, so its own hash is not
+        // the version: the hash it was promoted from is.
+        let stable_version = primary
+            .and_then(|p| p.spec.as_ref())
+            .and_then(|s| s.template.metadata.as_ref())
+            .and_then(|m| m.labels.as_ref())
+            .and_then(|l| l.get(VERSION_LABEL))
+            .cloned()
+            .or_else(|| stable_hash.clone());
+        let replicas = |d: &Deployment| {
+            u32::try_from(d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1)).unwrap_or(0)
+        };
+        Some(Observed {
+            canary_hash: template_hash(template),
+            stable_hash,
+            canary_version: version(template),
+            stable_version,
+            canary_ready: is_ready(target),
+            stable_ready: primary.is_some_and(is_ready),
+            canary_replicas: replicas(target),
+            stable_replicas: primary.map(replicas),
+        })
+    }
+
     /// The target holds a template the primary was not promoted from.
     pub fn new_canary(&self) -> bool {
         self.stable_hash.as_deref() != Some(self.canary_hash.as_str())
@@ -150,34 +190,10 @@ impl Workload {
 
     /// Reads both Deployments.
     pub async fn observe(&self) -> Result<Observed, ClusterError> {
-        let (target, template) = self.target().await?;
+        let (target, _) = self.target().await?;
         let primary = self.get(&self.primary_name()).await?;
-        let annotation = |d: &Deployment| {
-            d.metadata
-                .annotations
-                .as_ref()
-                .and_then(|a| a.get(PROMOTED_HASH))
-                .cloned()
-        };
-        let stable_hash = primary.as_ref().and_then(annotation);
-        // The primary's template has rewritten labels, so its own hash is not
-        // the version: the hash it was promoted from is.
-        let stable_version = primary
-            .as_ref()
-            .and_then(|p| p.spec.as_ref())
-            .and_then(|s| s.template.metadata.as_ref())
-            .and_then(|m| m.labels.as_ref())
-            .and_then(|l| l.get(VERSION_LABEL))
-            .cloned()
-            .or_else(|| stable_hash.clone());
-        Ok(Observed {
-            canary_hash: template_hash(&template),
-            stable_hash,
-            canary_version: version(&template),
-            stable_version,
-            canary_ready: is_ready(&target),
-            stable_ready: primary.as_ref().is_some_and(is_ready),
-        })
+        Observed::of(&target, primary.as_ref())
+            .ok_or_else(|| ClusterError::Invalid(format!("Deployment {} has no spec", self.target)))
     }
 
     /// Creates the primary from the target when it does not exist yet (the
@@ -286,6 +302,18 @@ impl Workload {
     /// `replicas` pods); once the primary is available with it, the canary is
     /// scaled to zero. Call again until [`Promotion::Done`]; each call is idempotent.
     pub async fn promote(&self, replicas: u32) -> Result<Promotion, ClusterError> {
+        if self.promote_primary(replicas).await? == Promotion::Waiting {
+            return Ok(Promotion::Waiting);
+        }
+        self.scale(&self.target, 0).await?;
+        Ok(Promotion::Done)
+    }
+
+    /// The first half of [`Workload::promote`]: the canary's template goes
+    /// into the primary; [`Promotion::Done`] once the primary is available
+    /// with it. The canary is left as it is, so traffic can be moved back to
+    /// the primary before the canary is scaled down.
+    pub async fn promote_primary(&self, replicas: u32) -> Result<Promotion, ClusterError> {
         let (target, template) = self.target().await?;
         let hash = template_hash(&template);
         let primary = self.get(&self.primary_name()).await?;
@@ -306,7 +334,6 @@ impl Workload {
         if !primary.as_ref().is_some_and(is_ready) {
             return Ok(Promotion::Waiting);
         }
-        self.scale(&self.target, 0).await?;
         Ok(Promotion::Done)
     }
 

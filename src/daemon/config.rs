@@ -64,6 +64,18 @@ pub struct DaemonConfig {
     /// Shadow mode for every rollout (`--shadow`).
     #[serde(default)]
     pub shadow: bool,
+    /// Cluster mode: specs are Rollout resources, state lives in their
+    /// status, traffic moves through Kubernetes routers, and replicas elect
+    /// a leader (`false`: standalone).
+    pub cluster: bool,
+    /// Cluster mode: the Lease's namespace (default: `POD_NAMESPACE`, else `canaryd`).
+    pub lease_namespace: Option<String>,
+    /// Cluster mode: the Lease's name (`canaryd-leader`).
+    pub lease_name: String,
+    /// Cluster mode: how long a leader holds the Lease without renewing it (`15s`).
+    pub lease_duration: String,
+    /// Cluster mode: how long before expiry the leader renews (`5s`).
+    pub lease_grace: String,
 }
 
 /// A list written as a YAML/TOML list or as one comma-separated string.
@@ -113,6 +125,11 @@ impl std::fmt::Debug for DaemonConfig {
             .field("header_timeout", &self.header_timeout)
             .field("idle_timeout", &self.idle_timeout)
             .field("shadow", &self.shadow)
+            .field("cluster", &self.cluster)
+            .field("lease_namespace", &self.lease_namespace)
+            .field("lease_name", &self.lease_name)
+            .field("lease_duration", &self.lease_duration)
+            .field("lease_grace", &self.lease_grace)
             .finish()
     }
 }
@@ -142,6 +159,11 @@ impl Default for DaemonConfig {
             header_timeout: "10s".into(),
             idle_timeout: "60s".into(),
             shadow: false,
+            cluster: false,
+            lease_namespace: None,
+            lease_name: "canaryd-leader".into(),
+            lease_duration: "15s".into(),
+            lease_grace: "5s".into(),
         }
     }
 }

@@ -1,7 +1,11 @@
 //! The daemon: builds each port's standalone adapter (the deploy directory,
 //! SQLite, the built-in and HAProxy routers, Prometheus), then runs the
-//! controller, the API and the notifier together until shutdown.
+//! controller, the API and the notifier together until shutdown. Cluster
+//! mode ([`cluster`]) builds the Kubernetes adapters instead and runs the
+//! same controller, API, notifier and `/metrics`.
 
+mod basics;
+pub mod cluster;
 mod config;
 
 use std::net::SocketAddr;
@@ -9,20 +13,21 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use prometheus_client::registry::Registry;
 use tokio::sync::mpsc;
 
-use crate::api::{self, Access, ApiState, HostAllowList, ReadAccess};
+use crate::api::{Access, HostAllowList};
 use crate::cli::policy_dir;
-use crate::controller::{Controller, Metrics, Parts, Ports, Settings, View};
+use crate::controller::{Controller, Ports};
 use crate::deploy_dir::DeployDir;
-use crate::notify::{Notifier, RetryPolicy, Routing, SinkConfig};
+use crate::notify::{RetryPolicy, Routing, SinkConfig};
 use crate::ports::AlwaysLeader;
-use crate::provider::{PrometheusSource, ProviderConfig, redact_url};
-use crate::router::{ConnectionLimits, ListenerStats, RouterMetrics, Routers};
+use crate::provider::redact_url;
+use crate::router::{ConnectionLimits, Routers};
 use crate::spec::load::load_policies;
+use crate::spec::policy::PolicySet;
 use crate::spec::units::parse_duration;
 use crate::store::SqliteStore;
+use basics::{Basics, stop_api};
 
 pub use config::DaemonConfig;
 
@@ -68,6 +73,9 @@ pub enum DaemonError {
     /// The controller could not start.
     #[error(transparent)]
     Controller(#[from] crate::controller::ControllerError),
+    /// Cluster mode could not start (leader election, the API server).
+    #[error(transparent)]
+    Cluster(#[from] crate::cluster::ClusterError),
 }
 
 fn setting(key: &'static str, message: impl Into<String>) -> DaemonError {
@@ -85,11 +93,73 @@ fn duration(key: &'static str, text: &str) -> Result<Duration, DaemonError> {
     }
 }
 
-/// Starts the controller and the API with `config`, until `shutdown`.
+/// Starts the controller and the API with `config`, until `shutdown`: the
+/// standalone daemon, or with `cluster` set, cluster mode ([`cluster`]).
 pub async fn serve(
     config: DaemonConfig,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), DaemonError> {
+    if config.cluster {
+        return cluster::serve(config, shutdown).await;
+    }
+    let policies = load_policy_set(&config)?;
+    let store = open_store(&config.state)?;
+    let basics = Basics::build(&config, policies).await?;
+    let notifier = basics.notifier(Arc::new(store.clone()))?;
+    // One adapter per port: the deploy directory, SQLite, the standalone
+    // routers, Prometheus; standalone, this process always acts.
+    let ports = Ports {
+        specs: Box::new(DeployDir::new(
+            config.deploy_dir.clone(),
+            basics.policies.clone(),
+            Arc::new(store.clone()),
+        )),
+        store: Arc::new(store.clone()),
+        log: Arc::new(store.clone()),
+        routers: Arc::new(Routers {
+            metrics: basics.router_metrics.clone(),
+            health_interval: Duration::from_secs(1),
+            limits: basics.router_limits,
+        }),
+        metrics: basics.source.clone(),
+        leadership: Arc::new(AlwaysLeader),
+    };
+    let controller = Controller::start(basics.settings.clone(), ports, basics.parts()).await?;
+    let (commands, requests) = mpsc::channel(64);
+    let router_limits = basics.router_limits;
+    let api = basics.api(
+        &config,
+        Arc::new(store.clone()),
+        Arc::new(store.clone()),
+        Arc::new(store),
+        commands,
+    );
+    tracing::info!(
+        api = %format!("http://{}/", api.bound),
+        allowed_hosts = %api.state.access.hosts.describe(),
+        read_access = ?api.state.access.reads,
+        max_connections = api.limits.max_connections,
+        router_max_connections = router_limits.max_connections,
+        deploy_dir = %config.deploy_dir.display(),
+        state = %config.state.display(),
+        prometheus = %config.prometheus_url.as_deref().map(redact_url).unwrap_or_else(|| "(per file)".into()),
+        "canaryd running"
+    );
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let api = api.spawn(stopped);
+    let mut notifier_stopped = stop.subscribe();
+    let notifier = tokio::spawn(notifier.run(async move {
+        let _ = notifier_stopped.changed().await;
+    }));
+    controller.run(requests, shutdown).await;
+    let _ = stop.send(true);
+    let _ = notifier.await;
+    stop_api(api).await;
+    Ok(())
+}
+
+/// The metric policies, or the first invalid one.
+fn load_policy_set(config: &DaemonConfig) -> Result<PolicySet, DaemonError> {
     let (policies, problems) = load_policies(policy_dir(config.policy_dir.as_deref()));
     if let Some((path, text, diags)) = problems.first() {
         let rendered: Vec<String> = diags.iter().map(|d| d.render(Some(text))).collect();
@@ -98,140 +168,7 @@ pub async fn serve(
             report: rendered.join("\n"),
         });
     }
-    let store = open_store(&config.state)?;
-    let mut registry = Registry::default();
-    let metrics = Metrics::register(&mut registry);
-    let router_metrics = RouterMetrics::register(&mut registry);
-    registry.register_collector(Box::new(crate::delivery::gauges::DeliveryGauges::new(
-        Arc::new(store.clone()),
-    )));
-    let source = PrometheusSource::new(ProviderConfig {
-        timeout: duration("query_timeout", &config.query_timeout)?,
-        ..ProviderConfig::default()
-    })
-    .map_err(|e| DaemonError::Build(e.to_string()))?;
-    let view = Arc::new(View::default());
-    let listen: SocketAddr = config.listen.parse().map_err(|_| {
-        setting(
-            "listen",
-            format!(
-                "`{}` is not an address such as 127.0.0.1:9900",
-                config.listen
-            ),
-        )
-    })?;
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .map_err(|source| DaemonError::Listen {
-            addr: listen,
-            source,
-        })?;
-    let bound = listener.local_addr().unwrap_or(listen);
-    let alerts = alert_routing(&config, bound)?;
-    let access = access(&config, bound)?;
-    let (api_limits, router_limits) = connection_limits(&config)?;
-    let retry = retry_policy(&config)?;
-    let alerts_queued = Arc::new(tokio::sync::Notify::new());
-    let notifier = Notifier::new(
-        Arc::new(store.clone()),
-        retry,
-        alerts_queued.clone(),
-        metrics.alerts.clone(),
-    )
-    .map_err(|e| DaemonError::Build(e.to_string()))?;
-    let settings = Settings {
-        default_prometheus: config.prometheus_url.clone(),
-        reload_every: duration("reload_every", &config.reload_every)?,
-        checkpoint_every: duration("checkpoint_every", &config.checkpoint_every)?,
-        shadow: config.shadow,
-        ..Settings::default()
-    };
-    // One adapter per port: the deploy directory, SQLite, the standalone
-    // routers, Prometheus; standalone, this process always acts.
-    let ports = Ports {
-        specs: Box::new(DeployDir::new(
-            config.deploy_dir.clone(),
-            policies.clone(),
-            Arc::new(store.clone()),
-        )),
-        store: Arc::new(store.clone()),
-        log: Arc::new(store.clone()),
-        routers: Arc::new(Routers {
-            metrics: router_metrics,
-            health_interval: Duration::from_secs(1),
-            limits: router_limits,
-        }),
-        metrics: Arc::new(source),
-        leadership: Arc::new(AlwaysLeader),
-    };
-    let controller = Controller::start(
-        settings,
-        ports,
-        Parts {
-            policies,
-            view: view.clone(),
-            metrics,
-            alerts,
-            alerts_queued,
-        },
-    )
-    .await?;
-    let (commands, requests) = mpsc::channel(64);
-    // An empty token would let an empty `Bearer` through: it means "none".
-    let token = config.api_token.clone().filter(|t| !t.trim().is_empty());
-    if token.is_none() {
-        tracing::warn!(
-            "CANARYD_API_TOKEN is not set: pause/resume/promote/abort/retry are disabled"
-        );
-    }
-    let state = Arc::new(ApiState {
-        view,
-        log: Arc::new(store.clone()),
-        periods: Arc::new(store.clone()),
-        outbox: Arc::new(store),
-        commands,
-        token,
-        registry: Arc::new(registry),
-        access,
-    });
-    tracing::info!(
-        api = %format!("http://{bound}/"),
-        allowed_hosts = %state.access.hosts.describe(),
-        read_access = ?state.access.reads,
-        max_connections = api_limits.max_connections,
-        router_max_connections = router_limits.max_connections,
-        deploy_dir = %config.deploy_dir.display(),
-        state = %config.state.display(),
-        prometheus = %config.prometheus_url.as_deref().map(redact_url).unwrap_or_else(|| "(per file)".into()),
-        "canaryd running"
-    );
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    if state.access.reads == ReadAccess::Open && !bound.ip().is_loopback() {
-        tracing::warn!(listen = %bound, "API reads are open to anyone who can reach {bound}; `--read-access loopback` keeps them to this machine (and holders of a token)");
-    }
-    let api = tokio::spawn(api::server::serve(
-        listener,
-        state,
-        api_limits,
-        Arc::new(ListenerStats::default()),
-        stopped,
-    ));
-    let mut notifier_stopped = stop.subscribe();
-    let notifier = tokio::spawn(notifier.run(async move {
-        let _ = notifier_stopped.changed().await;
-    }));
-    controller.run(requests, shutdown).await;
-    let _ = stop.send(true);
-    let _ = notifier.await;
-    // Open event streams (a dashboard tab) never end by themselves: give
-    // requests in flight a moment, then stop regardless.
-    if tokio::time::timeout(Duration::from_secs(3), api)
-        .await
-        .is_err()
-    {
-        tracing::info!("closing open event streams");
-    }
-    Ok(())
+    Ok(policies)
 }
 
 fn alert_routing(config: &DaemonConfig, bound: SocketAddr) -> Result<Routing, DaemonError> {
@@ -335,6 +272,7 @@ fn open_store(path: &Path) -> Result<SqliteStore, DaemonError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::ReadAccess;
     use crate::cli::run::RunArgs;
     use crate::spec::model::{AlertSeverity, SecretRef, SinkKind};
 

@@ -60,6 +60,12 @@ pub fn is_true(conditions: &[Condition], kind: ConditionType) -> bool {
     find(conditions, kind).is_some_and(|c| c.status == "True")
 }
 
+/// The spec's problem as the status says it, while `InvalidSpec` is True.
+pub fn invalid_message(status: &RolloutStatus) -> Option<String> {
+    is_true(&status.conditions, ConditionType::InvalidSpec)
+        .then(|| status.message.clone().unwrap_or_default())
+}
+
 /// Sets a condition, as Kubernetes' `meta.SetStatusCondition` does: a new
 /// condition or a flipped status takes `now` as its `lastTransitionTime`; an
 /// unchanged status keeps its time while reason and message follow `update`.
@@ -214,7 +220,7 @@ fn all_problems(errors: &[&SpecProblem]) -> String {
 }
 
 /// Cuts `text` to at most `max` bytes on a character boundary.
-fn truncate(text: &str, max: usize) -> String {
+pub(crate) fn truncate(text: &str, max: usize) -> String {
     if text.len() <= max {
         return text.to_string();
     }

@@ -1,4 +1,13 @@
 //! A Rollout's `status`: where the rollout stands, written only by the leader.
+//!
+//! Besides what people read (`phase`, `step`, `weight`, versions,
+//! conditions, `message`, `lastDecision`), the status carries what a new
+//! leader needs to resume and what must survive a failover: the engine's
+//! whole state (`engineState`), the latest decision records (`decisions`)
+//! and the alert outbox (`alerts`). They are canaryd's own formats, kept
+//! opaque to the API server (`x-kubernetes-preserve-unknown-fields`) and
+//! bounded in size (see `crate::cluster::state`). One object holds them all,
+//! so one write with its resourceVersion commits a decision atomically.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use schemars::JsonSchema;
@@ -64,4 +73,34 @@ pub struct RolloutStatus {
     /// The last decision.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_decision: Option<LastDecision>,
+    /// The engine's whole state (canaryd's own format), for resuming the
+    /// same step with its watched time after a restart or failover.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "opaque_object")]
+    pub engine_state: Option<serde_json::Value>,
+    /// The latest decision records, oldest first (bounded; canaryd's format).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "opaque_list")]
+    pub decisions: Vec<serde_json::Value>,
+    /// The alert outbox: every undelivered alert per sink and the latest
+    /// delivered or given-up ones (bounded; canaryd's format).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "opaque_list")]
+    pub alerts: Vec<serde_json::Value>,
+}
+
+/// An object the API server keeps as written (no schema of its own).
+fn opaque_object(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "object",
+        "x-kubernetes-preserve-unknown-fields": true
+    })
+}
+
+/// A list of such objects.
+fn opaque_list(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "array",
+        "items": { "type": "object", "x-kubernetes-preserve-unknown-fields": true }
+    })
 }
