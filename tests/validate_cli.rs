@@ -77,9 +77,19 @@ fn the_seed_example_parses_verbatim_inside_a_full_deploy_file() {
     );
     let out = canaryd(&["validate", "deploy/checkout.yaml"]);
     assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
-    assert_eq!(
-        stdout(&out),
-        "ok: deploy/checkout.yaml — rollout default/checkout: 3 steps (5% → 50% → 100%), 2 promotion gates, 2 abort conditions\n"
+    // Valid, with one warning: http-red declares the client libraries'
+    // default buckets, which have no bound at 200ms.
+    let text = stdout(&out);
+    assert!(
+        text.starts_with("warning: `latency_p99 < 200ms` (step 1): policy `http-red`'s default histogram bounds have none at 200ms; it is judged at 100ms and 250ms"),
+        "{text}"
+    );
+    assert!(text.contains("--> deploy/checkout.yaml:18:34"), "{text}");
+    assert!(
+        text.ends_with(
+            "ok: deploy/checkout.yaml — rollout default/checkout: 3 steps (5% → 50% → 100%), 2 promotion gates, 2 abort conditions\n"
+        ),
+        "{text}"
     );
 }
 
@@ -115,6 +125,109 @@ fn each_broken_file_is_rejected_with_its_exact_position_message_and_hint() {
         let rel = rel.to_string_lossy();
         check_expected(&["validate", &rel], &path.with_extension("expected"));
     }
+}
+
+fn warning_files() -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/validate/warnings");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .expect("warning examples exist")
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn latency_thresholds_the_policys_default_buckets_judge_coarsely_are_warned_about_and_still_valid()
+{
+    let files = warning_files();
+    assert!(files.len() >= 3);
+    for path in files {
+        let rel = path
+            .strip_prefix(env!("CARGO_MANIFEST_DIR"))
+            .expect("inside the repo")
+            .to_string_lossy()
+            .into_owned();
+        let out = canaryd(&["validate", &rel]);
+        let got = stdout(&out);
+        let expected_file = path.with_extension("expected");
+        if std::env::var_os("CANARYD_BLESS").is_some() {
+            std::fs::write(&expected_file, &got).expect("bless");
+        }
+        let want = std::fs::read_to_string(&expected_file).expect("expected output exists");
+        assert_eq!(got, want, "output of `canaryd validate {rel}` changed");
+        assert_eq!(out.status.code(), Some(0), "warnings do not fail: {got}");
+    }
+}
+
+#[test]
+fn latency_bound_warnings_carry_their_position_and_hint_in_json() {
+    let out = canaryd(&[
+        "validate",
+        "-o",
+        "json",
+        "tests/validate/warnings/01-latency-between-bounds.yaml",
+    ]);
+    assert_eq!(out.status.code(), Some(0));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("valid JSON");
+    assert_eq!(report["valid"], true);
+    let diags = report["files"][0]["diagnostics"].as_array().expect("list");
+    assert_eq!(diags.len(), 2, "{diags:?}");
+    let d = &diags[0];
+    assert_eq!(d["severity"], "warning");
+    assert_eq!(d["code"], "coarse-histogram");
+    assert_eq!(
+        (d["line"].as_u64(), d["column"].as_u64()),
+        (Some(15), Some(34))
+    );
+    assert!(
+        d["hint"]
+            .as_str()
+            .is_some_and(|h| h.contains("100ms or 250ms") && h.contains("counts.latency_bounds")),
+        "{d}"
+    );
+    assert_eq!(
+        (diags[1]["line"].as_u64(), diags[1]["column"].as_u64()),
+        (Some(21), Some(35))
+    );
+}
+
+#[test]
+fn a_policy_declaring_its_apps_buckets_silences_the_warning_and_bad_bounds_are_refused() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let red = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("policies/http-red.yaml"),
+    )
+    .expect("http-red");
+    let line = red
+        .lines()
+        .find(|l| l.trim_start().starts_with("latency_bounds:"))
+        .expect("http-red declares its bounds");
+    // The app's own buckets, with a bound at 200ms and one at 600ms.
+    let fine = red.replace(line, "  latency_bounds: [0.05, 0.1, 0.2, 0.3, 0.6, 1]");
+    std::fs::write(dir.path().join("http-red.yaml"), &fine).expect("write policy");
+    let policies = dir.path().to_string_lossy().into_owned();
+    let file = "tests/validate/warnings/01-latency-between-bounds.yaml";
+    let out = canaryd(&["validate", "--policies", &policies, file]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(
+        stdout(&out),
+        format!(
+            "ok: {file} — rollout default/checkout: 2 steps (5% → 100%), 2 promotion gates, 2 abort conditions\n"
+        )
+    );
+
+    let descending = red.replace(line, "  latency_bounds: [0.1, 0.05]");
+    std::fs::write(dir.path().join("http-red.yaml"), &descending).expect("write policy");
+    let out = canaryd(&["validate", "--policies", &policies, file]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("error: latency bound 0.05 is not above the one before it"),
+        "{text}"
+    );
 }
 
 #[test]

@@ -46,12 +46,15 @@ pub async fn act(
     }
     match tokio::time::timeout(ANSWER_WITHIN, outcome).await {
         Ok(Ok(Ok(view))) => Ok(axum::Json(view).into_response()),
-        Ok(Ok(Err(CommandError::NotFound(m)))) => Err(ApiError::new(
-            ErrorCode::NotFound,
-            format!("no rollout {m}"),
-        )),
-        Ok(Ok(Err(CommandError::Rejected(m)))) => Err(ApiError::new(ErrorCode::Rejected, m)),
-        Ok(Ok(Err(CommandError::Store(m)))) => Err(ApiError::new(ErrorCode::Store, m)),
+        Ok(Ok(Err(e @ CommandError::NotFound(_)))) => {
+            Err(ApiError::new(ErrorCode::NotFound, e.to_string()))
+        }
+        Ok(Ok(Err(e @ CommandError::Rejected(_)))) => {
+            Err(ApiError::new(ErrorCode::Rejected, e.to_string()))
+        }
+        Ok(Ok(Err(e @ CommandError::Failed(_)))) => {
+            Err(ApiError::new(ErrorCode::Store, e.to_string()))
+        }
         _ => Err(ApiError::new(
             ErrorCode::Timeout,
             "the controller did not answer",

@@ -18,7 +18,7 @@ use super::{ApiState, id};
 const INDEX: &str = include_str!("assets/index.html");
 
 /// (name, content type, body)
-const ASSETS: [(&str, &str, &str); 5] = [
+const ASSETS: [(&str, &str, &str); 6] = [
     (
         "theme.js",
         "text/javascript; charset=utf-8",
@@ -28,6 +28,11 @@ const ASSETS: [(&str, &str, &str); 5] = [
         "app.js",
         "text/javascript; charset=utf-8",
         include_str!("assets/app.js"),
+    ),
+    (
+        "delivery.js",
+        "text/javascript; charset=utf-8",
+        include_str!("assets/delivery.js"),
     ),
     (
         "app.css",

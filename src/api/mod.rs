@@ -8,6 +8,7 @@
 mod auth;
 mod command;
 mod dashboard;
+mod delivery;
 pub mod error;
 mod extract;
 pub mod guard;
@@ -27,8 +28,9 @@ use prometheus_client::registry::Registry;
 use tokio::sync::mpsc;
 
 use crate::controller::{CommandRequest, View};
+use crate::ports::store::PeriodLog;
+use crate::ports::{AlertOutbox, DecisionLog};
 use crate::spec::model::RolloutId;
-use crate::store::SqliteStore;
 
 pub use error::{ApiError, ErrorCode};
 pub use guard::{Access, HostAllowList, ReadAccess};
@@ -39,7 +41,11 @@ pub struct ApiState {
     /// The controller's picture of every rollout.
     pub view: Arc<View>,
     /// The decision log.
-    pub store: Arc<SqliteStore>,
+    pub log: Arc<dyn DecisionLog>,
+    /// The decision log over a period (delivery metrics).
+    pub periods: Arc<dyn PeriodLog>,
+    /// The alert outbox (what was sent where).
+    pub outbox: Arc<dyn AlertOutbox>,
     /// Where commands go.
     pub commands: mpsc::Sender<CommandRequest>,
     /// The bearer token mutating endpoints require (none: they are disabled).
@@ -82,6 +88,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
             post(command::act),
         )
         .route("/api/v1/events", get(read::events))
+        .route("/api/v1/delivery", get(delivery::delivery))
         .fallback(|| async {
             ApiError::new(
                 ErrorCode::NotFound,
@@ -100,10 +107,16 @@ pub fn router(state: Arc<ApiState>) -> Router {
 }
 
 async fn readyz(State(s): State<Arc<ApiState>>) -> Response {
-    if s.view.is_ready() {
-        "ready\n".into_response()
-    } else {
-        ApiError::new(ErrorCode::NotReady, "loading state and deploy files").into_response()
+    if !s.view.is_ready() {
+        return ApiError::new(ErrorCode::NotReady, "loading state and deploy files")
+            .into_response();
+    }
+    match s.view.store_error() {
+        // Decisions are taken but cannot be stored: not ready for traffic
+        // that relies on them (they are retried every tick).
+        Some(e) => ApiError::new(ErrorCode::NotReady, format!("the state store fails: {e}"))
+            .into_response(),
+        None => "ready\n".into_response(),
     }
 }
 

@@ -98,6 +98,15 @@ fn paths() -> Map<String, Value> {
             false,
         ),
     );
+    let mut delivery = read(
+        "Delivery metrics over a period from the decision log: deployment frequency, change failure rate, time to restore, lead time; overall, per rollout, per UTC day, and the attempts behind them",
+        &["since", "until"],
+        json_response("The delivery metrics", refer("schemas", "Delivery")),
+        false,
+    );
+    delivery["get"]["responses"]["503"] =
+        error_response("The decision log cannot be read (`store`)");
+    paths.insert("/api/v1/delivery".into(), delivery);
     paths.insert(
         "/api/v1/openapi.json".into(),
         read(
@@ -139,8 +148,18 @@ fn parameters() -> Value {
         "name": segment("name", "checkout"),
         "file": segment("file", "app.js"),
         "limit": {"name": "limit", "in": "query", "description": format!("How many of the latest entries (0 returns none); at most {MAX_LIMIT}"), "schema": {"type": "integer", "minimum": 0, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT}},
+        "since": {"name": "since", "in": "query", "description": "The period's start: RFC 3339, or a time before now (`-7d`, `now-12h`); default (or empty) 30 days before `until`. Must be before `until`", "schema": moment(), "example": "-7d"},
+        "until": {"name": "until", "in": "query", "description": "The period's end (excluded), same forms; default (or empty) now", "schema": moment(), "example": "now"},
         "full_path": {"name": "full_path", "in": "query", "description": "Also return `file_path`, the deploy file's path on disk; needs the API token", "schema": {"type": "boolean", "default": false}}
     })
+}
+
+/// `since`/`until`: empty, RFC 3339, `now`, or a time before now.
+fn moment() -> Value {
+    json!({"anyOf": [
+        {"type": "string", "format": "date-time"},
+        {"type": "string", "pattern": "^(|now|(now)?-([0-9]{1,6}(ms|s|m|h|d|w))+)$"}
+    ]})
 }
 
 fn responses() -> Value {
@@ -192,11 +211,39 @@ fn schemas() -> Value {
             "attempts": {"type": "integer"},
             "queued_at": time, "delivered_at": time,
             "last_error": {"type": "string"}}},
+        "Delivery": delivery_schema(),
         "Decision": {"type": "object", "required": ["seq", "at", "from", "to", "action", "reason", "gates"], "properties": {
             "seq": {"type": "integer"}, "at": time, "from": phase, "to": phase,
             "action": {"type": "string"}, "reason": {"type": "string"}, "step": {"type": "integer"},
             "gates": {"type": "array", "items": {"$ref": "#/components/schemas/Gate"}}}}
     })
+}
+
+/// `GET /api/v1/delivery`'s answer (see `crate::delivery`).
+fn delivery_schema() -> Value {
+    let time = json!({"type": "string", "format": "date-time"});
+    let count = json!({"type": "integer", "minimum": 0});
+    let seconds = json!({"type": ["number", "null"], "minimum": 0});
+    let durations = json!({"type": "object", "required": ["count", "median_seconds", "mean_seconds", "max_seconds"], "properties": {
+        "count": count, "median_seconds": seconds, "mean_seconds": seconds, "max_seconds": seconds}});
+    let figures = json!({"type": "object", "required": ["deployments_per_day", "change_failure_rate", "time_to_restore", "lead_time", "started", "promoted", "rolled_back", "aborted", "finished", "superseded", "in_flight"], "properties": {
+        "rollout": {"type": "string", "description": "`namespace/name` (per-rollout figures only)"},
+        "deployments_per_day": {"type": "number", "minimum": 0, "description": "Promotions per day"},
+        "change_failure_rate": {"type": ["number", "null"], "minimum": 0, "maximum": 1, "description": "Rolled back / finished (promoted + rolled back + aborted); null when none finished"},
+        "time_to_restore": durations, "lead_time": durations,
+        "started": count, "promoted": count, "rolled_back": count, "aborted": count, "finished": count, "superseded": count, "in_flight": count}});
+    json!({"type": "object", "required": ["since", "until", "days", "overall", "rollouts", "daily", "attempts"], "properties": {
+        "since": time, "until": time, "days": {"type": "number"},
+        "overall": figures,
+        "rollouts": {"type": "array", "items": figures},
+        "daily": {"type": "array", "items": {"type": "object", "required": ["day", "promoted", "rolled_back", "aborted"], "properties": {
+            "day": {"type": "string", "format": "date"}, "promoted": count, "rolled_back": count, "aborted": count}}},
+        "attempts": {"type": "array", "description": "The attempts that ended in the period, in the order they ended", "items": {"type": "object", "required": ["rollout", "version", "started", "end", "ended"], "properties": {
+            "rollout": {"type": "string"}, "version": {"type": "string"},
+            "started": {"type": ["string", "null"], "format": "date-time"},
+            "end": {"type": "string", "enum": ["promoted", "rolled_back", "aborted", "superseded"]},
+            "ended": time, "fault_at": time,
+            "lead_time_seconds": {"type": "number", "minimum": 0}, "time_to_restore_seconds": {"type": "number", "minimum": 0}}}}}})
 }
 
 /// The document.

@@ -18,7 +18,6 @@ use super::extract::{ApiPath, ApiQuery};
 use super::{ApiState, id};
 use crate::controller::{Event, RolloutView};
 use crate::spec::model::RolloutId;
-use crate::store::SqliteStore;
 
 /// Entries a log read returns at most (`?limit=`).
 pub const MAX_LIMIT: u32 = 1000;
@@ -27,7 +26,11 @@ pub const DEFAULT_LIMIT: u32 = 100;
 
 /// `GET /api/v1/rollouts`.
 pub async fn list(State(s): State<Arc<ApiState>>) -> Response {
-    axum::Json(serde_json::json!({ "rollouts": s.view.list() })).into_response()
+    let mut body = serde_json::json!({ "rollouts": s.view.list() });
+    if let Some(e) = s.view.store_error() {
+        body["store_error"] = e.into();
+    }
+    axum::Json(body).into_response()
 }
 
 /// `?full_path=` of `GET /api/v1/rollouts/{ns}/{name}`.
@@ -88,12 +91,13 @@ pub async fn decisions(
     ApiPath((namespace, name)): ApiPath<(String, String)>,
     ApiQuery(q): ApiQuery<Limit>,
 ) -> Result<Response, ApiError> {
+    let log = s.log.clone();
     rollout_log(
         &s,
         id(namespace, name),
         q,
         "decisions",
-        SqliteStore::decisions,
+        |id, n| async move { log.decisions(&id, n).await },
     )
     .await
 }
@@ -104,35 +108,34 @@ pub async fn alerts(
     ApiPath((namespace, name)): ApiPath<(String, String)>,
     ApiQuery(q): ApiQuery<Limit>,
 ) -> Result<Response, ApiError> {
-    rollout_log(
-        &s,
-        id(namespace, name),
-        q,
-        "alerts",
-        SqliteStore::deliveries,
-    )
+    let outbox = s.outbox.clone();
+    rollout_log(&s, id(namespace, name), q, "alerts", |id, n| async move {
+        outbox.deliveries(&id, n).await
+    })
     .await
 }
 
 /// `{"<field>": [...]}`: the latest `limit` entries of one of a rollout's
 /// logs, oldest first; 404 for a rollout neither running nor logged.
-async fn rollout_log<T: serde::Serialize + Send + 'static>(
+async fn rollout_log<T, F, Fut>(
     s: &ApiState,
     id: RolloutId,
     q: Limit,
     field: &'static str,
-    read: fn(&SqliteStore, &RolloutId, usize) -> Result<Vec<T>, crate::store::StoreError>,
-) -> Result<Response, ApiError> {
+    read: F,
+) -> Result<Response, ApiError>
+where
+    T: serde::Serialize,
+    F: FnOnce(RolloutId, usize) -> Fut,
+    Fut: std::future::Future<Output = Result<Vec<T>, crate::ports::StoreError>>,
+{
     let limit = q.entries()?;
-    let store = s.store.clone();
-    let key = id.clone();
     let known = s.view.get(&id).is_some();
     // With `limit=0`, one entry is still read: it tells a logged rollout
     // (an empty list) from an unknown one (404).
     let read_at_least = limit.max(usize::from(!known));
-    let mut entries = tokio::task::spawn_blocking(move || read(&store, &key, read_at_least))
+    let mut entries = read(id.clone(), read_at_least)
         .await
-        .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?
         .map_err(|e| ApiError::new(ErrorCode::Store, e.to_string()))?;
     if !known && entries.is_empty() {
         return Err(not_found(&id));

@@ -57,6 +57,9 @@ struct Report {
     gates: Vec<GateRow>,
     /// Gates judged on counts, as a rollout judges them.
     evidence: Vec<super::check_evidence::EvidenceRow>,
+    /// Latency gates the histogram Prometheus returns judges coarsely: a
+    /// threshold far from the bounds it is judged at, or beyond them all.
+    warnings: Vec<super::latency_bounds::Finding>,
 }
 
 /// Runs the command.
@@ -150,16 +153,20 @@ fn measure(
     let answers = runtime.block_on(source.query_batch(batch.queries(), at));
     let measurements = plan.measurements(&batch, &answers);
     let rows: Vec<GateRow> = measurements.iter().filter_map(|m| row(&spec, m)).collect();
-    let evidence = match &counts {
+    let (evidence, warnings) = match &counts {
         Some(counts) => {
             // The same counters one window earlier: the increments between.
             let window = spec.strategy.analysis.window;
             let before =
                 Timestamp::from_millis(at.millis().saturating_sub(window.as_millis() as u64));
             let earlier = runtime.block_on(source.query_batch(batch.queries(), before));
-            super::check_evidence::judge(&spec, counts, &earlier, &answers, at)
+            let bounds = super::check_evidence::live_bounds(counts, &answers);
+            (
+                super::check_evidence::judge(&spec, counts, &earlier, &answers, at),
+                super::latency_bounds::live(&spec, &bounds),
+            )
         }
-        None => Vec::new(),
+        None => (Vec::new(), Vec::new()),
     };
     let all_data = rows
         .iter()
@@ -174,6 +181,7 @@ fn measure(
         all_data,
         gates: rows,
         evidence,
+        warnings,
     })
 }
 
@@ -307,6 +315,12 @@ fn write_text(
     }
     if !r.evidence.is_empty() {
         super::check_evidence::write_text(out, &r.evidence, window, spec)?;
+    }
+    if !r.warnings.is_empty() {
+        writeln!(out)?;
+    }
+    for w in &r.warnings {
+        writeln!(out, "warning: {}\n  hint: {}", w.message, w.hint)?;
     }
     writeln!(out)?;
     if r.all_data {

@@ -135,6 +135,18 @@ pub fn judge(
         .collect()
 }
 
+/// The finite histogram bounds (seconds) Prometheus returns now: the
+/// canary's, else the stable version's; none without a histogram.
+pub fn live_bounds(plan: &CountsPlan, answers: &[Answer]) -> Vec<f64> {
+    let reading = plan.reading(answers);
+    [reading.canary, reading.stable]
+        .into_iter()
+        .filter_map(|t| t.snapshot.ok())
+        .map(|s| evidence::counts::bounds(&s.buckets))
+        .find(|b| !b.is_empty())
+        .unwrap_or_default()
+}
+
 /// Whether a row could not be judged (a rollout would hold there).
 pub fn inconclusive(rows: &[EvidenceRow]) -> bool {
     rows.iter().any(|r| r.verdict.starts_with("inconclusive"))

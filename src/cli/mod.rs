@@ -1,11 +1,13 @@
 //! The command line (clap): one subcommand per job, each in its own module.
 
+mod backtest;
 mod check;
 mod check_evidence;
 mod control;
 mod crd;
 mod import;
 mod init;
+mod latency_bounds;
 pub mod run;
 mod sample;
 mod validate;
@@ -72,6 +74,12 @@ pub enum Command {
         #[arg(short = 'o', long, value_enum, default_value_t)]
         output: Output,
     },
+    /// Replay a deploy file's strategy on recorded Prometheus history: would it have rolled back that release?
+    ///
+    /// Prints every decision the daemon would have taken, with its reason
+    /// and evidence, then the outcome. Exit 0 promoted, 1 rolled back, 3
+    /// still undecided at --to, 2 when it cannot run.
+    Backtest(Box<backtest::BacktestArgs>),
     /// Run the daemon: watch the deploy directory, shift traffic, judge on Prometheus, roll back.
     Run(run::RunArgs),
     /// Show rollouts (a table, or `-o json`), from a running daemon's API.
@@ -124,7 +132,7 @@ fn duration(text: &str) -> Result<Duration, String> {
 }
 
 /// The policy directory: the flag, else `./policies` when it exists.
-fn policy_dir(flag: Option<&Path>) -> Option<&Path> {
+pub(crate) fn policy_dir(flag: Option<&Path>) -> Option<&Path> {
     let default_dir = Path::new("policies");
     flag.or_else(|| default_dir.is_dir().then_some(default_dir))
 }
@@ -170,6 +178,7 @@ pub fn main() -> ExitCode {
             timeout,
             output,
         } => check::run(&file, policies.as_deref(), prometheus, timeout, output),
+        Command::Backtest(args) => backtest::run(*args),
         Command::Run(args) => {
             init_logging("info");
             run::run(args)

@@ -30,6 +30,24 @@ pub fn run(paths: &[PathBuf], policy_dir: Option<&Path>, output: Output) -> Exit
     let (policies, policy_problems) = load_policies(super::policy_dir(policy_dir));
     let files = load_deploy_files(paths, &policies);
     let valid = policy_problems.is_empty() && files.iter().all(LoadedFile::is_valid);
+    // Each file's diagnostics, with the warnings about latency thresholds
+    // its policy's default histogram bounds judge coarsely, in file order.
+    let diagnostics: Vec<Vec<Diagnostic>> = files
+        .iter()
+        .map(|f| {
+            let mut all = f.decoded.diagnostics.clone();
+            if let (Some(spec), true) = (&f.decoded.spec, f.is_valid()) {
+                all.extend(super::latency_bounds::declared(
+                    &f.display(),
+                    &f.text,
+                    spec,
+                    &policies,
+                ));
+                all.sort_by_key(|d| (d.line, d.column));
+            }
+            all
+        })
+        .collect();
 
     let mut out = std::io::stdout().lock();
     let written = match output {
@@ -43,11 +61,11 @@ pub fn run(paths: &[PathBuf], policy_dir: Option<&Path>, output: Output) -> Exit
                     diagnostics: diags,
                 })
                 .collect();
-            reports.extend(files.iter().map(|f| FileReport {
+            reports.extend(files.iter().zip(&diagnostics).map(|(f, d)| FileReport {
                 file: f.display(),
                 valid: f.is_valid(),
                 rollout: f.decoded.spec.as_ref().map(|s| s.id.to_string()),
-                diagnostics: &f.decoded.diagnostics,
+                diagnostics: d,
             }));
             serde_json::to_writer_pretty(
                 &mut out,
@@ -59,7 +77,7 @@ pub fn run(paths: &[PathBuf], policy_dir: Option<&Path>, output: Output) -> Exit
             .map_err(std::io::Error::other)
             .and_then(|()| writeln!(out))
         }
-        Output::Text => write_text(&mut out, &policy_problems, &files),
+        Output::Text => write_text(&mut out, &policy_problems, &files, &diagnostics),
     };
     if written.is_err() {
         return ExitCode::from(2);
@@ -75,6 +93,7 @@ fn write_text(
     out: &mut impl Write,
     policy_problems: &[(PathBuf, String, Vec<Diagnostic>)],
     files: &[LoadedFile],
+    diagnostics: &[Vec<Diagnostic>],
 ) -> std::io::Result<()> {
     for (path, text, diags) in policy_problems {
         for d in diags {
@@ -82,8 +101,8 @@ fn write_text(
         }
         writeln!(out, "error: policy {}: {}", path.display(), count(diags))?;
     }
-    for f in files {
-        for d in &f.decoded.diagnostics {
+    for (f, diags) in files.iter().zip(diagnostics) {
+        for d in diags {
             writeln!(out, "{}", d.render(Some(&f.text)))?;
         }
         match &f.decoded.spec {

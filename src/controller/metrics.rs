@@ -55,6 +55,13 @@ pub struct ReasonLabels {
     pub reason: String,
 }
 
+/// `{kind}`: a low-cardinality error category.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabel {
+    /// `store`, `router_io`, `spec_source`…
+    pub kind: String,
+}
+
 /// `{sink, result}`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct AlertLabels {
@@ -80,6 +87,7 @@ pub struct Metrics {
     pub tick_duration: Histogram,
     /// Alert deliveries by sink and result.
     pub alerts: Family<AlertLabels, Counter>,
+    errors: Family<KindLabel, Counter>,
 }
 
 const PHASES: [Phase; 6] = [
@@ -103,6 +111,7 @@ impl Metrics {
             query_duration: Histogram::new(exponential_buckets(0.001, 2.0, 14)),
             tick_duration: Histogram::new(exponential_buckets(0.001, 2.0, 14)),
             alerts: Family::default(),
+            errors: Family::default(),
         };
         registry.register(
             "canaryd_rollout_phase",
@@ -144,7 +153,41 @@ impl Metrics {
             "Alert deliveries, by sink and result",
             m.alerts.clone(),
         );
+        registry.register(
+            "canaryd_errors",
+            "Errors of the controller's systems, by kind (store, router, spec source, …)",
+            m.errors.clone(),
+        );
         m
+    }
+
+    /// Counts an error of `kind`.
+    pub fn count_error(&self, kind: &str) {
+        self.errors
+            .get_or_create(&KindLabel {
+                kind: kind.to_string(),
+            })
+            .inc();
+    }
+
+    /// Drops the per-rollout series of a rollout no longer managed.
+    pub fn forget(&self, id: &RolloutId, gates: &[GateResult]) {
+        let rollout = id.to_string();
+        for p in PHASES {
+            self.phase.remove(&PhaseLabels {
+                rollout: rollout.clone(),
+                phase: format!("{p:?}"),
+            });
+        }
+        self.weight.remove(&RolloutLabel {
+            rollout: rollout.clone(),
+        });
+        for g in gates {
+            self.gate_value.remove(&GateLabels {
+                rollout: rollout.clone(),
+                gate: g.name.clone(),
+            });
+        }
     }
 
     /// Updates the gauges of one rollout.

@@ -1,16 +1,18 @@
-//! The controller of standalone mode: the long-running loop that reads the
-//! deploy directory (hot reload), measures each rollout's gates at its
-//! interval, asks the engine, commits every decision, then drives the routers.
+//! The controller: the long-running loop that turns spec changes, ticks and
+//! people's commands into engine decisions, and carries them out through the
+//! ports ([`crate::ports`]). It names no adapter type.
 //!
-//! Ordering of one tick (BRIEF §3): weight *cuts* are applied first (a
-//! rollback takes traffic off the canary before anything else), then the
-//! tick's decisions are committed in one transaction (state, records, alert
-//! deliveries; the notifier sends them on its own task),
-//! then the remaining effects run (weight raises). A crash between steps
-//! resumes from the last commit: the router is set back to the stored weight
-//! at start-up, and the same state decides the same thing again (stored once).
+//! * `rollout`: the rollouts it manages, and spec changes (added, changed,
+//!   rejected, removed).
+//! * `tick`: which rollouts are due; their measurement runs off the loop, so
+//!   commands and reloads never wait behind a slow Prometheus.
+//! * `executor`: the one place a decision is carried out, in the order
+//!   cut → commit → raise → reconcile, and the only code that writes weights.
+//! * `view`, `history`, `metrics`: what the API, the dashboard and
+//!   `/metrics` show.
 
-pub mod files;
+pub mod error;
+mod executor;
 pub mod history;
 pub mod metrics;
 mod rollout;
@@ -18,7 +20,6 @@ mod tick;
 pub mod view;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -26,28 +27,73 @@ use tokio::sync::{Notify, mpsc, oneshot};
 
 use crate::engine::{Command, RolloutState, Timestamp};
 use crate::notify::Routing;
-use crate::provider::PrometheusSource;
-use crate::router::RouterMetrics;
+use crate::ports::{
+    DecisionLog, Leadership, MetricsSource, RouterFactory, SpecSource, StateStore, TrafficRouter,
+};
 use crate::spec::model::RolloutId;
 use crate::spec::policy::PolicySet;
-use crate::store::{SqliteStore, StoreError};
 
-use files::{DeployDir, FileEvent};
+pub use error::{CommandError, ControllerError};
 pub use metrics::Metrics;
 use rollout::Managed;
+use tick::Measured;
 pub use view::{Event, RolloutView, View};
 
 /// Settings of the loop.
 #[derive(Clone, Debug)]
 pub struct Settings {
-    /// The directory of deploy files.
-    pub deploy_dir: PathBuf,
-    /// Prometheus for files that name none.
+    /// Prometheus for specs that name none.
     pub default_prometheus: Option<String>,
-    /// How often the deploy directory is scanned.
+    /// How often the spec source is asked for changes.
     pub reload_every: Duration,
-    /// How often the built-in routers check their upstreams.
-    pub health_interval: Duration,
+    /// How often a rollout's whole state (its evidence counts) is written
+    /// when nothing else changes it. Its watched time is checkpointed every
+    /// tick, so a crash loses at most one interval of it; and no evidence,
+    /// since the counters are cumulative.
+    pub checkpoint_every: Duration,
+    /// How often the router of a rollout not in flight is reconciled.
+    pub idle_reconcile_every: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Settings {
+        Settings {
+            default_prometheus: None,
+            reload_every: Duration::from_secs(1),
+            checkpoint_every: Duration::from_secs(300),
+            idle_reconcile_every: Duration::from_secs(60),
+        }
+    }
+}
+
+/// The systems the controller drives, each behind its port.
+pub struct Ports {
+    /// Where specs come from.
+    pub specs: Box<dyn SpecSource>,
+    /// Rollout states, committed with the tick's records and alerts.
+    pub store: Arc<dyn StateStore>,
+    /// The decision log (the last decision of each rollout, for the view).
+    pub log: Arc<dyn DecisionLog>,
+    /// Builds each rollout's router.
+    pub routers: Arc<dyn RouterFactory>,
+    /// Measures gates.
+    pub metrics: Arc<dyn MetricsSource>,
+    /// Whether this process may write.
+    pub leadership: Arc<dyn Leadership>,
+}
+
+/// What the controller shares with the API and the notifier.
+pub struct Parts {
+    /// Metric policies.
+    pub policies: PolicySet,
+    /// The picture of every rollout (shared with the API).
+    pub view: Arc<View>,
+    /// Own metrics.
+    pub metrics: Metrics,
+    /// Where alerts go besides each spec's own sinks, and dashboard links.
+    pub alerts: Routing,
+    /// Signalled after a commit that queued alerts (wakes the notifier).
+    pub alerts_queued: Arc<Notify>,
 }
 
 /// A person's command, with where to send the outcome.
@@ -60,111 +106,85 @@ pub struct CommandRequest {
     pub reply: oneshot::Sender<Result<RolloutView, CommandError>>,
 }
 
-/// Why a command was not carried out.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum CommandError {
-    /// No such rollout.
-    #[error("no rollout {0}")]
-    NotFound(String),
-    /// The engine refused it in this phase.
-    #[error("{0}")]
-    Rejected(String),
-    /// It was decided but could not be stored; nothing changed.
-    #[error("{0}")]
-    Store(String),
-}
-
-/// The controller could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum ControllerError {
-    /// The state store failed.
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    /// The deploy directory cannot be read.
-    #[error("deploy directory {dir}: {source}")]
-    DeployDir {
-        /// The directory.
-        dir: String,
-        /// Why.
-        source: std::io::Error,
-    },
-}
-
 /// The running controller.
 pub struct Controller {
     settings: Settings,
+    specs: Box<dyn SpecSource>,
+    store: Arc<dyn StateStore>,
+    log: Arc<dyn DecisionLog>,
+    routers: Arc<dyn RouterFactory>,
+    source: Arc<dyn MetricsSource>,
+    leadership: Arc<dyn Leadership>,
     policies: PolicySet,
-    store: Arc<SqliteStore>,
-    source: PrometheusSource,
     view: Arc<View>,
     metrics: Metrics,
-    router_metrics: RouterMetrics,
     alerts: Routing,
     alerts_queued: Arc<Notify>,
-    dir: DeployDir,
-    /// States loaded from the store and not yet claimed by a deploy file.
+    /// States loaded from the store and not yet claimed by a spec.
     stored: BTreeMap<RolloutId, RolloutState>,
     rollouts: BTreeMap<RolloutId, Managed>,
+    /// Routers of rollouts whose spec was removed: kept serving (stable
+    /// traffic goes on), handed back if the spec returns.
+    released: BTreeMap<RolloutId, (Arc<dyn TrafficRouter>, crate::spec::model::DeploySpec)>,
+    measured_tx: mpsc::Sender<Measured>,
+    measured_rx: mpsc::Receiver<Measured>,
+    clock: Clock,
 }
 
-/// Now, from the system clock (the only clock read of the controller).
-pub fn now() -> Timestamp {
-    Timestamp::from_system(SystemTime::now())
+/// The controller's clock: the wall-clock time it started at, advanced by
+/// tokio's monotonic clock (so tests run it in paused, simulated time, and a
+/// wall-clock jump never moves a step's watched time).
+#[derive(Clone, Copy, Debug)]
+struct Clock {
+    base: Timestamp,
+    at: tokio::time::Instant,
 }
 
-/// What the controller needs from outside.
-pub struct Parts {
-    /// Metric policies.
-    pub policies: PolicySet,
-    /// The state store.
-    pub store: Arc<SqliteStore>,
-    /// Where gates are measured.
-    pub source: PrometheusSource,
-    /// Shared with the API.
-    pub view: Arc<View>,
-    /// Own metrics.
-    pub metrics: Metrics,
-    /// The built-in routers' metrics.
-    pub router_metrics: RouterMetrics,
-    /// Where alerts go besides each file's own sinks, and dashboard links.
-    pub alerts: Routing,
-    /// Signalled after a commit that queued alerts (wakes the notifier).
-    pub alerts_queued: Arc<Notify>,
+impl Clock {
+    fn start() -> Clock {
+        Clock {
+            base: Timestamp::from_system(SystemTime::now()),
+            at: tokio::time::Instant::now(),
+        }
+    }
+
+    fn now(&self) -> Timestamp {
+        self.base.plus(self.at.elapsed())
+    }
 }
 
 impl Controller {
-    /// Loads the stored state and the deploy directory, starts each rollout's
-    /// router and sets it back to the stored weight.
-    pub async fn start(settings: Settings, parts: Parts) -> Result<Controller, ControllerError> {
-        let store = parts.store.clone();
-        let stored = tokio::task::spawn_blocking(move || store.load())
-            .await
-            .map_err(|e| StoreError::Corrupt {
-                what: "load task",
-                message: e.to_string(),
-            })??;
-        let dir = DeployDir::new(settings.deploy_dir.clone());
+    /// Loads the stored states and the specs, starts each rollout's router
+    /// and sets it back to the stored weight.
+    pub async fn start(
+        settings: Settings,
+        ports: Ports,
+        parts: Parts,
+    ) -> Result<Controller, ControllerError> {
+        let stored = ports.store.load().await?;
+        let (measured_tx, measured_rx) = mpsc::channel(16);
         let mut controller = Controller {
             settings,
+            specs: ports.specs,
+            store: ports.store,
+            log: ports.log,
+            routers: ports.routers,
+            source: ports.metrics,
+            leadership: ports.leadership,
             policies: parts.policies,
-            store: parts.store,
-            source: parts.source,
             view: parts.view,
             metrics: parts.metrics,
-            router_metrics: parts.router_metrics,
             alerts: parts.alerts,
             alerts_queued: parts.alerts_queued,
-            dir,
             stored: stored.into_iter().map(|s| (s.id, s.state)).collect(),
             rollouts: BTreeMap::new(),
+            released: BTreeMap::new(),
+            measured_tx,
+            measured_rx,
+            clock: Clock::start(),
         };
-        controller
-            .reload(now())
-            .await
-            .map_err(|source| ControllerError::DeployDir {
-                dir: controller.settings.deploy_dir.display().to_string(),
-                source,
-            })?;
+        let now = controller.now();
+        controller.reload(now).await?;
         controller.view.set_ready();
         Ok(controller)
     }
@@ -184,74 +204,36 @@ impl Controller {
             tokio::select! {
                 _ = &mut shutdown => break,
                 Some(request) = commands.recv() => self.command(request).await,
+                Some(measured) = self.measured_rx.recv() => self.decide_measured(measured).await,
                 _ = reload.tick() => {
-                    if let Err(e) = self.reload(now()).await {
-                        tracing::error!(dir = %self.settings.deploy_dir.display(), error = %e, "cannot read the deploy directory; rollouts keep running");
+                    if let Err(e) = self.reload(self.now()).await {
+                        self.metrics.count_error(e.kind());
+                        tracing::error!(error = %e, "cannot read the specs; rollouts keep running");
                     }
                 }
-                _ = ticks.tick() => self.tick_due(now()).await,
+                _ = ticks.tick() => self.tick_due(self.now()).await,
             }
         }
         for m in self.rollouts.values() {
             m.router.stop();
         }
+        for (r, _) in self.released.values() {
+            r.stop();
+        }
         tracing::info!("controller stopped");
     }
 
-    /// Applies what changed in the deploy directory.
-    async fn reload(&mut self, now: Timestamp) -> std::io::Result<()> {
-        let events = self.dir.scan(&self.policies)?;
-        for event in events {
-            match event {
-                FileEvent::Changed {
-                    path,
-                    spec,
-                    text,
-                    warnings,
-                } => {
-                    for w in warnings {
-                        tracing::warn!(file = %path.display(), "{w}");
-                    }
-                    let store = self.store.clone();
-                    let key = path.display().to_string();
-                    let saved = tokio::task::spawn_blocking(move || {
-                        store.save_accepted_file(&key, &text, now)
-                    })
-                    .await;
-                    if !matches!(saved, Ok(Ok(()))) {
-                        tracing::warn!(file = %path.display(), "cannot remember the accepted file; a restart with a broken file would not run it");
-                    }
-                    self.file_changed(path, *spec, now).await;
-                }
-                FileEvent::Rejected { path, report } => {
-                    if !self.rollouts.values().any(|m| m.file == path) {
-                        self.run_last_good(&path, now).await;
-                    }
-                    self.file_rejected(&path, report);
-                }
-                FileEvent::Removed { path } => self.file_removed(&path),
-            }
-        }
-        Ok(())
+    /// Now, on the controller's clock.
+    fn now(&self) -> Timestamp {
+        self.clock.now()
     }
 
-    /// A file that is broken now (after a restart) runs its last accepted version.
-    async fn run_last_good(&mut self, path: &std::path::Path, now: Timestamp) {
-        let store = self.store.clone();
-        let key = path.display().to_string();
-        let Ok(Ok(Some(text))) =
-            tokio::task::spawn_blocking(move || store.accepted_file(&key)).await
-        else {
-            return;
-        };
-        let decoded =
-            crate::spec::decode::decode(&path.display().to_string(), &text, &self.policies);
-        if let Some(spec) = decoded
-            .spec
-            .filter(|_| !decoded.diagnostics.iter().any(|d| d.is_error()))
-        {
-            tracing::warn!(file = %path.display(), rollout = %spec.id, "the file is broken; running its last accepted version");
-            self.file_changed(path.to_path_buf(), spec, now).await;
-        }
+    /// Counts and logs an error of the controller's systems.
+    fn error(&self, what: &str, e: &ControllerError) {
+        self.metrics.count_error(e.kind());
+        tracing::error!(error = %e, kind = e.kind(), "{what}");
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,236 +1,226 @@
-//! One managed rollout (its spec, state and router) and how deploy-file
-//! changes add, update or remove it.
+//! The rollouts the controller manages, and what spec changes do to them:
+//! a new spec gets a router (or the one it released) and its stored state;
+//! a changed spec applies from a tick taken at once; a rejected spec leaves
+//! the previous one running; a removed spec aborts an in-flight canary and
+//! keeps its router serving stable traffic.
 
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::sync::Arc;
 
-use super::Controller;
 use super::view::{Event, LastDecision, RolloutView};
-use crate::engine::{GateResult, RolloutState, Timestamp};
-use crate::router::{BuiltinConfig, BuiltinRouter, HaproxyConfig, HaproxyRouter, Router};
-use crate::spec::model::{DeploySpec, RolloutId, RouterSpec};
+use super::{Controller, ControllerError};
+use crate::engine::{GateResult, Input, RolloutState, Timestamp, decide};
+use crate::ports::{Health, SpecEvent, TrafficRouter};
+use crate::spec::model::{DeploySpec, RolloutId};
+use crate::spec::units::Weight;
 
 /// A rollout the controller drives.
 pub(super) struct Managed {
-    pub file: PathBuf,
+    /// Where its spec came from (a file), for people.
+    pub origin: String,
     pub spec: DeploySpec,
+    /// The state now (in memory).
     pub state: RolloutState,
-    pub router: Router,
-    pub next_tick: Timestamp,
+    /// The state as last committed, and when: what a write compares with.
+    pub committed: Option<RolloutState>,
+    pub committed_at: Timestamp,
+    pub router: Arc<dyn TrafficRouter>,
+    /// The weight the router is known to hold (set or read back).
+    pub applied: Option<Weight>,
+    /// When to measure and decide next (`None`: not in flight).
+    pub next_tick: Option<Timestamp>,
+    /// When to reconcile the router of a rollout not in flight.
+    pub next_reconcile: Timestamp,
+    /// A measurement is running for it.
+    pub measuring: bool,
+    /// Its spec moved the canary's (or stable's) upstream: retarget the
+    /// router once the engine has cut the canary's weight.
+    pub retarget: bool,
     pub last_decision: Option<LastDecision>,
     pub gates: Vec<GateResult>,
-    pub file_error: Option<String>,
-    pub health: crate::router::Health,
+    pub spec_error: Option<String>,
+    pub health: Health,
 }
 
 impl Managed {
     pub fn view(&self) -> RolloutView {
-        let mut v = RolloutView::of(&self.spec, &self.state, &self.file.display().to_string());
+        let mut v = RolloutView::of(&self.spec, &self.state, &self.origin);
+        if let Some(w) = self.applied {
+            v.canary_weight = w.percent();
+        }
         v.last_decision = self.last_decision.clone();
         v.gates = self.gates.clone();
-        // The `validate` report names the file by path: show its name instead.
-        v.file_error = self
-            .file_error
-            .as_ref()
-            .map(|report| report.replace(&v.file_path, &v.file));
+        v.file_error = self.spec_error.clone();
         v.health = self.health;
         v
     }
 }
 
-/// Whether two specs need different routers (not just different weights).
-fn same_router(a: &DeploySpec, b: &DeploySpec) -> bool {
-    a.router == b.router
-}
-
 impl Controller {
-    async fn make_router(&self, spec: &DeploySpec) -> Result<Router, String> {
-        match &spec.router {
-            RouterSpec::Builtin { listen } => {
-                let listen = listen.parse().map_err(|_| {
-                    format!("router.listen `{listen}` is not an address such as 127.0.0.1:8080")
-                })?;
-                let (Some(stable), Some(canary)) = (&spec.stable.address, &spec.canary.address)
-                else {
-                    return Err(
-                        "the built-in router needs `stable.address` and `canary.address`"
-                            .to_string(),
-                    );
-                };
-                let config = BuiltinConfig {
-                    listen,
-                    namespace: spec.id.namespace.clone(),
-                    route: spec.id.name.clone(),
-                    stable: stable.clone(),
-                    canary: canary.clone(),
-                    health_interval: self.settings.health_interval,
-                };
-                BuiltinRouter::start(config, self.router_metrics.clone())
-                    .await
-                    .map(Router::Builtin)
-                    .map_err(|e| format!("cannot listen on {listen}: {e}"))
+    /// Applies what changed among the specs.
+    pub(super) async fn reload(&mut self, now: Timestamp) -> Result<(), ControllerError> {
+        for event in self.specs.changes().await? {
+            match event {
+                SpecEvent::Changed {
+                    spec,
+                    origin,
+                    warnings,
+                } => {
+                    for w in warnings {
+                        tracing::warn!(file = %origin, "{w}");
+                    }
+                    self.spec_changed(*spec, origin, now).await;
+                }
+                SpecEvent::Rejected { id, origin, report } => {
+                    self.spec_rejected(id.as_ref(), &origin, report);
+                }
+                SpecEvent::Removed { id, origin } => self.spec_removed(&id, &origin, now).await,
             }
-            RouterSpec::Haproxy {
-                socket,
-                backend,
-                stable_server,
-                canary_server,
-            } => Ok(Router::Haproxy(HaproxyRouter::new(HaproxyConfig {
-                socket: socket.clone(),
-                backend: backend.clone(),
-                stable_server: stable_server.clone(),
-                canary_server: canary_server.clone(),
-            }))),
-            other => Err(format!(
-                "router kind `{}` needs cluster mode; standalone mode drives `builtin` and `haproxy`",
-                other.kind()
-            )),
         }
+        Ok(())
     }
 
-    pub(super) async fn file_changed(&mut self, path: PathBuf, spec: DeploySpec, now: Timestamp) {
+    async fn spec_changed(&mut self, spec: DeploySpec, origin: String, now: Timestamp) {
         let id = spec.id.clone();
-        if let Some(other) = self.rollouts.get(&id).filter(|m| m.file != path) {
-            let report = format!(
-                "rollout {id} is already declared in {}; this file is ignored",
-                other.file.display()
-            );
-            self.file_rejected(&path, report);
-            return;
-        }
-        // The file used to declare another rollout (its `service` changed).
-        let previous: Vec<RolloutId> = self
-            .rollouts
-            .iter()
-            .filter(|(other, m)| m.file == path && **other != id)
-            .map(|(other, _)| other.clone())
-            .collect();
-        for old in previous {
-            self.remove(&old);
-        }
-        if let Some(m) = self.rollouts.get(&id) {
-            let restart = !same_router(&m.spec, &spec);
-            let canary_changed = m.spec.canary != spec.canary;
-            let addresses_moved = m.spec.stable.address != spec.stable.address || canary_changed;
-            // Start the new router before letting go of the old one: if it
-            // cannot start, the old spec and router keep running.
-            let new_router = if restart {
-                match self.make_router(&spec).await {
-                    Ok(r) => Some(r),
-                    Err(e) => {
-                        self.dir.forget(&path);
-                        self.file_rejected(&path, e);
-                        return;
-                    }
-                }
-            } else {
-                None
-            };
-            let Some(m) = self.rollouts.get_mut(&id) else {
-                return;
-            };
-            tracing::info!(rollout = %id, file = %path.display(), "deploy file changed; applies from the next tick");
-            if canary_changed && m.state.weight > crate::spec::units::Weight::ZERO {
-                // A different canary gets no traffic until the engine decides
-                // its weight (a cut is always safe; the next tick comes now).
-                if let Err(e) = m.router.set_weight(crate::spec::units::Weight::ZERO).await {
-                    tracing::error!(rollout = %id, error = %e, "cannot cut the weight before switching canaries");
+        let Some(m) = self.rollouts.get(&id) else {
+            return self.add(spec, origin, now).await;
+        };
+        // Start a new router before letting go of the old one: if it cannot
+        // start, the old spec and router keep running.
+        let new_router = if self.routers.needs_new_router(&m.spec, &spec) {
+            match self.routers.router(&spec).await {
+                Ok(r) => Some(r),
+                Err(e) => {
+                    self.specs.retry(&id);
+                    self.error(
+                        "cannot start the new router; the previous spec keeps running",
+                        &e.into(),
+                    );
+                    return;
                 }
             }
-            if let Some(router) = new_router {
-                m.router.stop();
-                m.router = router;
-            } else if addresses_moved
-                && let (Router::Builtin(r), Some(s), Some(c)) =
-                    (&m.router, &spec.stable.address, &spec.canary.address)
-            {
-                r.set_upstreams(s.clone(), c.clone()).await;
-            }
-            m.spec = spec;
-            m.file_error = None;
-            m.next_tick = now;
-            self.view.put(m.view());
+        } else {
+            None
+        };
+        let Some(m) = self.rollouts.get_mut(&id) else {
             return;
+        };
+        tracing::info!(rollout = %id, file = %origin, "spec changed; applies from a tick taken now");
+        let moved = m.spec.canary != spec.canary || m.spec.stable.address != spec.stable.address;
+        if let Some(router) = new_router {
+            m.router.stop();
+            m.router = router;
+            m.applied = None; // reconciled by the next tick's executor
         }
-        let router = match self.make_router(&spec).await {
+        m.retarget |= moved;
+        m.spec = spec;
+        m.origin = origin;
+        m.spec_error = None;
+        m.next_tick = Some(now);
+        self.view.put(m.view());
+    }
+
+    async fn add(&mut self, spec: DeploySpec, origin: String, now: Timestamp) {
+        let id = spec.id.clone();
+        let released = self.released.remove(&id);
+        let router = match released {
+            Some((r, old)) if !self.routers.needs_new_router(&old, &spec) => {
+                // Handed back (its spec returned): retarget to this spec.
+                if let Err(e) = r.retarget(&spec).await {
+                    self.error("cannot retarget the router", &e.into());
+                }
+                Ok(r)
+            }
+            other => {
+                // A released router of another kind: stopped first, as it may
+                // hold the listen address the new one needs.
+                if let Some((old, _)) = other {
+                    old.stop();
+                }
+                self.routers.router(&spec).await
+            }
+        };
+        let router = match router {
             Ok(r) => r,
             Err(e) => {
-                // Not the file's fault (a port in use…): try again next scan.
-                self.dir.forget(&path);
-                self.file_rejected(&path, e);
+                // Not the spec's fault (a port in use…): offered again next reload.
+                self.specs.retry(&id);
+                let report = e.to_string();
+                self.error("cannot start the rollout's router", &e.into());
+                self.view.publish(Event::FileRejected {
+                    file: origin,
+                    errors: report,
+                });
                 return;
             }
         };
-        let state = self
-            .stored
-            .remove(&id)
+        let stored = self.stored.remove(&id);
+        let state = stored
+            .clone()
             .unwrap_or_else(|| RolloutState::new(&spec, now));
-        // After a restart the router holds what was last committed.
-        if let Err(e) = router.set_weight(state.weight).await {
-            tracing::error!(rollout = %id, error = %e, "cannot re-apply the stored weight; retrying every tick");
-        }
-        let store = self.store.clone();
-        let key = id.clone();
-        let last = tokio::task::spawn_blocking(move || store.last_decision(&key))
-            .await
-            .ok()
-            .and_then(Result::ok)
-            .flatten();
-        tracing::info!(rollout = %id, file = %path.display(), phase = ?state.phase, step = state.step + 1, weight = %state.weight, "managing rollout");
+        let last = self.log.last_decision(&id).await.ok().flatten();
+        tracing::info!(rollout = %id, file = %origin, phase = ?state.phase, step = state.step + 1, weight = %state.weight, "managing rollout");
+        let in_flight = state.phase.in_flight();
         let m = Managed {
-            file: path,
+            origin,
             spec,
             state,
+            committed_at: now,
+            committed: stored,
             router,
-            next_tick: now,
+            applied: None,
+            // A tick at once: it starts a new version, and after a restart
+            // the executor sets the router back to the stored weight.
+            next_tick: Some(now),
+            next_reconcile: now,
+            measuring: false,
+            retarget: false,
             last_decision: last.map(|r| LastDecision {
                 at: r.at,
                 action: r.action.to_string(),
                 reason: r.reason,
             }),
             gates: Vec::new(),
-            file_error: None,
-            health: Default::default(),
+            spec_error: None,
+            health: Health::default(),
         };
         self.view.put(m.view());
-        self.rollouts.insert(id, m);
+        self.rollouts.insert(id.clone(), m);
+        if in_flight {
+            // Traffic goes back to the stored weight before anything else.
+            self.reconcile(&id, now).await;
+        }
     }
 
-    pub(super) fn file_rejected(&mut self, path: &Path, report: String) {
-        tracing::error!(file = %path.display(), "deploy file rejected; the previous version keeps running:\n{report}");
-        for m in self.rollouts.values_mut().filter(|m| m.file == path) {
-            m.file_error = Some(report.clone());
+    fn spec_rejected(&mut self, id: Option<&RolloutId>, origin: &str, report: String) {
+        tracing::error!(file = %origin, "deploy file rejected; the previous version keeps running:\n{report}");
+        self.metrics.count_error("spec_rejected");
+        if let Some(m) = id.and_then(|id| self.rollouts.get_mut(id)) {
+            m.spec_error = Some(report.clone());
             self.view.put(m.view());
         }
         self.view.publish(Event::FileRejected {
-            file: path.display().to_string(),
+            file: origin.to_string(),
             errors: report,
         });
     }
 
-    pub(super) fn file_removed(&mut self, path: &Path) {
-        let ids: Vec<RolloutId> = self
-            .rollouts
-            .iter()
-            .filter(|(_, m)| m.file == path)
-            .map(|(id, _)| id.clone())
-            .collect();
-        for id in ids {
-            tracing::warn!(rollout = %id, file = %path.display(), "deploy file removed; no longer managing the rollout (its state and log are kept)");
-            self.remove(&id);
+    /// A removed spec: an in-flight canary is aborted (weight 0 first,
+    /// recorded and alerted), and the router keeps serving the stable version
+    /// until the spec returns or canaryd stops. Its state and log are kept.
+    async fn spec_removed(&mut self, id: &RolloutId, origin: &str, now: Timestamp) {
+        tracing::warn!(rollout = %id, file = %origin, "deploy spec removed; no longer managing the rollout (its router keeps serving, its state and log are kept)");
+        if let Some(m) = self.rollouts.get(id)
+            && let Ok(d) = decide(&m.spec, &m.state, &Input::SpecRemoved, now)
+            && !d.effects.is_empty()
+            && let Err(e) = self.execute(vec![(id.clone(), d)], now).await
+        {
+            self.error("cannot abort the rollout of a removed spec", &e);
         }
-    }
-
-    fn remove(&mut self, id: &RolloutId) {
         if let Some(m) = self.rollouts.remove(id) {
-            m.router.stop();
+            self.metrics.forget(id, &m.gates);
             self.stored.insert(id.clone(), m.state);
+            self.released.insert(id.clone(), (m.router, m.spec));
         }
         self.view.remove(id);
     }
-}
-
-/// The interval a rollout is ticked at.
-pub(super) fn interval(spec: &DeploySpec) -> Duration {
-    spec.strategy.analysis.interval
 }

@@ -169,6 +169,7 @@ pub struct View {
     histories: RwLock<Histories>,
     events: broadcast::Sender<Event>,
     ready: std::sync::atomic::AtomicBool,
+    store_error: RwLock<Option<String>>,
 }
 
 impl Default for View {
@@ -178,6 +179,7 @@ impl Default for View {
             histories: RwLock::new(BTreeMap::new()),
             events: broadcast::channel(1024).0,
             ready: std::sync::atomic::AtomicBool::new(false),
+            store_error: RwLock::new(None),
         }
     }
 }
@@ -270,5 +272,22 @@ impl View {
     /// Whether the controller is running its loop.
     pub fn is_ready(&self) -> bool {
         self.ready.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Records whether the last commit failed (disk full, locked…): the
+    /// decisions it held were not stored and are taken again next tick.
+    pub fn set_store_error(&self, error: Option<String>) {
+        *self
+            .store_error
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = error;
+    }
+
+    /// Why the last commit failed, while it does.
+    pub fn store_error(&self) -> Option<String> {
+        self.store_error
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 }

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::cli::run::{DaemonConfig, serve};
+use crate::daemon::{DaemonConfig, serve};
 use crate::sample::{Behaviour, SampleApp, SampleAppConfig, load};
 
 /// Settings of the demo.

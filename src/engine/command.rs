@@ -61,3 +61,12 @@ pub(super) fn apply(mut d: Draft<'_>, command: Command) -> Result<Draft<'_>, Rej
     }
     Ok(d)
 }
+
+/// The spec was removed: an in-flight canary is aborted (weight 0 first,
+/// recorded and alerted); a rollout not in flight stays as it is.
+pub(super) fn spec_removed(mut d: Draft<'_>) -> Draft<'_> {
+    if d.state.phase.in_flight() {
+        d.abort(Reason::SpecRemoved);
+    }
+    d
+}

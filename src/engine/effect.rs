@@ -192,6 +192,8 @@ pub enum Reason {
     },
     /// The promotion gates' evidence arrived after a pause for it.
     EvidenceArrived,
+    /// The rollout's spec was removed while its canary was in flight.
+    SpecRemoved,
     /// Data was inconclusive.
     Inconclusive {
         /// The first inconclusive gate.
@@ -294,6 +296,9 @@ impl fmt::Display for Reason {
                 "step {step} ran its duration and extension without conclusive evidence on {gate}: {evidence}"
             ),
             Reason::EvidenceArrived => f.write_str("the promotion gates passed; continuing"),
+            Reason::SpecRemoved => {
+                f.write_str("its deploy spec was removed; all traffic back on the stable version")
+            }
             Reason::Inconclusive {
                 gate,
                 why,

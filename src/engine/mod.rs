@@ -64,6 +64,9 @@ pub enum Input {
     Tick(Observation),
     /// A person's command.
     Command(Command),
+    /// The rollout's spec was removed (its deploy file deleted): an
+    /// in-flight canary is aborted, so all traffic goes back to stable.
+    SpecRemoved,
 }
 
 /// The outcome of one decision.
@@ -109,6 +112,7 @@ pub fn decide(
     let done = match input {
         Input::Tick(obs) => tick::tick(draft, obs),
         Input::Command(command) => command::apply(draft, *command)?,
+        Input::SpecRemoved => command::spec_removed(draft),
     };
     Ok(done.finish())
 }

@@ -225,6 +225,12 @@ pub fn counts_needed(spec: &DeploySpec, state: &RolloutState) -> Option<CountsNe
     if !state.phase.in_flight() && !starting {
         return None;
     }
+    counts_needed_by(spec)
+}
+
+/// The counters `spec`'s evidence gates read (every gate of every step);
+/// `None` when it has none.
+pub fn counts_needed_by(spec: &DeploySpec) -> Option<CountsNeeded> {
     let gates = spec
         .strategy
         .rollback

@@ -9,7 +9,7 @@ use std::time::Duration;
 use super::draft::Draft;
 use super::effect::{Action, Reason};
 use super::evidence::{self, TickContext};
-use super::observation::{GateRef, Observation, active_gates};
+use super::observation::{GateRef, Inconclusive, Observation, active_gates};
 use super::state::RolloutState;
 use super::state::{PauseReason, Phase};
 use super::verdict::{GateResult, Verdict};
@@ -24,12 +24,36 @@ pub(super) fn tick<'a>(mut d: Draft<'a>, obs: &Observation) -> Draft<'a> {
     d = judge_and_apply(d, obs);
     // Raise the weight only now, and only while progressing: a rollback decided on
     // the same tick never sends traffic before cutting it, and a paused rollout
-    // holds the weight it has.
-    if d.state.phase == Phase::Progressing && obs.canary_ready {
+    // holds the weight it has — except one paused for missing data at weight 0
+    // because its canary was not ready: ready again, it gets its step's weight
+    // back, or no data could ever return to resume it.
+    let waiting_for_data = d.state.phase == Phase::Paused
+        && d.state.pause == Some(PauseReason::NoData)
+        && d.state.weight == Weight::ZERO;
+    if (d.state.phase == Phase::Progressing || waiting_for_data) && obs.canary_ready {
         let w = d.step_weight();
         d.set_weight(w);
     }
     d
+}
+
+/// Whether the tick could read what its gates judge: the canary's counters
+/// when the spec has evidence gates, else at least one reading that is not a
+/// Prometheus failure. Watched time counts only then.
+fn measured(spec: &DeploySpec, obs: &Observation) -> bool {
+    if super::observation::counts_needed_by(spec).is_some() {
+        return obs
+            .counts
+            .as_ref()
+            .is_some_and(|c| c.canary.snapshot.is_ok());
+    }
+    obs.measurements.is_empty()
+        || obs.measurements.iter().any(|m| {
+            !matches!(
+                m.canary.value,
+                Err(Inconclusive::ProviderError { .. } | Inconclusive::Timeout)
+            )
+        })
 }
 
 fn judge_and_apply<'a>(mut d: Draft<'a>, obs: &Observation) -> Draft<'a> {
@@ -49,8 +73,9 @@ fn judge_and_apply<'a>(mut d: Draft<'a>, obs: &Observation) -> Draft<'a> {
         .step
         .min(d.spec.strategy.steps.len().saturating_sub(1));
 
-    // Watched time: only while progressing with the step's weight applied and
-    // the canary still ready.
+    // Watched time: only while progressing with the step's weight applied,
+    // the canary still ready, and the tick's data read (not while Prometheus
+    // is down).
     let step_weight = d.step_weight();
     let interval_start = d.state.last_tick.unwrap_or(d.now);
     let had_traffic = d.state.weight > Weight::ZERO;
@@ -59,7 +84,11 @@ fn judge_and_apply<'a>(mut d: Draft<'a>, obs: &Observation) -> Draft<'a> {
             .now
             .since(last)
             .min(analysis.interval * MAX_TICK_GAP_INTERVALS);
-        if obs.canary_ready && d.state.phase == Phase::Progressing && d.state.weight == step_weight
+        if obs.canary_ready
+            && d.state.phase == Phase::Progressing
+            && d.state.weight == step_weight
+            // With `no_data: ignore` missing data is let through, its time too.
+            && (measured(d.spec, obs) || analysis.no_data == NoDataPolicy::Ignore)
         {
             d.state.step_elapsed += gap;
         }

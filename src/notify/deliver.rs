@@ -21,8 +21,8 @@ use super::retry::{Attempt, RetryPolicy, next_step, parse_retry_after};
 use super::sink::{kind_name, read_secret};
 use crate::controller::metrics::AlertLabels;
 use crate::engine::Timestamp;
+use crate::ports::{AlertOutbox, Delivery, PendingDelivery};
 use crate::spec::model::{AlertSink, SinkKind};
-use crate::store::{Delivery, PendingDelivery, SqliteStore};
 
 /// The HMAC-SHA256 signature of a generic webhook: hex over `"{timestamp}.{body}"`.
 pub fn signature(secret: &str, timestamp: u64, body: &[u8]) -> String {
@@ -47,7 +47,7 @@ struct Outcome {
 
 /// The delivery task.
 pub struct Notifier {
-    store: Arc<SqliteStore>,
+    store: Arc<dyn AlertOutbox>,
     client: reqwest::Client,
     policy: RetryPolicy,
     wake: Arc<Notify>,
@@ -57,7 +57,7 @@ pub struct Notifier {
 impl Notifier {
     /// A notifier over `store`; `wake` is signalled after each commit.
     pub fn new(
-        store: Arc<SqliteStore>,
+        store: Arc<dyn AlertOutbox>,
         policy: RetryPolicy,
         wake: Arc<Notify>,
         metrics: Family<AlertLabels, Counter>,
@@ -91,10 +91,9 @@ impl Notifier {
         tokio::pin!(stop);
         loop {
             unsaved = this.save(unsaved, &mut busy).await;
-            let store = this.store.clone();
             let now = Timestamp::from_system(SystemTime::now());
-            match tokio::task::spawn_blocking(move || store.due_deliveries(now, 64)).await {
-                Ok(Ok(due)) => {
+            match this.store.due_deliveries(now, 64).await {
+                Ok(due) => {
                     for d in due {
                         if busy.insert(d.sink_key.clone()) {
                             let me = this.clone();
@@ -104,7 +103,6 @@ impl Notifier {
                         }
                     }
                 }
-                Ok(Err(e)) => tracing::error!(error = %e, "cannot read the alert outbox"),
                 Err(e) => tracing::error!(error = %e, "cannot read the alert outbox"),
             }
             tokio::select! {
@@ -150,11 +148,8 @@ impl Notifier {
     async fn save(&self, unsaved: Vec<Outcome>, busy: &mut HashSet<String>) -> Vec<Outcome> {
         let mut still = Vec::new();
         for o in unsaved {
-            let store = self.store.clone();
-            let (id, step, at) = (o.id, o.step.clone(), o.at);
-            let saved =
-                tokio::task::spawn_blocking(move || store.record_delivery(id, &step, at)).await;
-            if matches!(saved, Ok(Ok(()))) {
+            let saved = self.store.record_delivery(o.id, o.step.clone(), o.at).await;
+            if saved.is_ok() {
                 busy.remove(&o.sink_key);
             } else {
                 still.push(o);
@@ -189,11 +184,12 @@ impl Notifier {
                 result: result.to_string(),
             })
             .inc();
-        let store = self.store.clone();
-        let (id, saved_step) = (d.id, step.clone());
-        let saved =
-            tokio::task::spawn_blocking(move || store.record_delivery(id, &saved_step, now)).await;
-        let saved = matches!(saved, Ok(Ok(())));
+        let id = d.id;
+        let saved = self
+            .store
+            .record_delivery(id, step.clone(), now)
+            .await
+            .is_ok();
         if !saved {
             // Kept in memory and saved later; the sink waits, nothing is posted twice.
             tracing::error!(sink = %d.sink_key, alert = %d.message.id, "cannot record the delivery outcome; retrying the write");

@@ -21,8 +21,8 @@ pub use retry::RetryPolicy;
 pub use sink::{SinkConfig, sink_key, sinks_for};
 
 use crate::engine::{Decision, RolloutState};
+use crate::ports::Outgoing;
 use crate::spec::model::{AlertSink, DeploySpec};
-use crate::store::Outgoing;
 
 /// Why an alert could not be sent. Messages never contain a URL or secret.
 #[derive(Debug, thiserror::Error)]

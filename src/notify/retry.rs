@@ -4,7 +4,7 @@
 use std::time::{Duration, SystemTime};
 
 use crate::engine::Timestamp;
-use crate::store::Delivery;
+use crate::ports::Delivery;
 
 /// Retry and timeout settings.
 #[derive(Clone, Copy, Debug)]

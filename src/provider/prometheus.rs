@@ -164,6 +164,7 @@ pub fn parse_answer(body: &[u8]) -> Answer {
     }
 }
 
+#[async_trait::async_trait]
 impl MetricsSource for PrometheusSource {
     async fn query_batch(&self, queries: &[InstantQuery], at: Timestamp) -> Vec<Answer> {
         let pending: Vec<_> = queries.iter().map(|q| self.query(q, at)).collect();

@@ -8,8 +8,8 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::RwLock;
 use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
-use std::sync::{PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -77,21 +77,6 @@ impl Shared {
     }
 }
 
-/// The limits routers started by [`BuiltinRouter::start`] get: the daemon
-/// sets them once from its settings (`router_max_connections`,
-/// `header_timeout`, `idle_timeout`) before any router starts.
-static LIMITS: RwLock<ConnectionLimits> = RwLock::new(ConnectionLimits::ROUTER);
-
-/// Sets the connection limits of routers started from now on.
-pub fn set_default_limits(limits: ConnectionLimits) {
-    *LIMITS.write().unwrap_or_else(PoisonError::into_inner) = limits;
-}
-
-/// The connection limits a router started now gets.
-pub fn default_limits() -> ConnectionLimits {
-    *LIMITS.read().unwrap_or_else(PoisonError::into_inner)
-}
-
 /// A running built-in router.
 pub struct BuiltinRouter {
     shared: Arc<Shared>,
@@ -115,12 +100,12 @@ const HOP_BY_HOP: [&str; 8] = [
 
 impl BuiltinRouter {
     /// Binds the listener, checks both upstreams once, and starts serving at
-    /// weight 0, under the [`default_limits`].
+    /// weight 0, under the default router limits.
     pub async fn start(
         config: BuiltinConfig,
         metrics: RouterMetrics,
     ) -> std::io::Result<BuiltinRouter> {
-        BuiltinRouter::start_with_limits(config, default_limits(), metrics).await
+        BuiltinRouter::start_with_limits(config, ConnectionLimits::ROUTER, metrics).await
     }
 
     /// [`BuiltinRouter::start`] with explicit connection limits.

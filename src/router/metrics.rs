@@ -9,8 +9,6 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
-use crate::sample::app::LATENCY_BUCKETS;
-
 /// Labels of a forwarded request.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
@@ -34,6 +32,14 @@ pub struct TrackLabels {
     /// `stable` or `canary`.
     pub track: String,
 }
+
+/// Latency buckets (seconds) of the router's histogram (and of the sample
+/// app's): fine around the latencies gates usually name (100ms–1s), so a
+/// 200ms or 300ms threshold is a bucket bound and is judged exactly.
+pub const LATENCY_BUCKETS: [f64; 19] = [
+    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.75, 1.0, 1.5, 2.5, 5.0,
+    10.0, 30.0,
+];
 
 type Histograms = Family<TrackLabels, Histogram, fn() -> Histogram>;
 

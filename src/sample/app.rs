@@ -23,12 +23,8 @@ use tokio::task::JoinHandle;
 
 use super::behaviour::{Behaviour, BehaviourPatch};
 
-/// Histogram buckets (seconds): fine around the latencies gates usually name
-/// (100ms–1s), so `histogram_quantile` resolves a 200ms or 300ms p99.
-pub const LATENCY_BUCKETS: [f64; 19] = [
-    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.75, 1.0, 1.5, 2.5, 5.0,
-    10.0, 30.0,
-];
+/// Histogram buckets (seconds): the built-in router's, so both read the same.
+pub use crate::router::metrics::LATENCY_BUCKETS;
 
 /// How to start the service.
 #[derive(Clone, Debug)]

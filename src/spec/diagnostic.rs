@@ -66,6 +66,9 @@ pub enum Code {
     OutOfRange,
     /// `no_data: ignore` lets canaries without data advance.
     NoDataIgnored,
+    /// A latency threshold between histogram bounds far from it (or beyond
+    /// every bound): the gate is judged at the bounds, not at the threshold.
+    CoarseHistogram,
     /// A step's `min_duration` cannot take effect: one of its promotion gates
     /// is judged on single readings, which never give conclusive evidence.
     NoEarlySuccess,

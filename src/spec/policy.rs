@@ -128,6 +128,11 @@ pub struct CountQueries {
     pub latency_buckets: Option<QueryTemplate>,
     /// Seconds per unit of the buckets' `le` label (0.001 for milliseconds).
     pub le_scale: f64,
+    /// The histogram bounds the stack exports by default, in seconds
+    /// ascending (`counts.latency_bounds`, written in `le_unit`): `validate`
+    /// warns about latency thresholds they judge coarsely.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latency_bounds: Option<Vec<f64>>,
 }
 
 /// A named set of metric definitions.
@@ -378,7 +383,13 @@ fn read_counts(r: &mut Reader<'_>, node: &Node) -> Option<CountQueries> {
     let f = r.map(
         node,
         "`counts`",
-        &["requests", "errors", "latency_buckets", "le_unit"],
+        &[
+            "requests",
+            "errors",
+            "latency_buckets",
+            "le_unit",
+            "latency_bounds",
+        ],
     )?;
     let requests = r.required(
         &f,
@@ -410,12 +421,57 @@ fn read_counts(r: &mut Reader<'_>, node: &Node) -> Option<CountQueries> {
             None => return None,
         },
     };
+    let latency_bounds = match f.get("latency_bounds") {
+        None => None,
+        Some(n) => Some(read_latency_bounds(r, n, le_scale)?),
+    };
     Some(CountQueries {
         requests: requests?,
         errors,
         latency_buckets,
         le_scale,
+        latency_bounds,
     })
+}
+
+/// `latency_bounds: [0.005, 0.01, …]`: the finite `le` values the stack
+/// exports by default, ascending, in `le_unit`; returned in seconds.
+fn read_latency_bounds(r: &mut Reader<'_>, node: &Node, le_scale: f64) -> Option<Vec<f64>> {
+    let hint =
+        "the finite `le` bounds of the histogram, ascending, in `le_unit`: [0.005, 0.01, 0.025, …]";
+    let items = r.list(node, "`latency_bounds`")?;
+    let mut bounds = Vec::with_capacity(items.len());
+    for item in items {
+        let yaml::Value::Number(v, _) = item.value else {
+            r.wrong_type(item, "a latency bound", "a number (`+Inf` is implied)");
+            return None;
+        };
+        if !(v.is_finite() && v > 0.0) {
+            r.error(
+                Code::OutOfRange,
+                item.pos,
+                format!("latency bound {v} is not a positive number"),
+            )
+            .hint(hint);
+            return None;
+        }
+        if bounds.last().is_some_and(|last| v * le_scale <= *last) {
+            r.error(
+                Code::BadValue,
+                item.pos,
+                format!("latency bound {v} is not above the one before it"),
+            )
+            .hint(hint);
+            return None;
+        }
+        bounds.push(v * le_scale);
+    }
+    if bounds.is_empty() {
+        r.error(Code::MissingKey, node.pos, "`latency_bounds` is empty")
+            .hint(hint);
+        return None;
+    }
+    Some(bounds)
 }
 
 /// A metric judged on counts needs the counter it counts.
@@ -599,6 +655,61 @@ mod tests {
             ),
             "{q}"
         );
+    }
+
+    #[test]
+    fn every_shipped_policy_declares_its_stacks_default_latency_bounds_in_seconds() {
+        let set = PolicySet::builtin();
+        for name in set.names() {
+            let policy = set.get(name).expect("listed");
+            let bounds = policy
+                .counts
+                .as_ref()
+                .and_then(|c| c.latency_bounds.as_ref())
+                .unwrap_or_else(|| panic!("{name} declares no latency_bounds"));
+            assert!(bounds.windows(2).all(|w| w[0] < w[1]), "{name}: {bounds:?}");
+        }
+        let bounds = |name: &str| {
+            set.get(name)
+                .and_then(|p| p.counts.clone())
+                .and_then(|c| c.latency_bounds)
+                .expect("declared")
+        };
+        // canaryd's router exports the sample app's buckets.
+        assert_eq!(
+            bounds("canaryd-router"),
+            crate::sample::app::LATENCY_BUCKETS.to_vec()
+        );
+        // Milliseconds are read in `le_unit` and kept in seconds.
+        let near = |a: f64, b: f64| (a - b).abs() < 1e-12;
+        assert!(near(bounds("istio")[0], 0.0005) && near(bounds("istio")[2], 0.005));
+        assert!(near(bounds("linkerd")[4], 0.2));
+        assert_eq!(bounds("http-red"), bounds("nginx-ingress"));
+    }
+
+    #[test]
+    fn latency_bounds_must_be_positive_ascending_numbers() {
+        let policy = |bounds: &str| {
+            format!(
+                "name: p\nrequests: up\ncounts:\n  requests: up\n  latency_bounds: {bounds}\nmetrics: {{}}\n"
+            )
+        };
+        assert!(parse_policy("p.yaml", &policy("[0.1, 0.2]")).is_ok());
+        for (bad, message) in [
+            (
+                "[0.2, 0.1]",
+                "latency bound 0.1 is not above the one before it",
+            ),
+            ("[0, 0.1]", "latency bound 0 is not a positive number"),
+            ("[fast]", "a latency bound must be a number"),
+            ("[]", "`latency_bounds` is empty"),
+        ] {
+            let diags = parse_policy("p.yaml", &policy(bad)).expect_err(bad);
+            assert!(
+                diags.iter().any(|d| d.message.starts_with(message)),
+                "{bad}: {diags:?}"
+            );
+        }
     }
 
     #[test]

@@ -1,16 +1,16 @@
 //! The SQLite adapter of the store (rusqlite, WAL journal, full sync).
 
 use std::path::Path;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::{Change, StoreError, StoredRollout};
+use super::{Change, Checkpoint, StoreError, StoredRollout};
 use crate::engine::{DecisionRecord, RolloutState, Timestamp};
 use crate::spec::model::RolloutId;
 
 /// The newest schema this build writes.
-const SCHEMA_VERSION: i64 = 3;
+const SCHEMA_VERSION: i64 = 4;
 
 const SCHEMA_V1: &str = "
 CREATE TABLE rollouts (
@@ -58,9 +58,24 @@ CREATE TABLE accepted_files (
 );
 ";
 
-/// Rollout state, decision log and alert outbox in one SQLite file.
+/// Version 4: a rollout's watched time, checkpointed every tick between
+/// writes of its whole state (NULL when the state is newer).
+const SCHEMA_V4: &str = "
+ALTER TABLE rollouts ADD COLUMN watched_ms INTEGER;
+ALTER TABLE rollouts ADD COLUMN watched_at INTEGER;
+";
+
+/// Rollout state, decision log and alert outbox in one SQLite file. Cheap to
+/// clone: clones share the connection.
+#[derive(Clone)]
 pub struct SqliteStore {
-    conn: Mutex<Connection>,
+    conn: Arc<Mutex<Connection>>,
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> StoreError {
+        StoreError::Backend(e.to_string())
+    }
 }
 
 pub(super) fn to_json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
@@ -133,8 +148,13 @@ impl SqliteStore {
                 super::outbox::SCHEMA_V3
             ))?;
         }
+        if version < 4 {
+            conn.execute_batch(&format!(
+                "BEGIN; {SCHEMA_V4} PRAGMA user_version = 4; COMMIT;"
+            ))?;
+        }
         Ok(SqliteStore {
-            conn: Mutex::new(conn),
+            conn: Arc::new(Mutex::new(conn)),
         })
     }
 
@@ -149,7 +169,8 @@ impl SqliteStore {
     pub fn load(&self) -> Result<Vec<StoredRollout>, StoreError> {
         let conn = self.conn();
         let mut stmt = conn.prepare(
-            "SELECT namespace, name, state, updated_at FROM rollouts ORDER BY namespace, name",
+            "SELECT namespace, name, state, updated_at, watched_ms, watched_at FROM rollouts
+             ORDER BY namespace, name",
         )?;
         let rows = stmt.query_map([], |r| {
             Ok((
@@ -157,14 +178,23 @@ impl SqliteStore {
                 r.get::<_, String>(1)?,
                 r.get::<_, String>(2)?,
                 r.get::<_, i64>(3)?,
+                r.get::<_, Option<i64>>(4)?,
+                r.get::<_, Option<i64>>(5)?,
             ))
         })?;
         let mut out = Vec::new();
         for row in rows {
-            let (namespace, name, state, updated_at) = row?;
+            let (namespace, name, state, updated_at, watched_ms, watched_at) = row?;
+            let mut state: RolloutState = from_json("rollout state", &state)?;
+            // A watched-time checkpoint newer than the whole state.
+            if let (Some(ms), Some(at)) = (watched_ms, watched_at) {
+                state.step_elapsed =
+                    std::time::Duration::from_millis(u64::try_from(ms).unwrap_or(0));
+                state.last_tick = Some(timestamp(at));
+            }
             out.push(StoredRollout {
                 id: RolloutId { namespace, name },
-                state: from_json("rollout state", &state)?,
+                state,
                 updated_at: timestamp(updated_at),
             });
         }
@@ -179,7 +209,8 @@ impl SqliteStore {
             let (ns, name) = (&c.id.namespace, &c.id.name);
             tx.execute(
                 "INSERT INTO rollouts (namespace, name, state, updated_at) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT (namespace, name) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at",
+                 ON CONFLICT (namespace, name) DO UPDATE SET state = excluded.state,
+                     updated_at = excluded.updated_at, watched_ms = NULL, watched_at = NULL",
                 params![ns, name, to_json(&c.state)?, millis(now)],
             )?;
             for r in &c.records {
@@ -201,6 +232,26 @@ impl SqliteStore {
             for d in &c.deliveries {
                 super::outbox::insert(&tx, &c.id, d, now)?;
             }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Checkpoints watched time between writes of whole states (one small
+    /// update per rollout, in one transaction).
+    pub fn checkpoint(&self, marks: &[Checkpoint]) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        for m in marks {
+            tx.execute(
+                "UPDATE rollouts SET watched_ms = ?3, watched_at = ?4 WHERE namespace = ?1 AND name = ?2",
+                params![
+                    m.id.namespace,
+                    m.id.name,
+                    i64::try_from(m.step_elapsed.as_millis()).unwrap_or(i64::MAX),
+                    millis(m.last_tick)
+                ],
+            )?;
         }
         tx.commit()?;
         Ok(())

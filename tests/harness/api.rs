@@ -54,6 +54,11 @@ impl Api {
 
     /// With a store holding some history.
     pub fn with_store(access: Access, store: SqliteStore) -> Api {
+        Api::with_parts(access, Arc::new(store), Registry::default())
+    }
+
+    /// With a shared store and the metrics registry `/metrics` encodes.
+    pub fn with_parts(access: Access, store: Arc<SqliteStore>, registry: Registry) -> Api {
         let view = Arc::new(View::default());
         view.set_ready();
         let (commands, mut requests) = tokio::sync::mpsc::channel::<CommandRequest>(8);
@@ -62,16 +67,18 @@ impl Api {
             while let Some(r) = requests.recv().await {
                 let answer = controller
                     .get(&r.id)
-                    .ok_or_else(|| CommandError::NotFound(r.id.to_string()));
+                    .ok_or_else(|| CommandError::NotFound(r.id.clone()));
                 let _ = r.reply.send(answer);
             }
         });
         let state = Arc::new(ApiState {
             view,
-            store: Arc::new(store),
+            log: Arc::new((*store).clone()),
+            periods: store.clone(),
+            outbox: Arc::new((*store).clone()),
             commands,
             token: Some(API_TOKEN.into()),
-            registry: Arc::new(Registry::default()),
+            registry: Arc::new(registry),
             access,
         });
         Api {

@@ -1,7 +1,7 @@
 //! Starts Debian's `prometheus` on a free loopback port with a temporary
 //! storage path, a 1 s scrape interval and a scrape config for the test's
 //! targets; waits (bounded) until it is ready and every target is up; kills it
-//! on drop.
+//! on drop. Or serves history backfilled with promtool, scraping nothing.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -28,7 +28,6 @@ impl Prometheus {
     /// Starts Prometheus scraping `targets` every second (job `apps`) and
     /// returns once it is ready and has scraped every target successfully.
     pub async fn start(targets: &[SocketAddr]) -> Prometheus {
-        let dir = tempfile::tempdir().expect("temporary directory");
         let list = targets
             .iter()
             .map(|t| format!("'{t}'"))
@@ -38,6 +37,27 @@ impl Prometheus {
             "global: {{scrape_interval: 1s, evaluation_interval: 1s, scrape_timeout: 900ms}}\n\
              scrape_configs:\n  - job_name: apps\n    static_configs: [{{targets: [{list}]}}]\n"
         );
+        let prom = Prometheus::launch(&config, None, &[]).await;
+        prom.wait_targets_up(targets.len()).await;
+        prom
+    }
+
+    /// Serves the TSDB in `data` (blocks backfilled with `promtool tsdb
+    /// create-blocks-from openmetrics`), scraping nothing, with a retention
+    /// long enough to keep history of any age.
+    pub async fn serve_history(data: &std::path::Path) -> Prometheus {
+        Prometheus::launch(
+            "global: {scrape_interval: 1s}\nscrape_configs: []\n",
+            Some(data),
+            &["--storage.tsdb.retention.time=100y"],
+        )
+        .await
+    }
+
+    /// Starts Prometheus with `config` on a free port, its TSDB in `data`
+    /// (else a fresh directory per attempt), and returns once it is ready.
+    async fn launch(config: &str, data: Option<&std::path::Path>, extra: &[&str]) -> Prometheus {
+        let dir = tempfile::tempdir().expect("temporary directory");
         let config_path = dir.path().join("prometheus.yml");
         std::fs::write(&config_path, config).expect("write prometheus.yml");
         let mut prom = Prometheus {
@@ -49,6 +69,9 @@ impl Prometheus {
         for attempt in 1..=3 {
             let port = free_port();
             let path = prom.dir.path().to_path_buf();
+            let storage = data
+                .map(std::path::Path::to_path_buf)
+                .unwrap_or_else(|| path.join(format!("data-{attempt}")));
             let log = std::fs::File::create(path.join("prometheus.log")).expect("log file");
             // Through a shell that kills Prometheus when our end of its stdin
             // closes: on drop, and also when the test process dies without
@@ -59,13 +82,11 @@ impl Prometheus {
                 .arg("prometheus-harness")
                 .arg(binary())
                 .arg(format!("--config.file={}", config_path.display()))
-                .arg(format!(
-                    "--storage.tsdb.path={}",
-                    path.join(format!("data-{attempt}")).display()
-                ))
+                .arg(format!("--storage.tsdb.path={}", storage.display()))
                 .arg(format!("--web.listen-address=127.0.0.1:{port}"))
                 .arg("--web.enable-lifecycle")
                 .arg("--log.level=warn")
+                .args(extra)
                 .stdin(Stdio::piped())
                 .stdout(Stdio::null())
                 .stderr(log)
@@ -74,10 +95,7 @@ impl Prometheus {
             prom.child = Some(child);
             prom.url = format!("http://127.0.0.1:{port}");
             match prom.wait_ready().await {
-                Ok(()) => {
-                    prom.wait_targets_up(targets.len()).await;
-                    return prom;
-                }
+                Ok(()) => return prom,
                 Err(why) if attempt < 3 => {
                     eprintln!("prometheus attempt {attempt} failed ({why}); retrying");
                     prom.stop();

@@ -103,6 +103,98 @@ function show(unit, v) {
   }
 }
 
+// ---------- evidence (mirrors the server's EvidenceSummary Display) ----------
+
+/** The server's trim_float: six decimals at most, no trailing zeros. */
+function trimFloat(x) {
+  const t = x.toFixed(6).replace(/0+$/, '').replace(/\.$/, '');
+  return t === '' || t === '-0' ? '0' : t;
+}
+
+/** Three significant digits, whole numbers keeping all of theirs (as the server rounds). */
+function sig3(x) {
+  if (x === 0 || !isFinite(x)) return trimFloat(x);
+  const decimals = Math.max(0, 2 - Math.floor(Math.log10(Math.abs(x))));
+  const scale = Math.pow(10, decimals);
+  return trimFloat(Math.sign(x) * Math.round(Math.abs(x) * scale) / scale);
+}
+
+function sharePercent(x) { return sig3(x * 100) + '%'; }
+function latencyText(s) { return s < 1 ? sig3(s * 1000) + 'ms' : sig3(s) + 's'; }
+
+/** `1,240`. */
+function countText(n) {
+  return String(Math.round(Math.max(0, n))).replace(/\B(?=(\d{3})+(?!\d))/g, ',');
+}
+
+/** `99%`, `99.75%`: enough decimals to show two digits of what is left out. */
+function confidenceText(c) {
+  const leftOut = Math.max((1 - c) * 100, 1e-12);
+  const decimals = Math.min(8, Math.max(0, 1 - Math.floor(Math.log10(leftOut))));
+  const scale = Math.pow(10, decimals);
+  return trimFloat(Math.round(c * 100 * scale) / scale) + '%';
+}
+
+/** `12:03:10` in the page's time zone. */
+function hms(ts) {
+  const d = new Date(ts);
+  if (isNaN(d)) return '';
+  return [d.getHours(), d.getMinutes(), d.getSeconds()].map((n) => String(n).padStart(2, '0')).join(':');
+}
+
+/** What a gate's verdict rests on, as a sentence:
+ *  `3.1% errors over 1,240 requests since 12:03:10 (99.75% lower bound 2.4%)`. */
+function evidenceText(e) {
+  const since = e.method === 'detector' ? 'since ' + hms(e.since) : 'since the step began';
+  const ratio = (r) => trimFloat(Math.round(r * 100) / 100);
+  const kind = e.counted && e.counted.kind;
+  const scale = kind === 'error_ratio' ? ratio : sharePercent;
+  const bound = e.bound
+    ? ' (' + confidenceText(e.bound.confidence) + ' ' + e.bound.side + ' bound ' + scale(e.bound.value) + ')'
+    : '';
+  const est = e.estimate === null || e.estimate === undefined ? '-' : null;
+  if (kind === 'slower_than') {
+    return (est || sharePercent(e.estimate)) + ' of ' + countText(e.requests) + ' requests slower than ' +
+      latencyText(e.counted.seconds) + ' ' + since + bound;
+  }
+  if (kind === 'error_ratio') {
+    const rate = (x, n) => n > 0 ? sharePercent(x / n) : '-';
+    return 'canary ' + rate(e.events, e.requests) + ' errors over ' + countText(e.requests) + ' requests vs stable ' +
+      rate(e.stable_events, e.stable_requests) + ' over ' + countText(e.stable_requests) + ' ' + since + ': ratio ' +
+      (est || ratio(e.estimate)) + bound;
+  }
+  return (est || sharePercent(e.estimate)) + ' errors over ' + countText(e.requests) + ' requests ' + since + bound;
+}
+
+/** How far the evidence has come towards a verdict (0–1), and which one:
+ *  the bound on the failing side of the limit leans to a failure (a breach). */
+function evidenceProgress(g, e) {
+  const p = e.log_needed > 0 ? Math.min(1, Math.max(0, e.log_e / e.log_needed)) : 1;
+  const lessThan = / < /.test(g.name);
+  const failing = e.bound ? (e.bound.side === 'lower') === lessThan : true;
+  const abort = g.gate && Object.prototype.hasOwnProperty.call(g.gate, 'abort');
+  const toward = abort ? 'a breach' : failing ? 'a failure' : 'a pass';
+  return { p, toward };
+}
+
+/** The evidence cell: the sentence, a progress bar, what a verdict still needs. */
+function evidenceCell(g) {
+  const e = g.evidence;
+  if (!e) return h('span', { class: 'muted' }, '–');
+  const { p, toward } = evidenceProgress(g, e);
+  const pct = Math.round(p * 100);
+  const more = e.more_requests !== null && e.more_requests !== undefined && g.verdict === 'undecided'
+    ? ' · about ' + countText(e.more_requests) + ' more requests' : '';
+  return [
+    h('div', { class: 'evidence' }, evidenceText(e)),
+    h('div', { class: 'progress-line' },
+      h('div', { class: 'progress', role: 'progressbar', 'aria-valuemin': 0, 'aria-valuemax': 100, 'aria-valuenow': pct,
+        'aria-label': 'evidence towards ' + toward, title: 'evidence: ln e ' + e.log_e.toFixed(2) + ' of the ' + e.log_needed.toFixed(2) + ' a verdict needs' },
+      h('span', { style: 'width:' + pct + '%' })),
+      h('span', { class: 'muted' }, pct + '% of the evidence ' + toward + ' needs' + more)),
+  ];
+}
+
 /** Chart scale: percentages and milliseconds read better than ratios and seconds. */
 function scaled(unit) {
   switch (unit) {
@@ -439,8 +531,13 @@ function renderTimeline(r) {
   }));
 }
 
+const VERDICT_TITLE = {
+  undecided: 'not enough evidence yet — never a pass: the step does not advance until the gate passes',
+  inconclusive: 'no judgement possible (no data, too few requests, a Prometheus error) — never a pass',
+};
+
 function verdictTag(v) {
-  return h('span', { class: 'verdict-' + v }, v);
+  return h('span', { class: 'verdict verdict-' + v, title: VERDICT_TITLE[v] || null, 'data-testid': 'verdict' }, v);
 }
 
 function renderGates(r) {
@@ -461,13 +558,15 @@ function renderGates(r) {
   }
   const unitOf = (name) => (state.series?.gates || []).find((g) => g.name === name)?.unit;
   patch(box, JSON.stringify([gates, caption && caption.textContent, state.series?.version]), () => [caption, h('table', {},
-    h('thead', {}, h('tr', {}, h('th', {}, 'Gate'), h('th', {}, 'Canary'), h('th', {}, 'Stable'), h('th', {}, 'Threshold'), h('th', {}, 'Verdict'))),
+    h('thead', {}, h('tr', {}, h('th', {}, 'Gate'), h('th', {}, 'Canary'), h('th', {}, 'Stable'), h('th', {}, 'Threshold'),
+      h('th', {}, 'Verdict'), h('th', {}, 'Evidence'))),
     h('tbody', {}, gates.map((g) => h('tr', { 'data-gate': g.name },
       h('td', {}, g.name),
       h('td', { class: 'num canary-value' }, g.shown),
       h('td', { class: 'num' }, show(unitOf(g.name), g.stable_value)),
       h('td', { class: 'num' }, g.threshold),
-      h('td', {}, verdictTag(g.verdict), g.reason ? h('div', { class: 'muted' }, reasonText(g.reason)) : null)))))]);
+      h('td', {}, verdictTag(g.verdict), g.reason ? h('div', { class: 'muted' }, reasonText(g.reason)) : null),
+      h('td', { class: 'evidence-cell' }, evidenceCell(g))))))]);
 }
 
 function reasonText(reason) {
@@ -484,37 +583,70 @@ function destroyCharts() {
   if (holder) delete holder.dataset.shape;
 }
 
+/** Whether the gate's points carry a confidence bound (promotion gates on error rates). */
+function hasBound(g) { return g.points.some((p) => p.bound !== null && p.bound !== undefined); }
+
 function chartData(g) {
   const { k } = scaled(g.unit);
-  const xs = [], canary = [], stable = [], threshold = [], breach = [];
+  const fixed = g.threshold_value !== null && g.threshold_value !== undefined;
+  const xs = [], canary = [], stable = [], threshold = [], breach = [], bound = [];
   for (const p of g.points) {
     xs.push(p.t / 1000);
     canary.push(p.canary === null ? null : p.canary * k);
     stable.push(p.stable === null ? null : p.stable * k);
-    threshold.push(g.threshold_value * k);
+    // Relative to the stable version (`stable * 1.2`): no fixed line to draw.
+    threshold.push(fixed ? g.threshold_value * k : null);
     breach.push(p.verdict === 'fail' && p.canary !== null ? p.canary * k : null);
+    bound.push(p.bound === null || p.bound === undefined ? null : p.bound * k);
   }
-  return [xs, canary, stable, threshold, breach];
+  const data = [xs, canary, stable, threshold, breach];
+  if (hasBound(g)) data.push(bound);
+  return data;
+}
+
+/** The gate's evidence bound now (from the rollout's gates): its confidence and side. */
+function boundNow(g) {
+  const r = state.route && state.rollouts.get(state.route.ns + '/' + state.route.name);
+  let gates = (r && r.gates) || [];
+  // Not measuring (rolled back, promoted): as judged at the last decision.
+  if (!gates.length) gates = [...state.decisions].sort((a, b) => b.seq - a.seq).find((d) => d.gates.length)?.gates || [];
+  const e = gates.find((x) => x.name === g.name)?.evidence;
+  return e && e.bound ? e.bound : null;
+}
+
+/** The bound series' label: `99% confidence bound`. */
+function boundLabel(g) {
+  const b = boundNow(g);
+  return (b ? confidenceText(b.confidence) + ' ' : '') + 'confidence bound';
 }
 
 function makeChart(g, box) {
   const { suffix } = scaled(g.unit);
   const version = state.series?.version || 'canary';
+  const fixed = g.threshold_value !== null && g.threshold_value !== undefined;
   const axis = { stroke: css('--muted'), grid: { stroke: css('--line'), width: 1 }, ticks: { stroke: css('--line') } };
+  const series = [
+    {},
+    { label: 'canary ' + version, stroke: css('--canary'), width: 2, value: (u, v) => v === null ? '–' : v.toFixed(2) + suffix },
+    { label: 'stable', stroke: css('--stable'), width: 1.5, value: (u, v) => v === null ? '–' : v.toFixed(2) + suffix },
+    { label: 'threshold ' + g.threshold + (fixed ? '' : ' (relative)'), stroke: css('--threshold'), width: 1.5,
+      dash: [6, 4], points: { show: false } },
+    { label: 'breach', stroke: css('--threshold'), width: 0, paths: () => null,
+      points: { show: true, size: 9, fill: css('--threshold'), stroke: css('--threshold') } },
+  ];
+  if (hasBound(g)) {
+    // The bound the verdict rests on, dashed in the canary's colour: a pass
+    // needs the upper bound under the threshold, a failure the lower above it.
+    series.push({ label: boundLabel(g), stroke: css('--canary'), width: 1.5, dash: [2, 4], points: { show: false },
+      value: (u, v) => v === null ? '–' : v.toFixed(2) + suffix });
+  }
   const opts = {
     width: Math.max(260, box.clientWidth),
     height: 190,
     scales: { x: { time: true } },
     legend: { live: false },
     cursor: { drag: { x: false, y: false } },
-    series: [
-      {},
-      { label: 'canary ' + version, stroke: css('--canary'), width: 2, value: (u, v) => v === null ? '–' : v.toFixed(2) + suffix },
-      { label: 'stable', stroke: css('--stable'), width: 1.5, value: (u, v) => v === null ? '–' : v.toFixed(2) + suffix },
-      { label: 'threshold ' + g.threshold, stroke: css('--threshold'), width: 1.5, dash: [6, 4], points: { show: false } },
-      { label: 'breach', stroke: css('--threshold'), width: 0, paths: () => null,
-        points: { show: true, size: 9, fill: css('--threshold'), stroke: css('--threshold') } },
-    ],
+    series,
     axes: [axis, Object.assign({}, axis, { size: 60, values: (u, vals) => vals.map((v) => +v.toFixed(3) + suffix) })],
   };
   return new uPlot(opts, chartData(g), box);
@@ -528,7 +660,7 @@ function renderCharts() {
     patch(holder, 'none', () => h('p', { class: 'muted' }, 'Charts appear after the first measurement.'));
     return;
   }
-  const shape = JSON.stringify([state.series.version, gates.map((g) => [g.name, g.threshold, g.unit]), document.documentElement.dataset.theme]);
+  const shape = JSON.stringify([state.series.version, gates.map((g) => [g.name, g.threshold, g.unit, hasBound(g)]), document.documentElement.dataset.theme]);
   if (holder.dataset.shape !== shape) {
     destroyCharts();
     holder.dataset.shape = shape;
@@ -537,7 +669,10 @@ function renderCharts() {
   for (const g of gates) {
     let c = state.charts.get(g.name);
     const last = g.points[g.points.length - 1];
-    const now = last ? 'now: canary ' + show(g.unit, last.canary) + ', stable ' + show(g.unit, last.stable) + ' · threshold ' + g.threshold : '';
+    const b = boundNow(g);
+    const bound = last && last.bound !== null && last.bound !== undefined
+      ? ' · ' + (b ? confidenceText(b.confidence) + ' ' + b.side : 'confidence') + ' bound ' + show(g.unit, last.bound) : '';
+    const now = last ? 'now: canary ' + show(g.unit, last.canary) + ', stable ' + show(g.unit, last.stable) + ' · threshold ' + g.threshold + bound : '';
     if (!c) {
       const plot = h('div', { class: 'plot' });
       const nowLine = h('div', { class: 'now' }, now);
@@ -579,6 +714,7 @@ function renderDecisions() {
           d.gates.map((g) => h('div', { class: 'gates-table' },
             h('div', {}, h('strong', {}, g.name), ' ', verdictTag(g.verdict), ' canary ', g.shown,
               ' · threshold ', g.threshold),
+            g.evidence ? h('div', { class: 'evidence' }, evidenceText(g.evidence)) : null,
             h('pre', {}, g.query)))) : null))))));
 }
 

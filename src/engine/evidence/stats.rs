@@ -276,7 +276,8 @@ fn bisect(lo: f64, hi: f64, holds: impl Fn(f64) -> bool) -> f64 {
     if holds(hi) {
         return hi;
     }
-    for _ in 0..48 {
+    // 32 halvings of a log-odds range: far finer than any display needs.
+    for _ in 0..32 {
         let mid = 0.5 * (a + b);
         if holds(inv(mid)) {
             a = mid;

@@ -1,0 +1,271 @@
+//! Carrying out decisions: the one place that writes weights and state, in
+//! the order BRIEF §3 fixes.
+//!
+//! 1. **Cut**: every weight that goes down is applied first (a rollback takes
+//!    traffic off the canary before anything else); then a moved upstream is
+//!    retargeted.
+//! 2. **Commit**: the tick's changed states, records and alerts, in one call.
+//!    A state is written only when it changed materially, or when its
+//!    periodic write is due (the evidence counts); the watched time of the
+//!    others is checkpointed (one small write each).
+//! 3. **Raise**: the remaining weights; a raise the router refuses leaves
+//!    the in-memory state at the weight the router holds, so the next tick
+//!    raises again.
+//! 4. **Reconcile**: the router is read back and set to the committed weight
+//!    if it drifted (someone edited it by hand).
+//!
+//! Every write first asks [`Leadership`](crate::ports::Leadership) whether
+//! this process may act.
+
+use super::view::{Event, LastDecision};
+use super::{Controller, ControllerError};
+use crate::engine::{Decision, Effect, RolloutState, Timestamp};
+use crate::notify;
+use crate::ports::{Change, Checkpoint};
+use crate::spec::model::RolloutId;
+
+/// A state with the fields that change every tick cleared: what a write
+/// compares (the rest is checkpointed).
+fn material(state: &RolloutState) -> RolloutState {
+    let mut s = state.clone();
+    s.last_tick = None;
+    s.step_elapsed = std::time::Duration::ZERO;
+    s.evidence = Default::default();
+    s
+}
+
+impl Controller {
+    /// Carries out `decisions`, taken at `now`.
+    pub(super) async fn execute(
+        &mut self,
+        decisions: Vec<(RolloutId, Decision)>,
+        now: Timestamp,
+    ) -> Result<(), ControllerError> {
+        if decisions.is_empty() {
+            return Ok(());
+        }
+        if !self.leadership.may_act() {
+            return Err(ControllerError::NotLeader);
+        }
+        // 1. Cut first: a lower canary weight is always safe to apply.
+        for (id, d) in &decisions {
+            let Some(m) = self.rollouts.get_mut(id) else {
+                continue;
+            };
+            let held = m.applied.unwrap_or(m.state.weight);
+            for e in &d.effects {
+                if let Effect::SetWeight { weight } = e
+                    && *weight < held
+                {
+                    match m.router.set_weight(*weight).await {
+                        Ok(()) => m.applied = Some(*weight),
+                        Err(e) => {
+                            self.metrics.count_error(e.kind());
+                            tracing::error!(rollout = %id, %weight, error = %e, "cannot cut the canary's weight; retried every tick");
+                        }
+                    }
+                }
+            }
+            if m.retarget {
+                match m.router.retarget(&m.spec).await {
+                    Ok(()) => m.retarget = false,
+                    Err(e) => {
+                        self.metrics.count_error(e.kind());
+                        tracing::error!(rollout = %id, error = %e, "cannot point the router at the spec's upstreams; retried next tick");
+                    }
+                }
+            }
+        }
+        // 2. Commit what changed: states, records and alerts together.
+        let checkpoint = self.settings.checkpoint_every;
+        let changes: Vec<Change> = decisions
+            .iter()
+            .filter_map(|(id, d)| {
+                let m = self.rollouts.get(id)?;
+                let changed = m
+                    .committed
+                    .as_ref()
+                    .is_none_or(|c| material(c) != material(&d.state));
+                let due = now.since(m.committed_at) >= checkpoint;
+                let writes = changed || due || d.records().next().is_some();
+                writes.then(|| {
+                    Change::of(id, d).with_deliveries(notify::outgoing(
+                        &self.alerts,
+                        &m.spec,
+                        &m.state,
+                        d,
+                    ))
+                })
+            })
+            .collect();
+        if !changes.is_empty() {
+            let queued = changes.iter().any(|c| !c.deliveries.is_empty());
+            let written: Vec<RolloutId> = changes.iter().map(|c| c.id.clone()).collect();
+            if let Err(e) = self.store.commit(changes, now).await {
+                self.view.set_store_error(Some(e.to_string()));
+                let interval_of = |m: &super::rollout::Managed| m.spec.strategy.analysis.interval;
+                for (id, _) in &decisions {
+                    if let Some(m) = self.rollouts.get_mut(id) {
+                        m.next_tick = Some(now.plus(interval_of(m)));
+                    }
+                }
+                return Err(e.into());
+            }
+            self.view.set_store_error(None);
+            for (id, d) in &decisions {
+                if written.contains(id)
+                    && let Some(m) = self.rollouts.get_mut(id)
+                {
+                    m.committed = Some(d.state.clone());
+                    m.committed_at = now;
+                }
+            }
+            if queued {
+                self.alerts_queued.notify_one();
+            }
+        }
+        // Watched time of the rollouts whose state was not written: a tiny
+        // checkpoint each tick, so a crash loses at most one interval of it.
+        let marks: Vec<Checkpoint> = decisions
+            .iter()
+            .filter(|(id, d)| {
+                d.state.phase.in_flight()
+                    && self.rollouts.get(id).is_some_and(|m| m.committed_at != now)
+            })
+            .filter_map(|(id, d)| {
+                Some(Checkpoint {
+                    id: id.clone(),
+                    step_elapsed: d.state.step_elapsed,
+                    last_tick: d.state.last_tick?,
+                })
+            })
+            .collect();
+        if !marks.is_empty()
+            && let Err(e) = self.store.checkpoint(marks).await
+        {
+            self.metrics.count_error(e.kind());
+            tracing::warn!(error = %e, "cannot checkpoint watched time; a crash now would lose some");
+        }
+        // 3. The rest, in order; then the picture everyone sees.
+        for (id, d) in decisions {
+            self.apply_rest(&id, d, now).await;
+        }
+        Ok(())
+    }
+
+    /// Raises, finalization and records of one committed decision; then the
+    /// router is reconciled and the view, metrics and events updated.
+    async fn apply_rest(&mut self, id: &RolloutId, d: Decision, now: Timestamp) {
+        let Some(m) = self.rollouts.get_mut(id) else {
+            return;
+        };
+        let records: Vec<_> = d.records().cloned().collect();
+        let mut state = d.state;
+        for e in &d.effects {
+            match e {
+                Effect::SetWeight { weight } if Some(*weight) != m.applied => {
+                    match m.router.set_weight(*weight).await {
+                        Ok(()) => m.applied = Some(*weight),
+                        Err(err) => {
+                            self.metrics.count_error(err.kind());
+                            tracing::error!(rollout = %id, %weight, error = %err, "cannot set the canary's weight; raised again next tick");
+                            // The state holds what the router holds; the
+                            // committed state keeps the decision.
+                            if let Some(held) = m.applied
+                                && *weight > held
+                            {
+                                state.weight = held;
+                            }
+                        }
+                    }
+                }
+                Effect::SetWeight { .. } => {}
+                Effect::Finalize { version } => {
+                    tracing::info!(rollout = %id, %version, "promoted: {version} is the stable version");
+                }
+                Effect::Record(r) => {
+                    tracing::info!(rollout = %id, seq = r.seq, action = %r.action, from = ?r.from, to = ?r.to, "{}", r.reason);
+                    self.metrics.count_decision(id, r);
+                    m.last_decision = Some(LastDecision {
+                        at: r.at,
+                        action: r.action.to_string(),
+                        reason: r.reason.clone(),
+                    });
+                }
+                Effect::Notify(_) => {}
+            }
+        }
+        if !d.gates.is_empty() {
+            m.gates = d.gates;
+            self.view
+                .sample(id, &m.spec, state.canary_version.as_deref(), now, &m.gates);
+        }
+        let interval = m.spec.strategy.analysis.interval;
+        m.state = state;
+        m.next_tick = d.next_tick.map(|t| t.min(now.plus(interval)));
+        self.reconcile(id, now).await;
+        let Some(m) = self.rollouts.get(id) else {
+            return;
+        };
+        self.metrics.observe_state(id, &m.state, &m.gates);
+        let view = m.view();
+        self.view.put(view.clone());
+        if records.is_empty() {
+            self.view.publish(Event::State {
+                rollout: Box::new(view),
+            });
+        } else {
+            for r in records {
+                self.view.publish(Event::Decision {
+                    rollout: Box::new(view.clone()),
+                    decision: Box::new(r),
+                });
+            }
+        }
+    }
+
+    /// Reads the router back and sets it to the rollout's weight if it
+    /// drifted. A rollout not in flight is reconciled on a slow timer; one
+    /// whose router could not be set is tried again at its interval.
+    pub(super) async fn reconcile(&mut self, id: &RolloutId, now: Timestamp) {
+        if !self.leadership.may_act() {
+            return;
+        }
+        let Some(m) = self.rollouts.get_mut(id) else {
+            return;
+        };
+        let desired = m.state.weight;
+        let settled = match m.router.weight().await {
+            Ok(w) if m.router.same_weight(w, desired) => {
+                m.applied = Some(w);
+                true
+            }
+            Ok(w) => {
+                tracing::warn!(rollout = %id, router = %w, desired = %desired, "router weight differs from the committed weight; setting it");
+                m.applied = Some(w);
+                match m.router.set_weight(desired).await {
+                    Ok(()) => {
+                        m.applied = Some(desired);
+                        true
+                    }
+                    Err(e) => {
+                        self.metrics.count_error(e.kind());
+                        tracing::error!(rollout = %id, error = %e, "cannot reconcile the router");
+                        false
+                    }
+                }
+            }
+            Err(e) => {
+                self.metrics.count_error(e.kind());
+                tracing::warn!(rollout = %id, error = %e, "cannot read the router's weight");
+                false
+            }
+        };
+        let every = if settled {
+            self.settings.idle_reconcile_every
+        } else {
+            m.spec.strategy.analysis.interval
+        };
+        m.next_reconcile = now.plus(every);
+    }
+}

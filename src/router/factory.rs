@@ -1,0 +1,122 @@
+//! The standalone router factory: the built-in proxy or HAProxy, as a spec
+//! names; the cluster kinds need cluster mode.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use super::{
+    BuiltinConfig, BuiltinRouter, ConnectionLimits, HaproxyConfig, HaproxyRouter, Health,
+    RouterError, RouterMetrics,
+};
+use crate::ports::{RouterFactory, TrafficRouter};
+use crate::spec::model::{DeploySpec, RouterSpec};
+use crate::spec::units::Weight;
+
+/// Builds standalone routers.
+pub struct Routers {
+    /// The built-in routers' request metrics.
+    pub metrics: RouterMetrics,
+    /// How often a built-in router checks its upstreams.
+    pub health_interval: Duration,
+    /// Each built-in router's connection limits and timeouts.
+    pub limits: ConnectionLimits,
+}
+
+#[async_trait]
+impl RouterFactory for Routers {
+    async fn router(&self, spec: &DeploySpec) -> Result<Arc<dyn TrafficRouter>, RouterError> {
+        match &spec.router {
+            RouterSpec::Builtin { listen } => {
+                let listen = listen.parse().map_err(|_| {
+                    RouterError::Refused(format!(
+                        "router.listen `{listen}` is not an address such as 127.0.0.1:8080"
+                    ))
+                })?;
+                let (Some(stable), Some(canary)) = (&spec.stable.address, &spec.canary.address)
+                else {
+                    return Err(RouterError::Refused(
+                        "the built-in router needs `stable.address` and `canary.address`".into(),
+                    ));
+                };
+                let config = BuiltinConfig {
+                    listen,
+                    namespace: spec.id.namespace.clone(),
+                    route: spec.id.name.clone(),
+                    stable: stable.clone(),
+                    canary: canary.clone(),
+                    health_interval: self.health_interval,
+                };
+                let router =
+                    BuiltinRouter::start_with_limits(config, self.limits, self.metrics.clone())
+                        .await
+                        .map_err(|e| {
+                            RouterError::Refused(format!("cannot listen on {listen}: {e}"))
+                        })?;
+                Ok(Arc::new(router))
+            }
+            RouterSpec::Haproxy {
+                socket,
+                backend,
+                stable_server,
+                canary_server,
+            } => Ok(Arc::new(HaproxyRouter::new(HaproxyConfig {
+                socket: socket.clone(),
+                backend: backend.clone(),
+                stable_server: stable_server.clone(),
+                canary_server: canary_server.clone(),
+            }))),
+            other => Err(RouterError::Unsupported(format!(
+                "router kind `{}` needs cluster mode; standalone mode drives `builtin` and `haproxy`",
+                other.kind()
+            ))),
+        }
+    }
+}
+
+#[async_trait]
+impl TrafficRouter for BuiltinRouter {
+    async fn set_weight(&self, weight: Weight) -> Result<(), RouterError> {
+        BuiltinRouter::set_weight(self, weight);
+        Ok(())
+    }
+
+    async fn weight(&self) -> Result<Weight, RouterError> {
+        Ok(BuiltinRouter::weight(self))
+    }
+
+    async fn health(&self) -> Health {
+        BuiltinRouter::health(self)
+    }
+
+    async fn retarget(&self, spec: &DeploySpec) -> Result<(), RouterError> {
+        if let (Some(stable), Some(canary)) = (&spec.stable.address, &spec.canary.address) {
+            self.set_upstreams(stable.clone(), canary.clone()).await;
+        }
+        Ok(())
+    }
+
+    fn stop(&self) {
+        BuiltinRouter::stop(self);
+    }
+}
+
+#[async_trait]
+impl TrafficRouter for HaproxyRouter {
+    async fn set_weight(&self, weight: Weight) -> Result<(), RouterError> {
+        HaproxyRouter::set_weight(self, weight).await
+    }
+
+    async fn weight(&self) -> Result<Weight, RouterError> {
+        HaproxyRouter::weight(self).await
+    }
+
+    async fn health(&self) -> Health {
+        HaproxyRouter::health(self).await
+    }
+
+    fn same_weight(&self, a: Weight, b: Weight) -> bool {
+        super::haproxy::server_weights(a) == super::haproxy::server_weights(b)
+    }
+}
