@@ -81,6 +81,7 @@ impl Log {
                 stable_version: "v1".into(),
                 canary_version: version.into(),
                 gates,
+                by: None,
             },
         ));
         self

@@ -90,6 +90,10 @@ pub async fn serve(
     config: DaemonConfig,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), DaemonError> {
+    let tokens = config.tokens().map_err(|message| DaemonError::Setting {
+        key: "api_tokens",
+        message,
+    })?;
     let (policies, problems) = load_policies(policy_dir(config.policy_dir.as_deref()));
     if let Some((path, text, diags)) = problems.first() {
         let rendered: Vec<String> = diags.iter().map(|d| d.render(Some(text))).collect();
@@ -176,12 +180,12 @@ pub async fn serve(
     )
     .await?;
     let (commands, requests) = mpsc::channel(64);
-    // An empty token would let an empty `Bearer` through: it means "none".
-    let token = config.api_token.clone().filter(|t| !t.trim().is_empty());
-    if token.is_none() {
+    if tokens.is_empty() {
         tracing::warn!(
-            "CANARYD_API_TOKEN is not set: pause/resume/promote/abort/retry are disabled"
+            "neither CANARYD_API_TOKEN nor api_tokens is set: pause/resume/promote/abort/retry are disabled"
         );
+    } else {
+        tracing::info!(api_tokens = ?tokens, "commands are recorded with their token's name");
     }
     let state = Arc::new(ApiState {
         view,
@@ -189,7 +193,7 @@ pub async fn serve(
         periods: Arc::new(store.clone()),
         outbox: Arc::new(store),
         commands,
-        token,
+        tokens,
         registry: Arc::new(registry),
         access,
     });

@@ -341,6 +341,9 @@ pub struct DecisionRecord {
     pub canary_version: String,
     /// Every gate judged on this tick.
     pub gates: Vec<GateResult>,
+    /// For a command: the name of the API token that issued it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
 }
 
 /// Kinds of alert (issue: chat alerts).

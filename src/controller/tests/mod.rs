@@ -149,6 +149,7 @@ impl Rig {
             .send(CommandRequest {
                 id: id(),
                 command,
+                by: Some("alice".into()),
                 reply,
             })
             .await
