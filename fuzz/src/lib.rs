@@ -59,7 +59,13 @@ fn after_decode(decoded: Decoded, source: Option<&str>, policies: &PolicySet) {
     };
     let _ = evidence::budget(&spec);
     let mut batch = Batch::new();
-    let _ = plan_rollout(&mut batch, &spec, policies, Some(PROMETHEUS), &every_gate(&spec));
+    let _ = plan_rollout(
+        &mut batch,
+        &spec,
+        policies,
+        Some(PROMETHEUS),
+        &every_gate(&spec),
+    );
     let state = RolloutState::new(&spec, start());
     if let Some(needed) = counts_needed(&spec, &state) {
         let _ = plan_counts(&mut batch, &spec, policies, Some(PROMETHEUS), needed);
@@ -133,10 +139,12 @@ pub fn prometheus_answer(data: &[u8]) {
 /// line, as many per tick as the batch has queries, for up to 16 ticks.
 pub fn counts(data: &[u8]) {
     static SEED: OnceLock<DeploySpec> = OnceLock::new();
-    let spec = SEED.get_or_init(|| match decode("checkout.yaml", SEED_FILE, builtin()).spec {
-        Some(s) => s,
-        None => panic!("the seed file decodes"),
-    });
+    let spec = SEED.get_or_init(
+        || match decode("checkout.yaml", SEED_FILE, builtin()).spec {
+            Some(s) => s,
+            None => panic!("the seed file decodes"),
+        },
+    );
     let mut lines = data.split(|b| *b == b'\n');
     let mut state = RolloutState::new(spec, start());
     let interval = spec.strategy.analysis.interval;
