@@ -82,6 +82,7 @@ impl Log {
                 canary_version: version.into(),
                 gates,
                 shadow: false,
+                by: None,
             },
         ));
         self

@@ -259,3 +259,36 @@ fn retry_starts_the_same_version_from_the_first_step_once_the_canary_is_ready() 
         s.state.phase == Phase::Promoted
     });
 }
+
+#[test]
+fn a_command_is_recorded_with_the_name_of_the_token_that_issued_it_and_a_tick_with_none() {
+    let mut sim = make(Setup::Progressing);
+    let decision = sim
+        .command_by(Command::Pause, Some("alice"))
+        .expect("pausable");
+    let records: Vec<_> = decision.records().collect();
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0].action, Action::Pause);
+    assert_eq!(records[0].by.as_deref(), Some("alice"));
+    let json = serde_json::to_value(records[0]).expect("json");
+    assert_eq!(json["by"], "alice");
+    sim.command_by(Command::Resume, Some("ci"))
+        .expect("resumable");
+    assert_eq!(sim.last_record().by.as_deref(), Some("ci"));
+    // A tick's records name nobody, and say so by leaving `by` out.
+    let seq = sim.last_record().seq;
+    sim.tick_until(&World::healthy(), 1000, |s| s.last_record().seq > seq);
+    assert_eq!(sim.last_record().by, None);
+    let json = serde_json::to_value(sim.last_record()).expect("json");
+    assert!(json.get("by").is_none(), "{json}");
+}
+
+#[test]
+fn a_record_stored_before_tokens_had_names_still_reads() {
+    let mut sim = make(Setup::Progressing);
+    sim.command(Command::Pause).expect("pausable");
+    let mut json = serde_json::to_value(sim.last_record()).expect("json");
+    json.as_object_mut().expect("object").remove("by");
+    let record: canaryd::engine::DecisionRecord = serde_json::from_value(json).expect("reads");
+    assert_eq!(record.by, None);
+}

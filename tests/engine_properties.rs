@@ -155,7 +155,7 @@ fn run(
                 now = now.plus(Duration::from_millis(*gap_ms));
                 Input::Tick(prometheus.observe(&spec, &state, *ready, sample))
             }
-            Event::Command(c) => Input::Command(*c),
+            Event::Command(c) => Input::Command(*c, None),
         };
         if let Ok(d) = decide(&spec, &state, &input, now) {
             check(&spec, &state, &input, &d);
@@ -189,7 +189,7 @@ proptest! {
     fn nothing_is_promoted_unless_the_final_steps_gates_passed(events in prop::collection::vec(event(), 1..200)) {
         run(&events, |spec, before, input, d| {
             let promoted = d.effects.iter().any(|e| matches!(e, Effect::Record(r) if r.action == Action::Promote));
-            if !promoted || matches!(input, Input::Command(Command::Promote)) {
+            if !promoted || matches!(input, Input::Command(Command::Promote, _)) {
                 return;
             }
             let last = spec.strategy.steps.len() - 1;
@@ -256,7 +256,7 @@ proptest! {
         events in prop::collection::vec(event_of(healthy_sample()), 1..300)
     ) {
         run(&events, |_, _, input, d| {
-            if matches!(input, Input::Command(_)) {
+            if matches!(input, Input::Command(..)) {
                 return;
             }
             let rolled_back = d.effects.iter().any(|e| matches!(e, Effect::Record(r) if r.action == Action::Rollback));

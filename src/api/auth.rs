@@ -1,11 +1,13 @@
 //! Bearer tokens: `Authorization: Bearer <token>`, the scheme matched without
-//! regard to case (RFC 7235 §2.1), the token compared in constant time. The
-//! API token (`CANARYD_API_TOKEN`) allows commands and everything else; the
-//! read token (`CANARYD_READ_TOKEN`) allows reads where reads are restricted.
+//! regard to case (RFC 7235 §2.1), the token compared in constant time. An
+//! API token (`CANARYD_API_TOKEN`, or a named one of `api_tokens`) allows
+//! commands and everything else; the read token (`CANARYD_READ_TOKEN`)
+//! allows reads where reads are restricted.
 
 use axum::http::{HeaderMap, header};
 
 use super::error::{ApiError, ErrorCode};
+use super::tokens::{ApiTokens, same};
 
 /// The token of an `Authorization: Bearer …` header; `None` without one (or
 /// with another scheme).
@@ -18,56 +20,48 @@ pub fn bearer(headers: &HeaderMap) -> Option<&str> {
         .filter(|t| !t.is_empty())
 }
 
-/// Constant-time comparison, so a token cannot be guessed byte by byte.
-fn same(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-/// Whether `given` is one of the `accepted` tokens (unset ones never match).
-fn matches(given: &str, accepted: &[Option<&str>]) -> bool {
-    // Every token is compared, so the time taken does not say which matched.
-    accepted.iter().flatten().fold(false, |found, t| {
-        same(given.as_bytes(), t.as_bytes()) | found
-    })
-}
-
-/// A command needs the API token.
-pub fn authorize_command(api_token: Option<&str>, headers: &HeaderMap) -> Result<(), ApiError> {
-    if api_token.is_none() {
+/// A command needs an API token: the name of the one given.
+pub fn authorize_command(tokens: &ApiTokens, headers: &HeaderMap) -> Result<String, ApiError> {
+    if tokens.is_empty() {
         return Err(ApiError::new(
             ErrorCode::CommandsDisabled,
-            "commands are disabled: start canaryd with CANARYD_API_TOKEN set",
+            "commands are disabled: start canaryd with CANARYD_API_TOKEN or api_tokens set",
         ));
     }
-    check(
-        bearer(headers),
-        &[api_token],
-        "the daemon's CANARYD_API_TOKEN",
-    )
+    let given = given(headers, "an API token of the daemon")?;
+    match tokens.identify(given) {
+        Some(name) => Ok(name.to_string()),
+        None => Err(wrong()),
+    }
 }
 
-/// A restricted read needs the read token or the API token.
+/// A restricted read needs the read token or an API token.
 pub fn authorize_read(
-    api_token: Option<&str>,
+    tokens: &ApiTokens,
     read_token: Option<&str>,
     headers: &HeaderMap,
 ) -> Result<(), ApiError> {
-    check(
-        bearer(headers),
-        &[read_token, api_token],
-        "reads from this address need CANARYD_READ_TOKEN or CANARYD_API_TOKEN",
-    )
+    let given = given(
+        headers,
+        "reads from this address need CANARYD_READ_TOKEN or an API token",
+    )?;
+    // Both are compared, so the time taken does not say which matched.
+    let read = read_token.is_some_and(|t| same(given.as_bytes(), t.as_bytes()));
+    let api = tokens.identify(given).is_some();
+    if read | api { Ok(()) } else { Err(wrong()) }
 }
 
-fn check(given: Option<&str>, accepted: &[Option<&str>], which: &str) -> Result<(), ApiError> {
-    match given {
-        None => Err(ApiError::new(
+fn given<'h>(headers: &'h HeaderMap, which: &str) -> Result<&'h str, ApiError> {
+    bearer(headers).ok_or_else(|| {
+        ApiError::new(
             ErrorCode::Unauthorized,
             format!("send `Authorization: Bearer <token>` ({which})"),
-        )),
-        Some(t) if matches(t, accepted) => Ok(()),
-        Some(_) => Err(ApiError::new(ErrorCode::Forbidden, "wrong token")),
-    }
+        )
+    })
+}
+
+fn wrong() -> ApiError {
+    ApiError::new(ErrorCode::Forbidden, "wrong token")
 }
 
 #[cfg(test)]
@@ -107,24 +101,43 @@ mod tests {
 
     #[test]
     fn a_read_is_allowed_by_either_token_and_refused_by_a_wrong_one() {
-        let (api, read) = (Some("api-t"), Some("read-t"));
-        assert!(authorize_read(api, read, &with("Bearer read-t")).is_ok());
-        assert!(authorize_read(api, read, &with("bearer api-t")).is_ok());
-        let wrong = authorize_read(api, read, &with("Bearer nope")).expect_err("wrong");
+        let (api, read) = (ApiTokens::single("api-t"), Some("read-t"));
+        assert!(authorize_read(&api, read, &with("Bearer read-t")).is_ok());
+        assert!(authorize_read(&api, read, &with("bearer api-t")).is_ok());
+        let wrong = authorize_read(&api, read, &with("Bearer nope")).expect_err("wrong");
         assert_eq!(wrong.code(), ErrorCode::Forbidden);
-        let none = authorize_read(api, read, &HeaderMap::new()).expect_err("none");
+        let none = authorize_read(&api, read, &HeaderMap::new()).expect_err("none");
         assert_eq!(none.code(), ErrorCode::Unauthorized);
         // No token configured: nothing matches, not even an empty one.
-        let unset = authorize_read(None, None, &with("Bearer x")).expect_err("unset");
+        let unset =
+            authorize_read(&ApiTokens::default(), None, &with("Bearer x")).expect_err("unset");
         assert_eq!(unset.code(), ErrorCode::Forbidden);
     }
 
     #[test]
     fn the_read_token_does_not_allow_commands() {
-        let refused =
-            authorize_command(Some("api-t"), &with("Bearer read-t")).expect_err("read token");
+        let api = ApiTokens::single("api-t");
+        let refused = authorize_command(&api, &with("Bearer read-t")).expect_err("read token");
         assert_eq!(refused.code(), ErrorCode::Forbidden);
-        let disabled = authorize_command(None, &with("Bearer x")).expect_err("no token");
+        let disabled =
+            authorize_command(&ApiTokens::default(), &with("Bearer x")).expect_err("no token");
         assert_eq!(disabled.code(), ErrorCode::CommandsDisabled);
+    }
+
+    #[test]
+    fn a_command_is_attributed_to_the_name_of_its_token() {
+        let api = ApiTokens::named([
+            ("alice".to_string(), "a-t".to_string()),
+            ("ci".to_string(), "c-t".to_string()),
+        ])
+        .expect("tokens");
+        assert_eq!(
+            authorize_command(&api, &with("Bearer c-t")).ok(),
+            Some("ci".into())
+        );
+        assert_eq!(
+            authorize_command(&api, &with("Bearer a-t")).ok(),
+            Some("alice".into())
+        );
     }
 }

@@ -1,5 +1,6 @@
 //! `POST /api/v1/rollouts/{ns}/{name}/{pause|resume|promote|abort|retry}`:
-//! a person's command, behind the API token, handed to the controller.
+//! a person's command, behind an API token, handed to the controller with
+//! the token's name for the decision log.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,7 +26,7 @@ pub async fn act(
     ApiPath((namespace, name, action)): ApiPath<(String, String, String)>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    authorize_command(s.token.as_deref(), &headers)?;
+    let by = authorize_command(&s.tokens, &headers)?;
     let Some(command) = Command::ALL.into_iter().find(|c| c.to_string() == action) else {
         return Err(ApiError::new(
             ErrorCode::NotFound,
@@ -36,6 +37,7 @@ pub async fn act(
     let request = CommandRequest {
         id: id(namespace, name),
         command,
+        by: Some(by),
         reply,
     };
     if s.commands.send(request).await.is_err() {

@@ -201,11 +201,7 @@ fn check(s: &ApiState, req: &Request) -> Result<(), ApiError> {
         return check_origin(&access.hosts, req.headers());
     }
     if access.reads == ReadAccess::Loopback && !from_loopback(req) {
-        authorize_read(
-            s.token.as_deref(),
-            access.read_token.as_deref(),
-            req.headers(),
-        )?;
+        authorize_read(&s.tokens, access.read_token.as_deref(), req.headers())?;
     }
     Ok(())
 }

@@ -15,6 +15,7 @@ pub mod guard;
 mod openapi;
 mod read;
 pub mod server;
+pub mod tokens;
 
 use std::sync::Arc;
 
@@ -35,6 +36,7 @@ use crate::spec::model::RolloutId;
 pub use error::{ApiError, ErrorCode};
 pub use guard::{Access, HostAllowList, ReadAccess};
 pub use read::MAX_LIMIT;
+pub use tokens::ApiTokens;
 
 /// What the handlers share.
 pub struct ApiState {
@@ -48,8 +50,9 @@ pub struct ApiState {
     pub outbox: Arc<dyn AlertOutbox>,
     /// Where commands go.
     pub commands: mpsc::Sender<CommandRequest>,
-    /// The bearer token mutating endpoints require (none: they are disabled).
-    pub token: Option<String>,
+    /// The named bearer tokens mutating endpoints require (none: they are
+    /// disabled); a command is recorded with its token's name.
+    pub tokens: ApiTokens,
     /// Own and router metrics.
     pub registry: Arc<Registry>,
     /// The Host allow-list, who may read, and the read token.

@@ -84,7 +84,7 @@ fn paths() -> Map<String, Value> {
                 "200": json_response("The rollout after the command", refer("schemas", "Rollout")),
                 "400": refer("responses", "BadRequest"),
                 "401": refer("responses", "Unauthorized"),
-                "403": error_response("Wrong token, commands disabled (no CANARYD_API_TOKEN), a Host not in the allow-list, or an Origin not allowed"),
+                "403": error_response("Wrong token, commands disabled (no CANARYD_API_TOKEN nor api_tokens), a Host not in the allow-list, or an Origin not allowed"),
                 "404": refer("responses", "NotFound"),
                 "409": error_response("The command does not fit the phase"),
                 "503": error_response("The controller is stopping or did not answer")}}}),
@@ -193,7 +193,7 @@ fn schemas() -> Value {
             "updated_at": time,
             "phase_since": {"type": "string", "format": "date-time", "description": "When the phase (or step) last changed"},
             "plan": {"type": "array", "description": "Every step", "items": {"type": "object", "properties": {"weight": {"type": "number"}, "duration_seconds": {"type": ["number", "null"]}}}},
-            "last_decision": {"type": "object", "properties": {"at": time, "action": {"type": "string"}, "reason": {"type": "string"}}},
+            "last_decision": {"type": "object", "properties": {"at": time, "action": {"type": "string"}, "reason": {"type": "string"}, "by": {"type": "string"}}},
             "gates": {"type": "array", "items": {"$ref": "#/components/schemas/Gate"}},
             "health": {"type": "object", "properties": {"stable": {"type": "boolean"}, "canary": {"type": "boolean"}}},
             "file": {"type": "string", "description": "The deploy file's name in the deploy directory"},
@@ -231,6 +231,7 @@ fn schemas() -> Value {
             "seq": {"type": "integer"}, "at": time, "from": phase, "to": phase,
             "action": {"type": "string"}, "reason": {"type": "string"}, "step": {"type": "integer"},
             "shadow": {"type": "boolean", "description": "What canaryd would have done (shadow mode); it did not touch traffic"},
+            "by": {"type": "string", "description": "For a command: the name of the API token that issued it (never the token)"},
             "gates": {"type": "array", "items": {"$ref": "#/components/schemas/Gate"}}}}
     })
 }

@@ -48,7 +48,7 @@ pub async fn one(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     if q.full_path {
-        authorize_command(s.token.as_deref(), &headers)?;
+        authorize_command(&s.tokens, &headers)?;
     }
     let id = id(namespace, name);
     let view = s.view.get(&id).ok_or_else(|| not_found(&id))?;

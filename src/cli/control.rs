@@ -109,7 +109,11 @@ fn row(r: &Value) -> [String; 8] {
         if last.is_null() {
             "-".into()
         } else {
-            format!("{}: {}", text(&last["action"]), text(&last["reason"]))
+            let by = match last["by"].as_str() {
+                Some(name) => format!(" (by {name})"),
+                None => String::new(),
+            };
+            format!("{}{by}: {}", text(&last["action"]), text(&last["reason"]))
         },
     ]
 }
@@ -271,5 +275,25 @@ pub fn wait(args: WaitArgs) -> ExitCode {
             eprintln!("error: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_status_line_names_the_token_that_issued_the_last_command() {
+        let mut r = serde_json::json!({
+            "namespace": "default", "name": "checkout", "phase": "Paused", "step": 2,
+            "steps": 4, "canary_weight": 10, "stable_version": "v1", "canary_version": "v2",
+            "last_decision": {"at": "2026-11-30T18:00:00Z", "action": "pause",
+                "reason": "paused by hand", "by": "alice"}});
+        assert_eq!(row(&r)[6], "pause (by alice): paused by hand");
+        r["last_decision"]
+            .as_object_mut()
+            .expect("object")
+            .remove("by");
+        assert_eq!(row(&r)[6], "pause: paused by hand");
     }
 }

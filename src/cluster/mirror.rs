@@ -92,6 +92,7 @@ impl Mirror {
                 at: r.at,
                 action: r.action.to_string(),
                 reason: r.reason.clone(),
+                by: r.by.clone(),
             });
             view.file_error = invalid_message(&status);
             let previous = self.shown.get(&id);

@@ -205,6 +205,7 @@ impl Controller {
                         at: r.at,
                         action: r.action.to_string(),
                         reason: r.reason.clone(),
+                        by: r.by.clone(),
                     });
                 }
                 Effect::Notify(_) => {}

@@ -106,6 +106,8 @@ pub struct CommandRequest {
     pub id: RolloutId,
     /// What to do.
     pub command: Command,
+    /// The name of the API token that issued it, for the decision log.
+    pub by: Option<String>,
     /// The rollout after it, or why not.
     pub reply: oneshot::Sender<Result<RolloutView, CommandError>>,
 }

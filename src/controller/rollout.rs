@@ -201,6 +201,7 @@ impl Controller {
                 at: r.at,
                 action: r.action.to_string(),
                 reason: r.reason,
+                by: r.by,
             }),
             gates: Vec::new(),
             spec_error: None,

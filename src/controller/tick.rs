@@ -151,13 +151,18 @@ impl Controller {
 
     /// Carries out a person's command on the same path as a tick, at once.
     pub(super) async fn command(&mut self, request: CommandRequest) {
-        let CommandRequest { id, command, reply } = request;
+        let CommandRequest {
+            id,
+            command,
+            by,
+            reply,
+        } = request;
         let Some(m) = self.rollouts.get(&id) else {
             let _ = reply.send(Err(CommandError::NotFound(id)));
             return;
         };
         let now = self.now();
-        let outcome = match decide(&m.spec, &m.state, &Input::Command(command), now) {
+        let outcome = match decide(&m.spec, &m.state, &Input::Command(command, by), now) {
             Err(rejected) => Err(CommandError::Rejected(rejected)),
             Ok(d) => match self.execute(vec![(id.clone(), d)], now).await {
                 Ok(()) => self

@@ -13,7 +13,7 @@ use crate::engine::{DecisionRecord, GateResult, PauseReason, Phase, RolloutState
 use crate::ports::Health;
 use crate::spec::model::{DeployMode, DeploySpec, RolloutId};
 
-/// `{at, action, reason}` of the last decision.
+/// `{at, action, reason, by}` of the last decision.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct LastDecision {
     /// When.
@@ -22,6 +22,9 @@ pub struct LastDecision {
     pub action: String,
     /// Why, for people.
     pub reason: String,
+    /// For a command: the name of the API token that issued it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
 }
 
 /// A rollout as the API shows it.

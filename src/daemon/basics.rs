@@ -14,6 +14,7 @@ use super::{
     DaemonConfig, DaemonError, access, alert_routing, connection_limits, duration, retry_policy,
     setting,
 };
+use crate::api::tokens::ApiTokens;
 use crate::api::{self, Access, ApiState, ReadAccess};
 use crate::controller::{CommandRequest, Metrics, Parts, Settings, View};
 use crate::delivery::gauges::DeliveryGauges;
@@ -41,6 +42,8 @@ pub(super) struct Basics {
     pub retry: RetryPolicy,
     pub settings: Settings,
     pub alerts_queued: Arc<Notify>,
+    /// The API tokens, by name (read once at startup).
+    pub tokens: ApiTokens,
 }
 
 /// The API, ready to serve.
@@ -54,6 +57,10 @@ pub(super) struct Api {
 impl Basics {
     /// Builds them (binding the API's address).
     pub async fn build(config: &DaemonConfig, policies: PolicySet) -> Result<Basics, DaemonError> {
+        let tokens = config.tokens().map_err(|message| DaemonError::Setting {
+            key: "api_tokens",
+            message,
+        })?;
         let mut registry = Registry::default();
         let metrics = Metrics::register(&mut registry);
         let router_metrics = RouterMetrics::register(&mut registry);
@@ -105,6 +112,7 @@ impl Basics {
             retry,
             settings,
             alerts_queued: Arc::new(Notify::new()),
+            tokens,
         })
     }
 
@@ -134,7 +142,6 @@ impl Basics {
     /// `commands`; `/metrics` gets the delivery gauges over `periods`.
     pub fn api(
         mut self,
-        config: &DaemonConfig,
         log: Arc<dyn DecisionLog>,
         periods: Arc<dyn PeriodLog>,
         outbox: Arc<dyn AlertOutbox>,
@@ -142,12 +149,13 @@ impl Basics {
     ) -> Api {
         self.registry
             .register_collector(Box::new(DeliveryGauges::new(periods.clone())));
-        // An empty token would let an empty `Bearer` through: it means "none".
-        let token = config.api_token.clone().filter(|t| !t.trim().is_empty());
-        if token.is_none() {
+        let tokens = self.tokens;
+        if tokens.is_empty() {
             tracing::warn!(
-                "CANARYD_API_TOKEN is not set: pause/resume/promote/abort/retry are disabled"
+                "neither CANARYD_API_TOKEN nor api_tokens is set: pause/resume/promote/abort/retry are disabled"
             );
+        } else {
+            tracing::info!(api_tokens = ?tokens, "commands are recorded with their token's name");
         }
         Api {
             state: Arc::new(ApiState {
@@ -156,7 +164,7 @@ impl Basics {
                 periods,
                 outbox,
                 commands,
-                token,
+                tokens,
                 registry: Arc::new(self.registry),
                 access: self.access,
             }),

@@ -228,7 +228,6 @@ pub async fn serve_with_client(
         term: Arc::new(Mutex::new(None)),
     };
     let api = basics.api(
-        &config,
         Arc::new(store.clone()),
         Arc::new(store.clone()),
         Arc::new(store),

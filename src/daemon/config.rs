@@ -1,11 +1,12 @@
 //! The daemon's settings after every source is merged (flags, `CANARYD_*`,
 //! a config file, defaults): see `canaryd run --help` and the README.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Deserializer, Serialize};
 
-use crate::api::ReadAccess;
+use crate::api::{ApiTokens, ReadAccess};
 use crate::notify::SinkConfig;
 use crate::provider::redact_url;
 use crate::router::ConnectionLimits;
@@ -23,8 +24,14 @@ pub struct DaemonConfig {
     pub prometheus_url: Option<String>,
     /// Extra policies.
     pub policy_dir: Option<PathBuf>,
-    /// Bearer token of the mutating endpoints.
+    /// Bearer token of the mutating endpoints, named `default`.
     pub api_token: Option<String>,
+    /// Named bearer tokens of the mutating endpoints: name → where the token
+    /// is read (`env:VAR` or `file:/path`, read at startup), so the decision
+    /// log says whose token issued each command. A map, or comma-separated
+    /// `name=env:VAR` pairs (`CANARYD_API_TOKENS`).
+    #[serde(default, deserialize_with = "token_refs")]
+    pub api_tokens: BTreeMap<String, String>,
     /// Per-query timeout (`5s`).
     pub query_timeout: String,
     /// Deploy directory scan period (`1s`).
@@ -97,6 +104,64 @@ fn comma_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> 
         .collect())
 }
 
+/// Token references written as a map or as `name=ref,name=ref`.
+fn token_refs<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum TextOrMap {
+        Text(String),
+        Map(BTreeMap<String, String>),
+    }
+    match TextOrMap::deserialize(d)? {
+        TextOrMap::Map(map) => Ok(map),
+        TextOrMap::Text(text) => text
+            .split(',')
+            .map(str::trim)
+            .filter(|pair| !pair.is_empty())
+            .map(|pair| match pair.split_once('=') {
+                Some((name, source)) => Ok((name.trim().to_string(), source.trim().to_string())),
+                // The entry is not echoed: it may be a token pasted alone.
+                None => Err(serde::de::Error::custom(
+                    "api_tokens: each entry is `name=env:VAR` or `name=file:/path`",
+                )),
+            })
+            .collect(),
+    }
+}
+
+impl DaemonConfig {
+    /// The API tokens: `api_token` as `default`, and every named one read
+    /// from its environment variable or file. An empty `api_token` means
+    /// none (it would let an empty `Bearer` through).
+    pub fn tokens(&self) -> Result<ApiTokens, String> {
+        let mut tokens = Vec::new();
+        if let Some(t) = self.api_token.as_ref().filter(|t| !t.trim().is_empty()) {
+            tokens.push((crate::api::tokens::DEFAULT_NAME.to_string(), t.clone()));
+        }
+        for (name, source) in &self.api_tokens {
+            tokens.push((name.clone(), read_token(name, source)?));
+        }
+        ApiTokens::named(tokens).map_err(|e| e.to_string())
+    }
+}
+
+/// A named token's value from `env:VAR` or `file:/path` (its last line
+/// break dropped); errors name the token and the source, never a value.
+fn read_token(name: &str, source: &str) -> Result<String, String> {
+    if let Some(var) = source.strip_prefix("env:") {
+        std::env::var(var).map_err(|_| format!("API token `{name}`: ${var} is not set"))
+    } else if let Some(path) = source.strip_prefix("file:") {
+        std::fs::read_to_string(path)
+            .map(|t| t.trim_end_matches(['\n', '\r']).to_string())
+            .map_err(|e| format!("API token `{name}`: cannot read {path}: {e}"))
+    } else {
+        // Not echoed: it may be the token itself.
+        Err(format!(
+            "API token `{name}`: write where it is read, `env:VAR` or `file:/path`, never the token itself"
+        ))
+    }
+}
+
 impl std::fmt::Debug for DaemonConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DaemonConfig")
@@ -109,6 +174,7 @@ impl std::fmt::Debug for DaemonConfig {
             )
             .field("policy_dir", &self.policy_dir)
             .field("api_token", &self.api_token.as_ref().map(|_| "<set>"))
+            .field("api_tokens", &self.api_tokens)
             .field("query_timeout", &self.query_timeout)
             .field("reload_every", &self.reload_every)
             .field("checkpoint_every", &self.checkpoint_every)
@@ -143,6 +209,7 @@ impl Default for DaemonConfig {
             prometheus_url: None,
             policy_dir: None,
             api_token: None,
+            api_tokens: BTreeMap::new(),
             query_timeout: "5s".into(),
             reload_every: "1s".into(),
             checkpoint_every: "5m".into(),
@@ -165,5 +232,77 @@ impl Default for DaemonConfig {
             lease_duration: "15s".into(),
             lease_grace: "5s".into(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::run::RunArgs;
+
+    fn load(dir: &std::path::Path, text: &str) -> Result<DaemonConfig, String> {
+        let path = dir.join("canaryd.yaml");
+        std::fs::write(&path, text).map_err(|e| e.to_string())?;
+        DaemonConfig::load(&RunArgs {
+            config: Some(path),
+            ..RunArgs::default()
+        })
+    }
+
+    #[test]
+    fn named_tokens_read_from_files_as_a_map_or_as_pairs_beside_the_default_one() {
+        let dir = tempfile::tempdir().expect("dir");
+        let (alice, ci) = (dir.path().join("alice"), dir.path().join("ci"));
+        std::fs::write(&alice, "alice-t\n").expect("write");
+        std::fs::write(&ci, "ci-t").expect("write");
+        let map = format!(
+            "api_token: d-t\napi_tokens:\n  alice: file:{}\n  ci: file:{}\n",
+            alice.display(),
+            ci.display()
+        );
+        let pairs = format!(
+            "api_tokens: \"alice=file:{}, ci=file:{}\"\n",
+            alice.display(),
+            ci.display()
+        );
+        for (text, names) in [
+            (map, vec!["default", "alice", "ci"]),
+            (pairs, vec!["alice", "ci"]),
+        ] {
+            let tokens = load(dir.path(), &text)
+                .and_then(|c| c.tokens())
+                .expect("tokens");
+            assert_eq!(tokens.names().collect::<Vec<_>>(), names, "{text}");
+            assert_eq!(tokens.identify("alice-t"), Some("alice"));
+            assert_eq!(tokens.identify("ci-t"), Some("ci"));
+        }
+    }
+
+    #[test]
+    fn a_token_written_in_the_config_or_a_missing_source_is_refused_without_its_value() {
+        let dir = tempfile::tempdir().expect("dir");
+        let literal = load(dir.path(), "api_tokens:\n  alice: hunter2\n")
+            .and_then(|c| c.tokens())
+            .expect_err("a literal token");
+        assert!(
+            literal.contains("alice") && !literal.contains("hunter2"),
+            "{literal}"
+        );
+        let missing = load(
+            dir.path(),
+            "api_tokens:\n  ci: file:/nonexistent/ci-token\n",
+        )
+        .and_then(|c| c.tokens())
+        .expect_err("a missing file");
+        assert!(missing.contains("ci"), "{missing}");
+        let unset = load(
+            dir.path(),
+            "api_tokens:\n  ci: env:CANARYD_TEST_SURELY_UNSET_TOKEN\n",
+        )
+        .and_then(|c| c.tokens())
+        .expect_err("an unset variable");
+        assert!(unset.contains("CANARYD_TEST_SURELY_UNSET_TOKEN"), "{unset}");
+        let bad = load(dir.path(), "api_tokens: \"alice\"\n").expect_err("not a pair");
+        assert!(bad.contains("name=env:VAR"), "{bad}");
     }
 }

@@ -128,7 +128,6 @@ pub async fn serve(
     let (commands, requests) = mpsc::channel(64);
     let router_limits = basics.router_limits;
     let api = basics.api(
-        &config,
         Arc::new(store.clone()),
         Arc::new(store.clone()),
         Arc::new(store),

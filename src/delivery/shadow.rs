@@ -183,6 +183,7 @@ mod tests {
             canary_version: version.into(),
             gates: Vec::new(),
             shadow,
+            by: None,
         }
     }
 

@@ -19,6 +19,8 @@ pub(super) struct Draft<'a> {
     pub now: Timestamp,
     /// Gates judged on this tick, copied into every record.
     pub gates: Vec<GateResult>,
+    /// Who issued the command decided on, copied into every record.
+    by: Option<String>,
     effects: Vec<Effect>,
 }
 
@@ -29,8 +31,14 @@ impl<'a> Draft<'a> {
             state: state.clone(),
             now,
             gates: Vec::new(),
+            by: None,
             effects: Vec::new(),
         }
+    }
+
+    /// The same draft, its records saying who issued the command.
+    pub fn by(self, by: Option<String>) -> Draft<'a> {
+        Draft { by, ..self }
     }
 
     /// The weight of the current step.
@@ -115,6 +123,7 @@ impl<'a> Draft<'a> {
             canary_version: self.state.canary_version.clone().unwrap_or_default(),
             gates: self.gates.clone(),
             shadow,
+            by: self.by.clone(),
         }));
         seq
     }

@@ -373,6 +373,9 @@ pub struct DecisionRecord {
     /// canaryd would have set).
     #[serde(default)]
     pub shadow: bool,
+    /// For a command: the name of the API token that issued it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
 }
 
 /// Kinds of alert (issue: chat alerts).

@@ -71,8 +71,9 @@ use crate::spec::model::DeploySpec;
 pub enum Input {
     /// A scheduled evaluation with fresh measurements.
     Tick(Observation),
-    /// A person's command.
-    Command(Command),
+    /// A person's command, and who issued it (the name of the API token,
+    /// recorded with the decision; never the token).
+    Command(Command, Option<String>),
     /// The rollout's spec was removed (its deploy file deleted): an
     /// in-flight canary is aborted, so all traffic goes back to stable.
     SpecRemoved,
@@ -120,7 +121,7 @@ pub fn decide(
     let draft = draft::Draft::new(spec, state, now);
     let done = match input {
         Input::Tick(obs) => tick::tick(draft, obs),
-        Input::Command(command) => command::apply(draft, *command)?,
+        Input::Command(command, by) => command::apply(draft.by(by.clone()), *command)?,
         Input::SpecRemoved => command::spec_removed(draft),
     };
     Ok(done.finish())

@@ -10,7 +10,10 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use futures::StreamExt;
+use prometheus_http_query::error::PrometheusError;
+use prometheus_http_query::response::PromqlResult;
 use prometheus_http_query::{Client, Error as QueryError};
+use serde::Deserialize;
 
 use super::{Answer, InstantQuery, MetricsSource, QueryValue, Series};
 use crate::engine::observation::Inconclusive;
@@ -99,12 +102,65 @@ impl PrometheusSource {
             .query(&query.promql)
             .query("time", format_time(at))
             .timeout(i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX))
-            .post();
-        match tokio::time::timeout(timeout, request).await {
+            .post_raw();
+        let answer = async {
+            let response = request.await.map_err(|e| inconclusive(&e))?;
+            read_answer(response).await
+        };
+        match tokio::time::timeout(timeout, answer).await {
             Err(_) => Err(Inconclusive::Timeout),
-            Ok(Err(e)) => Err(inconclusive(&e)),
-            Ok(Ok(result)) => convert(result.into_inner().0),
+            Ok(answer) => answer,
         }
+    }
+}
+
+/// Reads an answer's body: JSON whatever the HTTP status (Prometheus' errors
+/// carry their type in it), anything else a provider error with the status.
+async fn read_answer(response: reqwest::Response) -> Answer {
+    let json = response
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"));
+    if !json {
+        let status = response.status();
+        let mut message =
+            "failed to parse response from server due to invalid media type".to_string();
+        if !status.is_success() {
+            message.push_str(&format!(": HTTP {status}"));
+        }
+        return Err(Inconclusive::ProviderError { message });
+    }
+    match response.bytes().await {
+        Ok(body) => parse_answer(&body),
+        Err(e) if e.is_timeout() => Err(Inconclusive::Timeout),
+        Err(e) => Err(Inconclusive::ProviderError {
+            message: describe("failed to read the response from server".to_string(), &e),
+        }),
+    }
+}
+
+/// The JSON body of Prometheus' answer to an instant query (`/api/v1/query`).
+#[derive(Deserialize)]
+#[serde(tag = "status")]
+enum Envelope {
+    #[serde(alias = "success")]
+    Success { data: PromqlResult },
+    #[serde(alias = "error")]
+    Error(PrometheusError),
+}
+
+/// Prometheus' JSON answer to an instant query, as a gate's answer: a scalar
+/// or an instant vector, else why it is inconclusive. Pure, and never
+/// panics whatever the bytes (the `prometheus_answer` fuzz target).
+pub fn parse_answer(body: &[u8]) -> Answer {
+    match serde_json::from_slice::<Envelope>(body) {
+        Ok(Envelope::Success { data }) => convert(data.into_inner().0),
+        Ok(Envelope::Error(e)) => Err(inconclusive(&QueryError::Prometheus(e))),
+        Err(e) => Err(Inconclusive::ProviderError {
+            message: format!("failed to parse JSON response from server: {e}"),
+        }),
     }
 }
 
@@ -212,6 +268,44 @@ mod tests {
             "https://prom.example:9090/prom/"
         );
         assert_eq!(redact_url("http://[oops"), "<unparsable URL>");
+    }
+
+    #[test]
+    fn prometheus_answers_parse_into_vectors_scalars_and_distinct_reasons() {
+        let vector = br#"{"status":"success","data":{"resultType":"vector","result":[
+            {"metric":{"version":"v2"},"value":[1700000000.5,"0.25"]}]}}"#;
+        let Ok(QueryValue::Vector(series)) = parse_answer(vector) else {
+            panic!("{:?}", parse_answer(vector));
+        };
+        assert_eq!(series.len(), 1);
+        assert_eq!(series[0].value, 0.25);
+        assert_eq!(
+            series[0].labels.get("version").map(String::as_str),
+            Some("v2")
+        );
+        let scalar = br#"{"status":"success","data":{"resultType":"scalar","result":[1,"NaN"]}}"#;
+        assert!(matches!(parse_answer(scalar), Ok(QueryValue::Scalar(v)) if v.is_nan()));
+        let empty = br#"{"status":"success","data":{"resultType":"vector","result":[]}}"#;
+        assert_eq!(parse_answer(empty), Ok(QueryValue::Vector(Vec::new())));
+        let error = br#"{"status":"error","errorType":"bad_data","error":"parse error"}"#;
+        assert_eq!(
+            parse_answer(error),
+            Err(Inconclusive::ProviderError {
+                message: "bad_data: parse error".into()
+            })
+        );
+        let timeout = br#"{"status":"error","errorType":"timeout","error":"query timed out"}"#;
+        assert_eq!(parse_answer(timeout), Err(Inconclusive::Timeout));
+        let matrix = br#"{"status":"success","data":{"resultType":"matrix","result":[]}}"#;
+        assert!(
+            matches!(parse_answer(matrix), Err(Inconclusive::ProviderError { message }) if message.contains("range vector"))
+        );
+        for garbage in [&b""[..], b"{", b"\xff\xfe", br#"{"status":"success"}"#, br#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[1,"x"]}]}}"#] {
+            assert!(
+                matches!(parse_answer(garbage), Err(Inconclusive::ProviderError { message }) if message.starts_with("failed to parse JSON response")),
+                "{garbage:?}"
+            );
+        }
     }
 
     #[tokio::test]

@@ -334,7 +334,13 @@ impl Sim {
     }
 
     pub fn command(&mut self, c: Command) -> Result<&Decision, Rejected> {
-        let d = decide(&self.spec, &self.state, &Input::Command(c), self.now)?;
+        self.command_by(c, None)
+    }
+
+    /// A command issued with the API token named `by`.
+    pub fn command_by(&mut self, c: Command, by: Option<&str>) -> Result<&Decision, Rejected> {
+        let input = Input::Command(c, by.map(str::to_string));
+        let d = decide(&self.spec, &self.state, &input, self.now)?;
         Ok(self.apply(d))
     }
 

@@ -4,14 +4,14 @@
 //! controller that returns the rollout as it is in the view.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use axum::Router;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::{HeaderMap, Method, Request, StatusCode};
 use bytes::Bytes;
-use canaryd::api::{self, Access, ApiState, HostAllowList, ReadAccess};
+use canaryd::api::{self, Access, ApiState, ApiTokens, HostAllowList, ReadAccess};
 use canaryd::controller::{CommandError, CommandRequest, RolloutView, View};
 use canaryd::store::SqliteStore;
 use http_body_util::BodyExt;
@@ -30,6 +30,8 @@ pub const REMOTE_PEER: &str = "10.0.0.9:50000";
 pub struct Api {
     pub state: Arc<ApiState>,
     pub app: Router,
+    /// The token name of every command the stand-in controller received.
+    pub issued_by: Arc<Mutex<Vec<Option<String>>>>,
 }
 
 /// The access rules of a daemon listening on [`LISTEN`] with these reads.
@@ -59,12 +61,25 @@ impl Api {
 
     /// With a shared store and the metrics registry `/metrics` encodes.
     pub fn with_parts(access: Access, store: Arc<SqliteStore>, registry: Registry) -> Api {
+        Api::with_tokens(access, store, registry, ApiTokens::single(API_TOKEN))
+    }
+
+    /// With these API tokens.
+    pub fn with_tokens(
+        access: Access,
+        store: Arc<SqliteStore>,
+        registry: Registry,
+        tokens: ApiTokens,
+    ) -> Api {
+        let issued_by = Arc::new(Mutex::new(Vec::new()));
+        let issued = issued_by.clone();
         let view = Arc::new(View::default());
         view.set_ready();
         let (commands, mut requests) = tokio::sync::mpsc::channel::<CommandRequest>(8);
         let controller = view.clone();
         tokio::spawn(async move {
             while let Some(r) = requests.recv().await {
+                issued.lock().expect("lock").push(r.by.clone());
                 let answer = controller
                     .get(&r.id)
                     .ok_or_else(|| CommandError::NotFound(r.id.clone()));
@@ -77,13 +92,14 @@ impl Api {
             periods: store.clone(),
             outbox: Arc::new((*store).clone()),
             commands,
-            token: Some(API_TOKEN.into()),
+            tokens,
             registry: Arc::new(registry),
             access,
         });
         Api {
             app: api::router(state.clone()),
             state,
+            issued_by,
         }
     }
 

@@ -400,7 +400,7 @@ function renderList() {
         h('td', {}, versions(r)),
         h('td', { class: 'num hide-narrow', 'data-since': r.phase_since }, duration(since(r.phase_since))),
         h('td', {}, r.last_decision
-          ? [h('strong', {}, r.last_decision.action), ' ', h('span', { class: 'muted' }, clock(r.last_decision.at)), h('div', {}, r.last_decision.reason)]
+          ? [h('strong', {}, r.last_decision.action), r.last_decision.by ? h('span', { class: 'muted' }, ' by ' + r.last_decision.by) : null, ' ', h('span', { class: 'muted' }, clock(r.last_decision.at)), h('div', {}, r.last_decision.reason)]
           : h('span', { class: 'muted' }, '–'))))))]);
 }
 
@@ -747,7 +747,7 @@ function renderDecisions() {
     h('tbody', {}, rows.map((d) => h('tr', { 'data-seq': d.seq },
       h('td', { class: 'num' }, d.seq),
       h('td', { class: 'num' }, clock(d.at)),
-      h('td', {}, h('strong', {}, d.action), d.shadow ? [' ', shadowBadge(true)] : null),
+      h('td', {}, h('strong', {}, d.action), d.shadow ? [' ', shadowBadge(true)] : null, d.by ? h('div', { class: 'muted by' }, 'by ' + d.by) : null),
       h('td', { class: 'hide-narrow' }, d.from + ' → ' + d.to),
       h('td', { class: 'num' }, d.step + ' · ' + percent(d.weight)),
       h('td', {}, h('div', { class: 'reason' }, d.reason),

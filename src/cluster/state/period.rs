@@ -92,6 +92,7 @@ mod tests {
             canary_version: "v2".into(),
             gates: Vec::new(),
             shadow: false,
+            by: None,
         }
     }
 

@@ -161,6 +161,7 @@ impl Rig {
             .send(CommandRequest {
                 id: id(),
                 command,
+                by: Some("alice".into()),
                 reply,
             })
             .await
