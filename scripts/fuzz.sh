@@ -20,6 +20,9 @@ cd "$(dirname "$0")/.."
 seconds="${1:-20}"
 targets="${FUZZ_TARGETS:-deploy_yaml deploy_json policy prometheus_answer counts}"
 sanitizer="${FUZZ_SANITIZER:-none}"
+# FUZZ_DEV=1: unoptimised targets (a much shorter build, slower runs; CI's short form).
+profile=""
+[ "${FUZZ_DEV:-0}" = 1 ] && profile="--dev"
 export RUSTC_BOOTSTRAP=1
 
 if ! cargo fuzz --version >/dev/null 2>&1; then
@@ -47,13 +50,13 @@ seed prometheus_answer fuzz/seeds/prometheus_answer/*
 seed counts fuzz/seeds/counts/*
 
 echo "== building the fuzz targets"
-cargo fuzz build --sanitizer "$sanitizer"
+cargo fuzz build $profile --sanitizer "$sanitizer"
 
 failed=0
 for t in $targets; do
     echo "== $t: ${seconds}s"
     log="fuzz/target/$t.log"
-    if cargo fuzz run --sanitizer "$sanitizer" "$t" "fuzz/corpus/$t" -- -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 >"$log" 2>&1; then
+    if cargo fuzz run $profile --sanitizer "$sanitizer" "$t" "fuzz/corpus/$t" -- -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 >"$log" 2>&1; then
         runs=$(grep -E '^stat::number_of_executed_units' "$log" | awk '{print $2}')
         rate=$(grep -E '^stat::average_exec_per_sec' "$log" | awk '{print $2}')
         echo "   ok: ${runs:-?} executions (${rate:-?}/s), 0 crashes, corpus $(find "fuzz/corpus/$t" -type f | wc -l) inputs"
