@@ -14,6 +14,9 @@
 
 mod harness;
 
+#[path = "cluster_support/rbac.rs"]
+#[allow(dead_code)]
+mod rbac;
 #[path = "cluster_support/replicas.rs"]
 #[allow(dead_code)]
 mod replicas;
@@ -136,6 +139,25 @@ fn play_mesh(fake: FakeApiServer, stable: SocketAddr, canary: SocketAddr) -> Joi
     })
 }
 
+/// The marker of the test's own requests in the fake's log.
+const BY_TEST: &str = "by=test";
+
+/// A client for the test's own reads: each request carries [`BY_TEST`] in
+/// its query (the fake ignores it), so the log tells them from canaryd's.
+fn test_client(fake: &FakeApiServer) -> kube::Client {
+    let service = tower::ServiceBuilder::new()
+        .map_request(|mut request: http::Request<kube::client::Body>| {
+            let uri = request.uri().to_string();
+            let sep = if uri.contains('?') { '&' } else { '?' };
+            if let Ok(marked) = format!("{uri}{sep}{BY_TEST}").parse() {
+                *request.uri_mut() = marked;
+            }
+            request
+        })
+        .service(fake.clone());
+    kube::Client::new(service, "default")
+}
+
 fn route_api(fake: &FakeApiServer) -> Api<DynamicObject> {
     let resource = ApiResource {
         group: "gateway.networking.k8s.io".into(),
@@ -144,7 +166,7 @@ fn route_api(fake: &FakeApiServer) -> Api<DynamicObject> {
         kind: "HTTPRoute".into(),
         plural: "httproutes".into(),
     };
-    Api::namespaced_with(fake.client(), "shop", &resource)
+    Api::namespaced_with(test_client(fake), "shop", &resource)
 }
 
 fn rollout_api(fake: &FakeApiServer) -> Api<DynamicObject> {
@@ -155,7 +177,7 @@ fn rollout_api(fake: &FakeApiServer) -> Api<DynamicObject> {
         kind: "Rollout".into(),
         plural: "rollouts".into(),
     };
-    Api::namespaced_with(fake.client(), "shop", &resource)
+    Api::namespaced_with(test_client(fake), "shop", &resource)
 }
 
 /// Watches `api` from resourceVersion `from` and answers the
@@ -199,7 +221,7 @@ fn status_rolled_back(rollout: &Value) -> bool {
 
 /// The Events about Rollout `checkout`: (type, reason).
 async fn events(fake: &FakeApiServer) -> Vec<(String, String)> {
-    let api: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(fake.client(), "shop");
+    let api: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(test_client(fake), "shop");
     let Ok(list) = api.list(&Default::default()).await else {
         return Vec::new();
     };
@@ -298,6 +320,9 @@ async fn a_faulty_canary_is_cut_to_zero_then_rolled_back_with_its_evidence_event
         .expect("the Rollout watch answers")
         .expect("the Rollout watch runs")
         .expect("the status said RolledBack");
+    eprintln!(
+        "the route's canary weight went to 0 at resourceVersion {cut_at}, the status said RolledBack at {marked_at}"
+    );
     assert!(
         cut_at < marked_at,
         "the route was cut at resourceVersion {cut_at}, after the status said RolledBack at {marked_at}"
@@ -395,5 +420,24 @@ async fn a_faulty_canary_is_cut_to_zero_then_rolled_back_with_its_evidence_event
         .map(|r| r.json())
         .unwrap_or_default();
     assert!(body.to_string().contains("error_rate"), "{body}");
+
+    // Every request the two replicas sent is granted by rbac.yaml (the
+    // test's own reads and its `kubectl` writes are not canaryd's).
+    let requests = fake.requests();
+    let daemon: Vec<&String> = requests
+        .iter()
+        .filter(|r| !r.contains(BY_TEST) && !r.contains("fieldManager=kubectl"))
+        .collect();
+    let used = rbac::assert_granted(daemon.iter().copied());
+    for (group, resource, verb) in [
+        ("canaryd.dev", "rollouts/status", "update"),
+        ("gateway.networking.k8s.io", "httproutes", "patch"),
+        ("apps", "deployments", "patch"),
+        ("events.k8s.io", "events", "create"),
+        ("coordination.k8s.io", "leases", "patch"),
+    ] {
+        let grant = (group.to_string(), resource.to_string(), verb.to_string());
+        assert!(used.contains(&grant), "the daemon used {grant:?}: {used:?}");
+    }
     drop(prom);
 }
