@@ -260,6 +260,41 @@ fn every_shipped_deploy_file_round_trips_through_the_crd_types_without_losing_a_
     assert!(seen >= 3, "the shipped deploy files were read");
 }
 
+#[test]
+fn every_analysis_setting_of_a_deploy_file_reaches_the_decoder_from_a_rollout() {
+    let block = format!(
+        "{SEED}  analysis:\n    interval: 5s\n    window: 2m\n    min_requests: 40\n    confidence: 95%\n    max_extension: 1m\n    consecutive_breaches: 2\n    failure_limit: 2\n    inconclusive_limit: 4\n    no_data: rollback\n"
+    );
+    let rollout = parse(&rollout_yaml(&block, GATEWAY));
+    let written = serde_json::to_value(&rollout.spec).expect("json");
+    let analysis = &written["deploy"]["analysis"];
+    for key in [
+        "interval",
+        "window",
+        "min_requests",
+        "confidence",
+        "max_extension",
+        "consecutive_breaches",
+        "failure_limit",
+        "inconclusive_limit",
+        "no_data",
+    ] {
+        assert!(
+            analysis.get(key).is_some(),
+            "the CRD types drop `{key}`: {analysis}"
+        );
+    }
+    let decoded = decode_rollout(
+        &rollout,
+        &TrackVersions::placeholder(),
+        &PolicySet::builtin(),
+    );
+    assert_eq!(decoded.problems, vec![]);
+    let a = decoded.spec.expect("valid").strategy.analysis;
+    assert_eq!(a.max_extension, Some(std::time::Duration::from_secs(60)));
+    assert!((a.confidence - 0.95).abs() < 1e-9, "{}", a.confidence);
+}
+
 fn at(seconds: i64) -> Time {
     Time(Timestamp::from_second(1_800_000_000 + seconds).expect("time"))
 }

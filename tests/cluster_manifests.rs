@@ -16,6 +16,7 @@ use canaryd::cluster::router::{GatewayApiRouter, ReplicasRouter, SmiRouter};
 use canaryd::cluster::workload::Workload;
 use canaryd::ports::TrafficRouter;
 use canaryd::spec::units::Weight;
+use cluster_support::rbac::{Grant, assert_granted, grants};
 use cluster_support::{DEPLOY, create, deployment, roll_out};
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
@@ -100,78 +101,6 @@ fn canaryd_runs_two_replicas_with_health_probes_and_its_metrics_are_scraped() {
         monitor["spec"]["selector"]["matchLabels"],
         service["metadata"]["labels"]
     );
-}
-
-/// (apiGroup, resource, verb)
-type Grant = (String, String, String);
-
-fn grants(kind: &str) -> BTreeSet<Grant> {
-    let mut out = BTreeSet::new();
-    for doc in documents("rbac.yaml")
-        .into_iter()
-        .filter(|d| d["kind"] == kind)
-    {
-        for rule in doc["rules"].as_array().into_iter().flatten() {
-            for g in rule["apiGroups"].as_array().into_iter().flatten() {
-                for r in rule["resources"].as_array().into_iter().flatten() {
-                    for v in rule["verbs"].as_array().into_iter().flatten() {
-                        out.insert((
-                            g.as_str().unwrap_or_default().into(),
-                            r.as_str().unwrap_or_default().into(),
-                            v.as_str().unwrap_or_default().into(),
-                        ));
-                    }
-                }
-            }
-        }
-    }
-    out
-}
-
-/// What RBAC checks for a logged request `METHOD uri status`.
-fn needed(request: &str) -> Vec<Grant> {
-    let mut parts = request.split(' ');
-    let (method, uri, status) = (
-        parts.next().unwrap_or_default(),
-        parts.next().unwrap_or_default(),
-        parts.next().unwrap_or_default(),
-    );
-    let (path, query) = uri.split_once('?').unwrap_or((uri, ""));
-    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
-    let (group, rest) = match segments.as_slice() {
-        ["api", _, rest @ ..] => ("", rest),
-        ["apis", group, _, rest @ ..] => (*group, rest),
-        _ => panic!("unexpected path {path}"),
-    };
-    let rest = match rest {
-        ["namespaces", _, rest @ ..] => rest,
-        other => other,
-    };
-    let (resource, named) = match rest {
-        [plural] => (plural.to_string(), false),
-        [plural, _] => (plural.to_string(), true),
-        [plural, _, sub] => (format!("{plural}/{sub}"), true),
-        _ => panic!("unexpected path {path}"),
-    };
-    let watch = query
-        .split('&')
-        .any(|p| p == "watch=true" || p == "watch=1");
-    let verbs: Vec<&str> = match (method, named) {
-        ("GET", true) => vec!["get"],
-        ("GET", false) if watch => vec!["watch"],
-        ("GET", false) => vec!["list"],
-        ("POST", _) => vec!["create"],
-        ("PUT", _) => vec!["update"],
-        // An apply that creates the object needs create as well.
-        ("PATCH", _) if status == "201" => vec!["patch", "create"],
-        ("PATCH", _) => vec!["patch"],
-        ("DELETE", _) => vec!["delete"],
-        _ => panic!("unexpected request {request}"),
-    };
-    verbs
-        .into_iter()
-        .map(|v| (group.to_string(), resource.clone(), v.to_string()))
-        .collect()
 }
 
 /// Runs every cluster component against the fake, as the controller will.
@@ -332,27 +261,13 @@ async fn rbac_grants_every_request_the_cluster_code_makes_and_nothing_more() {
     exercise(&fake).await;
 
     let requests: Vec<String> = fake.requests().split_off(setup);
-    let cluster = grants("ClusterRole");
-    let namespaced = grants("Role");
-    let mut used = BTreeSet::new();
     // Requests the test makes to play a user are not canaryd's.
-    for request in requests
-        .iter()
-        .filter(|r| !r.contains("fieldManager=test-user"))
-    {
-        for grant in needed(request) {
-            let granted = if grant.1 == "leases" {
-                namespaced.contains(&grant)
-            } else {
-                cluster.contains(&grant)
-            };
-            assert!(
-                granted,
-                "{request} needs {grant:?}, which rbac.yaml does not grant"
-            );
-            used.insert(grant);
-        }
-    }
+    let used = assert_granted(
+        requests
+            .iter()
+            .filter(|r| !r.contains("fieldManager=test-user")),
+    );
+    let (cluster, namespaced) = (grants("ClusterRole"), grants("Role"));
     let all: BTreeSet<Grant> = cluster.union(&namespaced).cloned().collect();
     let unused: Vec<&Grant> = all.difference(&used).collect();
     assert!(

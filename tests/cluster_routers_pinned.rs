@@ -2,7 +2,9 @@
 //! `fieldManager` and `force`) and body canaryd sends for each router and
 //! workload operation, against a `tower-test` mock API server.
 
-use std::time::Duration;
+#[path = "cluster_support/verifier.rs"]
+#[allow(dead_code)]
+mod verifier;
 
 use canaryd::cluster::crd::{Rollout, RolloutStatus};
 use canaryd::cluster::leader::write_status;
@@ -10,51 +12,10 @@ use canaryd::cluster::router::{GatewayApiRouter, ReplicasRouter, SmiRouter, Trac
 use canaryd::cluster::workload::Workload;
 use canaryd::ports::TrafficRouter;
 use canaryd::spec::units::Weight;
-use http::{Request, Response};
-use http_body_util::BodyExt;
 use kube::Client;
 use kube::api::Api;
-use kube::client::Body;
 use serde_json::{Value, json};
-
-type Handle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
-
-/// Answers the expected calls in order, asserting each one.
-struct ApiServerVerifier(Handle);
-
-/// One expected call and its answer.
-struct Expect {
-    method: &'static str,
-    uri: String,
-    content_type: Option<&'static str>,
-    body: Option<Value>,
-    status: u16,
-    answer: Value,
-}
-
-fn expect(method: &'static str, uri: impl Into<String>) -> Expect {
-    Expect {
-        method,
-        uri: uri.into(),
-        content_type: None,
-        body: None,
-        status: 200,
-        answer: json!({}),
-    }
-}
-
-impl Expect {
-    fn sends(mut self, content_type: &'static str, body: Value) -> Self {
-        self.content_type = Some(content_type);
-        self.body = Some(body);
-        self
-    }
-    fn answers(mut self, status: u16, answer: Value) -> Self {
-        self.status = status;
-        self.answer = answer;
-        self
-    }
-}
+use verifier::{Expect, expect};
 
 /// The scenarios: which calls each operation makes.
 enum Scenario {
@@ -168,58 +129,6 @@ fn rollout_spec() -> Value {
     })
 }
 
-impl ApiServerVerifier {
-    /// Serves the scenario's calls, then checks no other call comes before the client is dropped.
-    fn run(mut self, scenario: Scenario) -> tokio::task::JoinHandle<()> {
-        tokio::spawn(async move {
-            for call in scenario.calls() {
-                let (request, send) = self
-                    .0
-                    .next_request()
-                    .await
-                    .expect("the expected call was made");
-                assert_eq!(request.method().as_str(), call.method);
-                assert_eq!(request.uri().to_string(), call.uri);
-                let content_type = request
-                    .headers()
-                    .get(http::header::CONTENT_TYPE)
-                    .and_then(|v| v.to_str().ok())
-                    .map(String::from);
-                let body = request
-                    .into_body()
-                    .collect()
-                    .await
-                    .expect("body")
-                    .to_bytes();
-                if let Some(expected) = &call.body {
-                    assert_eq!(
-                        content_type.as_deref(),
-                        call.content_type,
-                        "{} {}",
-                        call.method,
-                        call.uri
-                    );
-                    let sent: Value = serde_json::from_slice(&body).expect("a JSON body");
-                    assert_eq!(&sent, expected, "{} {}", call.method, call.uri);
-                }
-                let response = Response::builder()
-                    .status(call.status)
-                    .body(Body::from(call.answer.to_string().into_bytes()))
-                    .expect("response");
-                send.send_response(response);
-            }
-            if let Some((request, _)) = self.0.next_request().await {
-                panic!("unexpected call {} {}", request.method(), request.uri());
-            }
-        })
-    }
-}
-
-fn mock() -> (Client, ApiServerVerifier) {
-    let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-    (Client::new(service, "default"), ApiServerVerifier(handle))
-}
-
 fn tracks(client: &Client) -> Tracks {
     Tracks {
         api: Api::namespaced(client.clone(), "shop"),
@@ -236,15 +145,7 @@ where
     F: FnOnce(Client) -> Fut,
     Fut: std::future::Future<Output = ()>,
 {
-    let (client, verifier) = mock();
-    let task = verifier.run(scenario);
-    tokio::time::timeout(Duration::from_secs(5), operation(client))
-        .await
-        .expect("the operation finished in time");
-    tokio::time::timeout(Duration::from_secs(5), task)
-        .await
-        .expect("the scenario finished in time")
-        .expect("the scenario's assertions held");
+    verifier::pinned(scenario.calls(), operation).await;
 }
 
 fn weight(text: &str) -> Weight {

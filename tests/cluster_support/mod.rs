@@ -6,6 +6,8 @@ use canaryd::cluster::fake::FakeApiServer;
 use http::Method;
 use serde_json::{Value, json};
 
+pub mod rbac;
+
 /// Deployments in the test namespace.
 pub const DEPLOY: &str = "/apis/apps/v1/namespaces/shop/deployments";
 

@@ -166,6 +166,13 @@ pub struct AnalysisSpec {
     /// `hold`, `rollback` or `ignore`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub no_data: Option<String>,
+    /// How sure a verdict must be (`99%`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confidence: Option<String>,
+    /// How long a step may wait past its duration for its promotion
+    /// gates' evidence (`10m`; the step's duration by default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_extension: Option<String>,
 }
 
 /// A gate: `error_rate_less_than: 1%`, optionally with its own `query:`.
