@@ -289,11 +289,11 @@ mod tests {
             "steps": 4, "canary_weight": 10, "stable_version": "v1", "canary_version": "v2",
             "last_decision": {"at": "2026-11-30T18:00:00Z", "action": "pause",
                 "reason": "paused by hand", "by": "alice"}});
-        assert_eq!(row(&r)[6], "pause (by alice): paused by hand");
+        assert_eq!(row(&r)[7], "pause (by alice): paused by hand");
         r["last_decision"]
             .as_object_mut()
             .expect("object")
             .remove("by");
-        assert_eq!(row(&r)[6], "pause: paused by hand");
+        assert_eq!(row(&r)[7], "pause: paused by hand");
     }
 }
