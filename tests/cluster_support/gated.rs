@@ -1,6 +1,7 @@
-//! The cluster e2e stack with real gates, shared by `tests/cluster_rollback.rs`
-//! and `tests/cluster_promotion.rs`: a real Prometheus scraping two sample
-//! apps (stable v1, canary v2, the `http-red` labels), a webhook receiver,
+//! The cluster e2e stack with real gates, shared by `tests/cluster_rollback.rs`,
+//! `tests/cluster_promotion.rs` and `tests/cluster_failover_gated.rs`: a real
+//! Prometheus scraping two sample apps (stable v1, canary v2, the `http-red`
+//! labels), a webhook receiver,
 //! the fake API server with a gated Rollout of `checkout`, the test playing
 //! the mesh and the Deployment controller, and two cluster-mode replicas.
 //! The including test declares `mod harness` and `mod replicas` at its root.
@@ -228,7 +229,8 @@ pub struct GatedStack {
     _stable: SampleApp,
     _dir: tempfile::TempDir,
     _tasks: Vec<JoinHandle<()>>,
-    _replicas: Vec<Replica>,
+    /// The two cluster-mode replicas (a test may kill one).
+    pub replicas: Vec<Replica>,
 }
 
 impl GatedStack {
@@ -268,7 +270,7 @@ impl GatedStack {
             _stable: stable,
             _dir: dir,
             _tasks: tasks,
-            _replicas: replicas,
+            replicas,
         }
     }
 }
@@ -278,7 +280,7 @@ impl Drop for GatedStack {
         for task in &self._tasks {
             task.abort();
         }
-        for r in &self._replicas {
+        for r in &self.replicas {
             r.task.abort();
         }
     }
