@@ -27,34 +27,7 @@ pub const RPS: u32 = 100;
 /// The Rollout of `checkout` with a promotion gate on step 1 (20%, 3 s),
 /// step 2 at 50% for `step_2`, and abort conditions, judged by the `http-red` policy on the real Prometheus.
 pub fn seed_gated(fake: &FakeApiServer, alerts_file: &str, prometheus: &str, step_2: &str) {
-    create(
-        fake,
-        DEPLOY,
-        json!({
-            "apiVersion": "apps/v1", "kind": "Deployment",
-            "metadata": { "name": "checkout", "labels": { "app": "checkout" } },
-            "spec": {
-                "replicas": 2,
-                "selector": { "matchLabels": { "app": "checkout" } },
-                "template": template("v1")
-            }
-        }),
-    );
-    create(
-        fake,
-        ROUTES,
-        json!({
-            "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
-            "metadata": { "name": "checkout" },
-            "spec": {
-                "parentRefs": [{ "name": "public" }],
-                "rules": [{ "backendRefs": [
-                    { "name": "checkout-primary", "port": 8080, "weight": 100 },
-                    { "name": "checkout-canary", "port": 8080, "weight": 0 }
-                ] }]
-            }
-        }),
-    );
+    seed_workload(fake);
     create(
         fake,
         ROLLOUTS,

@@ -85,7 +85,9 @@ pub async fn steady_prometheus() -> String {
     format!("http://{addr}")
 }
 
-pub fn seed(fake: &FakeApiServer, alerts_file: &str, prometheus: &str) {
+/// The `checkout` Deployment at v1 and its HTTPRoute, all traffic on the
+/// primary: what a team has before its first Rollout.
+pub fn seed_workload(fake: &FakeApiServer) {
     create(
         fake,
         DEPLOY,
@@ -114,6 +116,10 @@ pub fn seed(fake: &FakeApiServer, alerts_file: &str, prometheus: &str) {
             }
         }),
     );
+}
+
+pub fn seed(fake: &FakeApiServer, alerts_file: &str, prometheus: &str) {
+    seed_workload(fake);
     create(
         fake,
         ROLLOUTS,
