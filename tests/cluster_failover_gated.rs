@@ -203,30 +203,11 @@ async fn a_killed_leader_mid_step_on_real_gates_is_replaced_within_the_lease_and
         .iter()
         .filter_map(|r| r.header("idempotency-key"))
         .collect();
-    let mut unique = keys.clone();
-    unique.sort();
-    unique.dedup();
-    assert_eq!(
-        unique.len(),
-        keys.len(),
-        "an alert was sent twice: {keys:?}"
-    );
-    let events: Vec<&str> = keys.iter().filter_map(|k| k.rsplit('/').next()).collect();
-    assert_eq!(
-        events,
-        ["started", "step_advanced", "step_advanced", "promoted"],
-        "each alert once, in order: {keys:?}"
+    assert_alerts_once_in_order(
+        &keys,
+        &["started", "step_advanced", "step_advanced", "promoted"],
     );
 
     // The promotion finishes: the primary runs v2 with all the traffic.
-    until("the primary on v2 with all traffic", WITHIN, || async {
-        let primary = fake.object("apps/v1", "Deployment", "shop", "checkout-primary")?;
-        let labels = &primary["spec"]["template"]["metadata"]["labels"];
-        let weights = route_weights(&fake);
-        (labels["app.kubernetes.io/version"] == "v2"
-            && weights.get("checkout-canary") == Some(&0)
-            && weights.get("checkout-primary") == Some(&100))
-        .then_some(())
-    })
-    .await;
+    until_primary_runs(&fake, "v2").await;
 }

@@ -346,3 +346,36 @@ pub fn transitions(records: &[DecisionRecord]) -> Vec<Action> {
         .filter(|a| *a != Action::Hold)
         .collect()
 }
+
+/// Each alert's idempotency key once, and their events in `expected` order.
+pub fn assert_alerts_once_in_order(keys: &[String], expected: &[&str]) {
+    let mut unique = keys.to_vec();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(
+        unique.len(),
+        keys.len(),
+        "an alert was sent twice: {keys:?}"
+    );
+    let events: Vec<&str> = keys.iter().filter_map(|k| k.rsplit('/').next()).collect();
+    assert_eq!(events, expected, "each alert once, in order: {keys:?}");
+}
+
+/// Waits until the promotion has finished: the primary runs `version` and
+/// the HTTPRoute sends it all the traffic.
+pub async fn until_primary_runs(fake: &FakeApiServer, version: &str) {
+    until(
+        "the primary on the new version with all traffic",
+        WITHIN,
+        || async {
+            let primary = fake.object("apps/v1", "Deployment", "shop", "checkout-primary")?;
+            let labels = &primary["spec"]["template"]["metadata"]["labels"];
+            let weights = route_weights(fake);
+            (labels["app.kubernetes.io/version"] == version
+                && weights.get("checkout-canary") == Some(&0)
+                && weights.get("checkout-primary") == Some(&100))
+            .then_some(())
+        },
+    )
+    .await;
+}
