@@ -47,21 +47,7 @@ async fn a_faulty_canary_is_cut_to_zero_then_rolled_back_with_its_evidence_event
         },
     )
     .await;
-    let advance = records(&healthy)
-        .into_iter()
-        .find(|r| r.action == Action::Advance)
-        .expect("an advance is recorded");
-    let gate = advance
-        .gates
-        .iter()
-        .find(|g| g.name == "error_rate < 5%")
-        .expect("step 1's promotion gate is in the record");
-    assert_eq!(
-        serde_json::to_value(gate).expect("a gate")["verdict"],
-        "pass",
-        "{gate:?}"
-    );
-    assert!(gate.query.contains(r#"version="v2""#), "{}", gate.query);
+    assert_step_1_gate_passed_on_the_canary(&healthy);
     until("the HTTPRoute at 50%", WITHIN, || async {
         (route_weights(fake).get("checkout-canary") == Some(&50)).then_some(())
     })

@@ -9,7 +9,10 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use canaryd::cluster::crd::RolloutStatus;
 use canaryd::cluster::fake::FakeApiServer;
+use canaryd::cluster::state::record::records;
+use canaryd::engine::Action;
 use canaryd::sample::SampleApp;
 use futures::{StreamExt, TryStreamExt};
 use kube::api::{Api, ApiResource, DynamicObject, WatchEvent, WatchParams};
@@ -257,4 +260,24 @@ impl Drop for GatedStack {
             r.task.abort();
         }
     }
+}
+
+/// Step 1's advance is recorded with its promotion gate `error_rate < 5%`
+/// passed, judged on the canary's (v2's) series.
+pub fn assert_step_1_gate_passed_on_the_canary(status: &RolloutStatus) {
+    let advance = records(status)
+        .into_iter()
+        .find(|r| r.action == Action::Advance)
+        .expect("an advance is recorded");
+    let gate = advance
+        .gates
+        .iter()
+        .find(|g| g.name == "error_rate < 5%")
+        .expect("step 1's promotion gate is in the record");
+    assert_eq!(
+        serde_json::to_value(gate).expect("a gate")["verdict"],
+        "pass",
+        "{gate:?}"
+    );
+    assert!(gate.query.contains(r#"version="v2""#), "{}", gate.query);
 }

@@ -379,3 +379,25 @@ pub async fn until_primary_runs(fake: &FakeApiServer, version: &str) {
     )
     .await;
 }
+
+/// Decisions numbered 1..n once each, start → advance → advance → promote,
+/// and none after `last_seq` (the old leader's last) back on step 1.
+pub fn assert_promoted_once_each_without_repeating_a_step(all: &[DecisionRecord], last_seq: u64) {
+    let seqs: Vec<u64> = all.iter().map(|r| r.seq).collect();
+    let expected: Vec<u64> = (1..=all.len() as u64).collect();
+    assert_eq!(seqs, expected, "every decision once, in order");
+    assert_eq!(
+        transitions(all),
+        [
+            Action::Start,
+            Action::Advance,
+            Action::Advance,
+            Action::Promote
+        ],
+        "{all:#?}"
+    );
+    assert!(
+        all.iter().filter(|r| r.seq > last_seq).all(|r| r.step >= 2),
+        "no step was repeated after the failover: {all:#?}"
+    );
+}
