@@ -11,7 +11,7 @@ use canaryd::engine::{
     CountsQueries, CountsReading, Input, Observation, RolloutState, Timestamp, TrackCounts,
     counts_needed, decide,
 };
-use canaryd::provider::{Answer, Batch, QueryValue, Series, plan_counts};
+use canaryd::provider::{Answer, Answers, Batch, QueryValue, Series, plan_counts};
 use canaryd::spec::decode::decode;
 use canaryd::spec::model::DeploySpec;
 use canaryd::spec::policy::PolicySet;
@@ -114,52 +114,67 @@ fn benches(c: &mut Criterion) {
     let needed = counts_needed(&spec, &started).expect("evidence gates");
     let mut group = c.benchmark_group("scale");
     group.sample_size(10);
-    group.bench_function("plan: 10,000 rollouts' counters into one batch", |b| {
-        b.iter(|| {
-            let mut batch = Batch::new();
-            for s in &specs {
-                black_box(plan_counts(&mut batch, s, &policies, None, needed).expect("plan"));
-            }
-            batch
-        });
+    let plan_all = |mut batch: Batch| {
+        let plans: Vec<_> = specs
+            .iter()
+            .map(|s| plan_counts(&mut batch, s, &policies, None, needed).expect("plan"))
+            .collect();
+        (batch, plans)
+    };
+    group.bench_function("plan: 10,000 rollouts' counters, a query each", |b| {
+        b.iter(|| black_box(plan_all(Batch::new()).0.queries()));
     });
-    let mut batch = Batch::new();
-    let plans: Vec<_> = specs
-        .iter()
-        .map(|s| plan_counts(&mut batch, s, &policies, None, needed).expect("plan"))
-        .collect();
-    let answers: Vec<Answer> = batch
-        .queries()
+    group.bench_function("plan: 10,000 rollouts' counters, grouped", |b| {
+        b.iter(|| black_box(plan_all(Batch::grouped()).0.queries()));
+    });
+    // The grouped answers Prometheus gives: one series per (service,
+    // version), and per `le` for the histogram.
+    let (batch, plans) = plan_all(Batch::grouped());
+    let queries = batch.queries();
+    let answers: Vec<Answer> = queries
         .iter()
         .map(|q| {
-            let series = if q.promql.starts_with("sum by (le)") {
-                [("0.1", 900.0), ("0.2", 990.0), ("+Inf", 1000.0)]
-                    .iter()
-                    .map(|(le, v)| Series {
-                        labels: [("le".to_string(), le.to_string())].into_iter().collect(),
-                        value: *v,
-                    })
-                    .collect()
+            let les: &[(&str, f64)] = if q.promql.starts_with("sum by (le,") {
+                &[("0.1", 900.0), ("0.2", 990.0), ("+Inf", 1000.0)]
             } else {
-                vec![Series {
-                    labels: Default::default(),
-                    value: 1000.0,
-                }]
+                &[("", 1000.0)]
             };
+            let mut series = Vec::new();
+            for s in &specs {
+                for version in [&s.stable.version, &s.canary.version] {
+                    for (le, v) in les {
+                        let mut labels: std::collections::BTreeMap<String, String> = [
+                            ("service".to_string(), s.id.name.clone()),
+                            ("version".to_string(), version.clone()),
+                        ]
+                        .into_iter()
+                        .collect();
+                        if !le.is_empty() {
+                            labels.insert("le".into(), le.to_string());
+                        }
+                        series.push(Series { labels, value: *v });
+                    }
+                }
+            }
             Ok(QueryValue::Vector(series))
         })
         .collect();
-    group.bench_function("reads: 10,000 rollouts' counters from their answers", |b| {
-        b.iter(|| {
-            for p in &plans {
-                black_box(p.reading(&answers));
-            }
-        });
-    });
+    group.bench_function(
+        "reads: 10,000 rollouts' counters from grouped answers",
+        |b| {
+            b.iter(|| {
+                let answers = Answers::new(&batch, answers.clone());
+                for p in &plans {
+                    black_box(p.reading(&answers));
+                }
+            });
+        },
+    );
     group.finish();
     eprintln!(
-        "queries in one tick for 10,000 rollouts: {} (after de-duplication)",
-        batch.queries().len()
+        "queries in one tick for 10,000 rollouts: {} a query each, {} grouped",
+        plan_all(Batch::new()).0.queries().len(),
+        queries.len()
     );
 }
 

@@ -7,11 +7,12 @@ use std::net::TcpListener;
 use std::time::{Duration, SystemTime};
 
 use canaryd::engine::Timestamp;
+use canaryd::engine::observation::{CountsNeeded, CountsReading};
 use canaryd::engine::{GateRef, Inconclusive, Measurement};
 use canaryd::provider::plan::single_value;
 use canaryd::provider::{
-    Batch, InstantQuery, MetricsSource, PrometheusSource, ProviderConfig, QueryValue, every_gate,
-    plan_rollout,
+    Answers, Batch, InstantQuery, MetricsSource, PrometheusSource, ProviderConfig, QueryValue,
+    every_gate, plan_counts, plan_rollout,
 };
 use canaryd::sample::Behaviour;
 use canaryd::spec::decode::decode;
@@ -78,8 +79,8 @@ async fn measure(spec: &DeploySpec, source: &PrometheusSource) -> Vec<Measuremen
         &every_gate(spec),
     )
     .expect("plan");
-    let answers = source.query_batch(batch.queries(), now()).await;
-    plan.measurements(&batch, &answers)
+    let answers = source.query_batch(&batch.queries(), now()).await;
+    plan.measurements(&Answers::new(&batch, answers))
 }
 
 fn gate(ms: &[Measurement], gate: GateRef) -> Measurement {
@@ -434,4 +435,144 @@ async fn every_shipped_policy_renders_queries_prometheus_2_42_accepts() {
         );
     }
     assert!(queries.len() >= 36, "{} queries", queries.len());
+}
+
+/// Every gate and counter of `specs`, asked in one batch at `at`: each
+/// rollout's own queries, or grouped (one query per template).
+async fn measure_all(
+    specs: &[DeploySpec],
+    mut batch: Batch,
+    at: Timestamp,
+) -> (usize, Vec<(Vec<Measurement>, CountsReading)>) {
+    let policies = PolicySet::builtin();
+    let needed = CountsNeeded {
+        errors: true,
+        latency_buckets: true,
+    };
+    let plans: Vec<_> = specs
+        .iter()
+        .map(|s| {
+            let plan = plan_rollout(&mut batch, s, &policies, None, &every_gate(s)).expect("plan");
+            let counts = plan_counts(&mut batch, s, &policies, None, needed).expect("counts");
+            (plan, counts)
+        })
+        .collect();
+    let queries = batch.queries();
+    let answers = Answers::new(&batch, source().query_batch(&queries, at).await);
+    let read = plans
+        .iter()
+        .map(|(plan, counts)| (plan.measurements(&answers), counts.reading(&answers)))
+        .collect();
+    (queries.len(), read)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grouped_queries_answer_each_rollout_exactly_as_its_own_queries_do() {
+    let apps = (
+        sample_app("checkout", "v1", healthy()).await,
+        sample_app(
+            "checkout",
+            "v2",
+            Behaviour {
+                error_rate: 0.05,
+                ..healthy()
+            },
+        )
+        .await,
+        sample_app("cart.v2", "v1", healthy()).await,
+    );
+    let _loads = (
+        load_on(&apps.0, 100.0),
+        load_on(&apps.1, 100.0),
+        load_on(&apps.2, 100.0),
+    );
+    let prom = Prometheus::start(&[apps.0.addr(), apps.1.addr(), apps.2.addr()]).await;
+    let checkout = spec("checkout", "v1", "v2", prom.url());
+    // A canary with no series at all: no data for it alone.
+    let cart = spec("cart.v2", "v1", "v9", prom.url());
+    measure_with_requests(&checkout, &source(), 500.0).await;
+    measure_with_requests(&spec("cart.v2", "v1", "v1", prom.url()), &source(), 500.0).await;
+
+    let specs = [checkout, cart];
+    let at = now();
+    let (own_queries, own) = measure_all(&specs, Batch::new(), at).await;
+    let (grouped_queries, grouped) = measure_all(&specs, Batch::grouped(), at).await;
+    assert_eq!(grouped, own);
+    assert!(
+        grouped_queries < own_queries,
+        "{grouped_queries} grouped vs {own_queries} own queries"
+    );
+    // The numbers are real: checkout's canary fails, cart's canary has none.
+    let checkout_errors = own[0]
+        .0
+        .iter()
+        .find(|m| m.gate == ERROR_RATE)
+        .expect("gate");
+    assert!(
+        checkout_errors
+            .canary
+            .value
+            .as_ref()
+            .is_ok_and(|v| *v > 0.0)
+    );
+    let cart_errors = own[1]
+        .0
+        .iter()
+        .find(|m| m.gate == ERROR_RATE)
+        .expect("gate");
+    assert_eq!(cart_errors.canary.value, Err(Inconclusive::NoData));
+    assert!(
+        own[1]
+            .1
+            .stable
+            .snapshot
+            .as_ref()
+            .is_ok_and(|s| s.requests > 0.0)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_shipped_policys_grouped_queries_are_accepted_by_prometheus_2_42() {
+    let prom = Prometheus::start(&[]).await;
+    let policies = PolicySet::builtin();
+    let mut batch = Batch::grouped();
+    let mut templates = 0;
+    for name in policies.names() {
+        let policy = policies.get(name).expect("listed policy");
+        for (service, version) in [("web\"app", "1.2.3\n"), ("a.b|c", "v2")] {
+            let vars = TemplateVars {
+                service,
+                namespace: "prod\\ns",
+                version,
+                track: "canary",
+                window: Duration::from_secs(30),
+                track_selector: policy.track_selectors.of("canary"),
+            };
+            let mut all = vec![&policy.requests];
+            all.extend(policy.metrics.values().map(|d| &d.query));
+            if let Some(c) = &policy.counts {
+                all.push(&c.requests);
+                all.extend(c.errors.iter().chain(&c.latency_buckets));
+            }
+            templates = templates.max(all.len());
+            for t in all {
+                batch.ask(prom.url(), t, &vars);
+            }
+        }
+    }
+    let queries = batch.queries();
+    let answers = source().query_batch(&queries, now()).await;
+    for (q, answer) in queries.iter().zip(&answers) {
+        assert!(
+            matches!(answer, Ok(QueryValue::Vector(v)) if v.is_empty()),
+            "{answer:?}\n{}",
+            q.promql
+        );
+    }
+    let grouped = queries.iter().filter(|q| q.promql.contains("=~\"")).count();
+    assert!(
+        grouped >= 10,
+        "{grouped} grouped queries of {}",
+        queries.len()
+    );
 }

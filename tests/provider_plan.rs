@@ -4,7 +4,7 @@
 mod common;
 
 use canaryd::engine::{GateRef, Inconclusive};
-use canaryd::provider::{Answer, Batch, QueryValue, Series, every_gate, plan_rollout};
+use canaryd::provider::{Answer, Answers, Batch, QueryValue, Series, every_gate, plan_rollout};
 use canaryd::spec::policy::PolicySet;
 use common::{SEED_FILE, spec};
 
@@ -65,12 +65,12 @@ fn rollouts_in_one_batch_keep_their_own_answers() {
                 })
         })
         .collect();
-    for m in plan_a.measurements(&batch, &answers) {
+    for m in plan_a.measurements(&Answers::new(&batch, answers.clone())) {
         assert_eq!(m.canary.value, Ok(0.01));
         assert_eq!(m.canary.requests, Some(500.0));
         assert!(m.canary.query.contains(r#"service="checkout""#));
     }
-    for m in plan_b.measurements(&batch, &answers) {
+    for m in plan_b.measurements(&Answers::new(&batch, answers)) {
         assert_eq!(m.canary.value, Ok(1000.01));
         assert!(m.canary.query.contains(r#"service="payments""#));
     }
@@ -96,7 +96,7 @@ fn no_requests_is_no_data_and_a_failed_request_count_is_never_a_pass() {
             }
         })
         .collect();
-    let m = &plan.measurements(&batch, &answers)[0];
+    let m = &plan.measurements(&Answers::new(&batch, answers))[0];
     assert_eq!(m.canary.value, Err(Inconclusive::NoData));
 
     // A value, but the request count failed: inconclusive with that reason.
@@ -111,11 +111,11 @@ fn no_requests_is_no_data_and_a_failed_request_count_is_never_a_pass() {
             }
         })
         .collect();
-    let m = &plan.measurements(&batch, &answers)[0];
+    let m = &plan.measurements(&Answers::new(&batch, answers))[0];
     assert_eq!(m.canary.value, Err(Inconclusive::Timeout));
 
     // Answers missing altogether: not measured.
-    let m = &plan.measurements(&batch, &[])[0];
+    let m = &plan.measurements(&Answers::new(&batch, Vec::new()))[0];
     assert_eq!(m.canary.value, Err(Inconclusive::NotMeasured));
     assert!(
         m.stable

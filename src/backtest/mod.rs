@@ -26,7 +26,7 @@ use crate::engine::{
     DecisionRecord, Input, Observation, Phase, RolloutState, Timestamp, counts_needed, decide,
     reading_gates,
 };
-use crate::provider::{Answer, Batch, PlanError, plan_counts, plan_rollout, redact_url};
+use crate::provider::{Answer, Answers, Batch, PlanError, plan_counts, plan_rollout, redact_url};
 use crate::spec::model::DeploySpec;
 use crate::spec::policy::PolicySet;
 use crate::spec::units::Weight;
@@ -236,17 +236,18 @@ impl<S: RangeSource> History<'_, S> {
         let counts = counts_needed(spec, state)
             .map(|needed| plan_counts(&mut batch, spec, policies, server, needed))
             .transpose()?;
+        let queries = batch.queries();
         self.recorded
-            .fetch(self.source, batch.queries(), &self.span)
+            .fetch(self.source, &queries, &self.span)
             .await?;
-        let answers: Vec<Answer> = batch
-            .queries()
+        let answers: Vec<Answer> = queries
             .iter()
             .map(|q| self.recorded.answer(q, now))
             .collect();
+        let answers = Answers::new(&batch, answers);
         Ok(Observation {
             canary_ready: true,
-            measurements: plan.measurements(&batch, &answers),
+            measurements: plan.measurements(&answers),
             counts: counts.map(|c| c.reading(&answers)),
         })
     }

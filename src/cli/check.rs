@@ -17,7 +17,8 @@ use crate::engine::observation::{GateRef, Measurement, Reading};
 use crate::engine::time::Timestamp;
 use crate::engine::verdict::{Verdict, judge_reading};
 use crate::provider::{
-    Batch, MetricsSource, PrometheusSource, ProviderConfig, every_gate, plan_rollout, redact_url,
+    Answers, Batch, MetricsSource, PrometheusSource, ProviderConfig, every_gate, plan_rollout,
+    redact_url,
 };
 use crate::spec::load::{load_deploy_files, load_policies};
 use crate::spec::model::DeploySpec;
@@ -150,8 +151,9 @@ fn measure(
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the async runtime: {e}"))?;
-    let answers = runtime.block_on(source.query_batch(batch.queries(), at));
-    let measurements = plan.measurements(&batch, &answers);
+    let queries = batch.queries();
+    let answers = Answers::new(&batch, runtime.block_on(source.query_batch(&queries, at)));
+    let measurements = plan.measurements(&answers);
     let rows: Vec<GateRow> = measurements.iter().filter_map(|m| row(&spec, m)).collect();
     let (evidence, warnings) = match &counts {
         Some(counts) => {
@@ -159,7 +161,10 @@ fn measure(
             let window = spec.strategy.analysis.window;
             let before =
                 Timestamp::from_millis(at.millis().saturating_sub(window.as_millis() as u64));
-            let earlier = runtime.block_on(source.query_batch(batch.queries(), before));
+            let earlier = Answers::new(
+                &batch,
+                runtime.block_on(source.query_batch(&queries, before)),
+            );
             let bounds = super::check_evidence::live_bounds(counts, &answers);
             (
                 super::check_evidence::judge(&spec, counts, &earlier, &answers, at),

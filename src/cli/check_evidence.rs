@@ -10,7 +10,7 @@ use serde::Serialize;
 use crate::engine::evidence::{self, Evidence, EvidenceSummary, TickContext};
 use crate::engine::observation::{CountsNeeded, GateRef, Observation};
 use crate::engine::time::Timestamp;
-use crate::provider::{Answer, Batch, CountsPlan, plan_counts};
+use crate::provider::{Answers, Batch, CountsPlan, plan_counts};
 use crate::spec::model::DeploySpec;
 use crate::spec::policy::PolicySet;
 use crate::spec::units::format_duration;
@@ -75,13 +75,13 @@ fn needed(spec: &DeploySpec) -> Option<CountsNeeded> {
 pub fn judge(
     spec: &DeploySpec,
     plan: &CountsPlan,
-    before: &[Answer],
-    after: &[Answer],
+    before: &Answers,
+    after: &Answers,
     at: Timestamp,
 ) -> Vec<EvidenceRow> {
     let window = spec.strategy.analysis.window;
     let since = Timestamp::from_millis(at.millis().saturating_sub(window.as_millis() as u64));
-    let observe = |answers: &[Answer]| Observation {
+    let observe = |answers: &Answers| Observation {
         canary_ready: true,
         measurements: Vec::new(),
         counts: Some(plan.reading(answers)),
@@ -137,7 +137,7 @@ pub fn judge(
 
 /// The finite histogram bounds (seconds) Prometheus returns now: the
 /// canary's, else the stable version's; none without a histogram.
-pub fn live_bounds(plan: &CountsPlan, answers: &[Answer]) -> Vec<f64> {
+pub fn live_bounds(plan: &CountsPlan, answers: &Answers) -> Vec<f64> {
     let reading = plan.reading(answers);
     [reading.canary, reading.stable]
         .into_iter()

@@ -109,13 +109,16 @@ impl Controller {
             .collect();
         if !changes.is_empty() {
             let queued = changes.iter().any(|c| !c.deliveries.is_empty());
-            let written: Vec<RolloutId> = changes.iter().map(|c| c.id.clone()).collect();
+            let written: std::collections::HashSet<RolloutId> =
+                changes.iter().map(|c| c.id.clone()).collect();
             if let Err(e) = self.store.commit(changes, now).await {
                 self.view.set_store_error(Some(e.to_string()));
                 let interval_of = |m: &super::rollout::Managed| m.spec.strategy.analysis.interval;
                 for (id, _) in &decisions {
                     if let Some(m) = self.rollouts.get_mut(id) {
-                        m.next_tick = Some(now.plus(interval_of(m)));
+                        let next = now.plus(interval_of(m));
+                        m.next_tick = Some(next);
+                        self.timers.tick_at(id, next);
                     }
                 }
                 return Err(e.into());
@@ -218,7 +221,10 @@ impl Controller {
         }
         let interval = m.spec.strategy.analysis.interval;
         m.state = state;
-        m.next_tick = d.next_tick.map(|t| t.min(now.plus(interval)));
+        m.next_tick = d.next_tick.map(|_| self.timers.next_on_grid(now, interval));
+        if let Some(next) = m.next_tick {
+            self.timers.tick_at(id, next);
+        }
         self.reconcile(id, now).await;
         let Some(m) = self.rollouts.get(id) else {
             return;
@@ -258,9 +264,18 @@ impl Controller {
         let Some(m) = self.rollouts.get_mut(id) else {
             return;
         };
+        // The measurement's read of this router, if it still stands for it.
+        let read_back = m
+            .read_back
+            .take()
+            .filter(|r| std::sync::Arc::ptr_eq(&r.router, &m.router))
+            .map(|r| r.weight);
         if m.shadow() {
             // Shadow: the split is the team's; it is only read.
-            let read = m.router.weight().await;
+            let read = match read_back {
+                Some(read) => read,
+                None => m.router.weight().await,
+            };
             let settled = read.is_ok();
             m.applied = match read {
                 Ok(w) => Some(w),
@@ -276,10 +291,17 @@ impl Controller {
                 m.spec.strategy.analysis.interval
             };
             m.next_reconcile = now.plus(every);
+            self.timers.reconcile_at(id, m.next_reconcile);
             return;
         }
         let desired = m.state.weight;
-        let settled = match m.router.weight().await {
+        // A read-back that agrees needs no second read; one that does not may
+        // be older than this tick's own write, so the router is read again.
+        let read = match read_back {
+            Some(Ok(w)) if m.router.same_weight(w, desired) => Ok(w),
+            _ => m.router.weight().await,
+        };
+        let settled = match read {
             Ok(w) if m.router.same_weight(w, desired) => {
                 m.applied = Some(w);
                 true
@@ -311,5 +333,6 @@ impl Controller {
             m.spec.strategy.analysis.interval
         };
         m.next_reconcile = now.plus(every);
+        self.timers.reconcile_at(id, m.next_reconcile);
     }
 }

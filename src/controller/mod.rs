@@ -17,6 +17,7 @@ pub mod history;
 pub mod metrics;
 mod rollout;
 mod tick;
+mod timers;
 pub mod view;
 
 use std::collections::BTreeMap;
@@ -37,6 +38,7 @@ pub use error::{CommandError, ControllerError};
 pub use metrics::Metrics;
 use rollout::Managed;
 use tick::Measured;
+use timers::Timers;
 pub use view::{Event, RolloutView, View};
 
 /// Settings of the loop.
@@ -134,6 +136,7 @@ pub struct Controller {
     released: BTreeMap<RolloutId, (Arc<dyn TrafficRouter>, crate::spec::model::DeploySpec)>,
     measured_tx: mpsc::Sender<Measured>,
     measured_rx: mpsc::Receiver<Measured>,
+    timers: Timers,
     clock: Clock,
 }
 
@@ -157,6 +160,11 @@ impl Clock {
     fn now(&self) -> Timestamp {
         self.base.plus(self.at.elapsed())
     }
+
+    /// The instant `t` falls at on the monotonic clock.
+    fn instant(&self, t: Timestamp) -> tokio::time::Instant {
+        self.at + Duration::from_millis(t.millis().saturating_sub(self.base.millis()))
+    }
 }
 
 impl Controller {
@@ -169,6 +177,7 @@ impl Controller {
     ) -> Result<Controller, ControllerError> {
         let stored = ports.store.load().await?;
         let (measured_tx, measured_rx) = mpsc::channel(16);
+        let clock = Clock::start();
         let mut controller = Controller {
             settings,
             specs: ports.specs,
@@ -187,7 +196,8 @@ impl Controller {
             released: BTreeMap::new(),
             measured_tx,
             measured_rx,
-            clock: Clock::start(),
+            timers: Timers::new(clock.now()),
+            clock,
         };
         let now = controller.now();
         controller.reload(now).await?;
@@ -204,9 +214,11 @@ impl Controller {
         tokio::pin!(shutdown);
         let mut reload = tokio::time::interval(self.settings.reload_every);
         reload.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut ticks = tokio::time::interval(Duration::from_millis(100));
-        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            let wake = match self.timers.next() {
+                Some(t) => self.clock.instant(t),
+                None => tokio::time::Instant::now() + self.settings.reload_every,
+            };
             tokio::select! {
                 _ = &mut shutdown => break,
                 Some(request) = commands.recv() => self.command(request).await,
@@ -217,7 +229,7 @@ impl Controller {
                         tracing::error!(error = %e, "cannot read the specs; rollouts keep running");
                     }
                 }
-                _ = ticks.tick() => self.tick_due(self.now()).await,
+                _ = tokio::time::sleep_until(wake) => self.tick_due(self.now()).await,
             }
         }
         for m in self.rollouts.values() {

@@ -32,6 +32,8 @@ pub(super) struct Managed {
     pub next_reconcile: Timestamp,
     /// A measurement is running for it.
     pub measuring: bool,
+    /// The router's weight as the last measurement read it.
+    pub read_back: Option<super::tick::ReadBack>,
     /// Its spec moved the canary's (or stable's) upstream: retarget the
     /// router once the engine has cut the canary's weight.
     pub retarget: bool,
@@ -137,6 +139,7 @@ impl Controller {
         m.origin = origin;
         m.spec_error = None;
         m.next_tick = Some(now);
+        self.timers.tick_at(&id, now);
         self.view.put(m.view());
     }
 
@@ -196,6 +199,7 @@ impl Controller {
             next_tick: Some(now),
             next_reconcile: now,
             measuring: false,
+            read_back: None,
             retarget: false,
             last_decision: last.map(|r| LastDecision {
                 at: r.at,
@@ -209,6 +213,7 @@ impl Controller {
         };
         self.view.put(m.view());
         self.rollouts.insert(id.clone(), m);
+        self.timers.tick_at(&id, now);
         if in_flight {
             // Traffic goes back to the stored weight before anything else.
             self.reconcile(&id, now).await;

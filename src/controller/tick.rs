@@ -1,17 +1,28 @@
-//! Ticks: which rollouts are due, their measurement off the control loop (a
-//! slow Prometheus never holds up a command or a reload), and deciding on
-//! the answers; people's commands take the same path to the executor.
+//! Ticks: which rollouts are due (from the timer queue), their measurement
+//! off the control loop (one grouped batch of queries, then each router's
+//! health and weight read with bounded concurrency), and deciding on the
+//! answers in chunks, so a command or a reload waits for at most one chunk,
+//! never a whole tick. People's commands take the same path to the executor.
 
 use std::sync::Arc;
 use std::time::Instant;
+
+use futures::StreamExt;
 
 use super::{CommandError, CommandRequest, Controller};
 use crate::engine::{
     Decision, Input, Observation, Timestamp, counts_needed, decide, reading_gates,
 };
-use crate::ports::{Answer, Health, TrafficRouter};
-use crate::provider::{Batch, CountsPlan, RolloutPlan, plan_counts, plan_rollout};
+use crate::ports::{Health, RouterError, TrafficRouter};
+use crate::provider::{Answers, Batch, CountsPlan, RolloutPlan, plan_counts, plan_rollout};
 use crate::spec::model::RolloutId;
+use crate::spec::units::Weight;
+
+/// Routers read at once by a measurement.
+const ROUTER_READS: usize = 64;
+
+/// Rollouts decided per turn of the loop.
+const CHUNK: usize = 256;
 
 /// One rollout in a measurement.
 pub(super) struct Item {
@@ -20,41 +31,55 @@ pub(super) struct Item {
     counts: Option<CountsPlan>,
     router: Arc<dyn TrafficRouter>,
     health: Health,
+    /// The router's weight read with its health (the executor's read-back).
+    weight: Option<Result<Weight, RouterError>>,
 }
 
-/// A measurement's results, sent back to the loop.
+/// Part of a measurement's results, sent back to the loop.
 pub(super) struct Measured {
     at: Timestamp,
     started: Instant,
-    batch: Batch,
-    answers: Vec<Answer>,
+    answers: Arc<Answers>,
     items: Vec<Item>,
+    /// The tick's last part (its duration is observed then).
+    last: bool,
+}
+
+/// A router's weight as read by a measurement, for the executor's
+/// read-back (used only if the router was not changed or set since).
+pub(super) struct ReadBack {
+    pub router: Arc<dyn TrafficRouter>,
+    pub weight: Result<Weight, RouterError>,
 }
 
 impl Controller {
-    /// Starts measuring every rollout whose time has come (in one batch of
-    /// queries, on its own task), and reconciles idle routers that are due.
+    /// Reconciles idle routers that are due, and starts measuring every
+    /// rollout whose tick is due (one batch of grouped queries, on its own task).
     pub(super) async fn tick_due(&mut self, now: Timestamp) {
-        let idle: Vec<RolloutId> = self
-            .rollouts
-            .iter()
-            .filter(|(_, m)| m.next_tick.is_none() && m.next_reconcile <= now)
-            .map(|(id, _)| id.clone())
-            .collect();
-        for id in idle {
-            self.reconcile(&id, now).await;
+        for id in self.timers.due_reconciles(now) {
+            let due = self
+                .rollouts
+                .get(&id)
+                .is_some_and(|m| m.next_tick.is_none() && m.next_reconcile <= now);
+            if due {
+                self.reconcile(&id, now).await;
+            }
         }
         let due: Vec<RolloutId> = self
-            .rollouts
-            .iter()
-            .filter(|(_, m)| !m.measuring && m.next_tick.is_some_and(|t| t <= now))
-            .map(|(id, _)| id.clone())
+            .timers
+            .due_ticks(now)
+            .into_iter()
+            .filter(|id| {
+                self.rollouts
+                    .get(id)
+                    .is_some_and(|m| !m.measuring && m.next_tick.is_some_and(|t| t <= now))
+            })
             .collect();
         if due.is_empty() {
             return;
         }
         let started = Instant::now();
-        let mut batch = Batch::new();
+        let mut batch = Batch::grouped();
         let mut items = Vec::with_capacity(due.len());
         let server = self.settings.default_prometheus.as_deref();
         for id in due {
@@ -76,44 +101,61 @@ impl Controller {
                 counts: counts.ok().flatten(),
                 router: m.router.clone(),
                 health: Health::default(),
+                weight: None,
             });
         }
         let source = self.source.clone();
         let done = self.measured_tx.clone();
         let query_duration = self.metrics.query_duration.clone();
         tokio::spawn(async move {
-            let answers = if batch.queries().is_empty() {
+            let queries = batch.queries();
+            let answers = if queries.is_empty() {
                 Vec::new()
             } else {
                 let asked = Instant::now();
-                let answers = source.query_batch(batch.queries(), now).await;
+                let answers = source.query_batch(&queries, now).await;
                 query_duration.observe(asked.elapsed().as_secs_f64());
                 answers
             };
-            for item in &mut items {
-                item.health = item.router.health().await;
-            }
-            let _ = done
-                .send(Measured {
-                    at: now,
-                    started,
-                    batch,
-                    answers,
-                    items,
+            let answers = Arc::new(Answers::new(&batch, answers));
+            let items: Vec<Item> = futures::stream::iter(items)
+                .map(|mut item| async move {
+                    item.health = item.router.health().await;
+                    item.weight = Some(item.router.weight().await);
+                    item
                 })
+                .buffer_unordered(ROUTER_READS)
+                .collect()
                 .await;
+            let parts = items.len().div_ceil(CHUNK);
+            let mut items = items.into_iter();
+            for part in 0..parts {
+                let chunk: Vec<Item> = items.by_ref().take(CHUNK).collect();
+                let sent = done
+                    .send(Measured {
+                        at: now,
+                        started,
+                        answers: answers.clone(),
+                        items: chunk,
+                        last: part + 1 == parts,
+                    })
+                    .await;
+                if sent.is_err() {
+                    return;
+                }
+            }
         });
     }
 
-    /// Decides on a measurement's answers, each rollout from its state now
-    /// (a command may have changed it meanwhile), and carries it out.
+    /// Decides on part of a measurement, each rollout from its state now (a
+    /// command may have changed it meanwhile), and carries it out.
     pub(super) async fn decide_measured(&mut self, measured: Measured) {
         let Measured {
             at,
             started,
-            batch,
             answers,
             items,
+            last,
         } = measured;
         let mut decisions: Vec<(RolloutId, Decision)> = Vec::with_capacity(items.len());
         for item in items {
@@ -122,12 +164,16 @@ impl Controller {
             };
             m.measuring = false;
             m.health = item.health;
+            m.read_back = item.weight.map(|weight| ReadBack {
+                router: item.router.clone(),
+                weight,
+            });
             let obs = Observation {
                 // A canary whose upstream is being moved is not ready yet.
                 canary_ready: item.health.canary && !m.retarget,
                 measurements: item
                     .plan
-                    .map(|p| p.measurements(&batch, &answers))
+                    .map(|p| p.measurements(&answers))
                     .unwrap_or_default(),
                 counts: item.counts.map(|c| c.reading(&answers)),
             };
@@ -144,9 +190,11 @@ impl Controller {
                 &e,
             );
         }
-        self.metrics
-            .tick_duration
-            .observe(started.elapsed().as_secs_f64());
+        if last {
+            self.metrics
+                .tick_duration
+                .observe(started.elapsed().as_secs_f64());
+        }
     }
 
     /// Carries out a person's command on the same path as a tick, at once.

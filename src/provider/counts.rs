@@ -3,8 +3,8 @@
 //! same batch as the readings, and their answers turned into the engine's
 //! [`Snapshot`]s.
 
-use super::plan::{Batch, PlanError, server_for, single_value};
-use super::{Answer, InstantQuery, QueryValue};
+use super::plan::{Answers, Batch, PlanError, Slot, server_for, single_value};
+use super::{Answer, QueryValue};
 use crate::engine::evidence::counts::Snapshot;
 use crate::engine::observation::{
     CountsNeeded, CountsQueries, CountsReading, Inconclusive, TrackCounts,
@@ -15,9 +15,9 @@ use crate::spec::policy::{PolicySet, QueryTemplate, TemplateVars};
 /// Where one track's count answers are in the batch.
 #[derive(Clone, Debug, PartialEq)]
 struct TrackPlan {
-    requests: usize,
-    errors: Option<usize>,
-    buckets: Option<usize>,
+    requests: Slot,
+    errors: Option<Slot>,
+    buckets: Option<Slot>,
     queries: CountsQueries,
 }
 
@@ -54,14 +54,7 @@ pub fn plan_counts(
             window: spec.strategy.analysis.window,
             track_selector: policy.track_selectors.of(name),
         };
-        let mut ask = |t: &QueryTemplate| {
-            let promql = t.render(&vars);
-            let i = batch.intern(InstantQuery {
-                server: server.to_string(),
-                promql: promql.clone(),
-            });
-            (i, promql)
-        };
+        let mut ask = |t: &QueryTemplate| batch.ask(server, t, &vars);
         let (requests, requests_q) = ask(&counts.requests);
         let errors = counts
             .errors
@@ -93,20 +86,23 @@ pub fn plan_counts(
 
 impl CountsPlan {
     /// Both tracks' counters from the batch's answers.
-    pub fn reading(&self, answers: &[Answer]) -> CountsReading {
+    pub fn reading(&self, answers: &Answers) -> CountsReading {
         CountsReading {
             canary: self.track(&self.canary, answers),
             stable: self.track(&self.stable, answers),
         }
     }
 
-    fn track(&self, t: &TrackPlan, answers: &[Answer]) -> TrackCounts {
-        let answer = |i: usize| answers.get(i).ok_or(Inconclusive::NotMeasured);
+    fn track(&self, t: &TrackPlan, answers: &Answers) -> TrackCounts {
         let snapshot = (|| {
-            let requests = answer(t.requests).and_then(counter)?;
-            let errors = t.errors.map(|i| answer(i).and_then(counter)).transpose()?;
-            let buckets = match t.buckets {
-                Some(i) => histogram(answer(i)?, self.le_scale)?,
+            let requests = counter(&answers.get(&t.requests))?;
+            let errors = t
+                .errors
+                .as_ref()
+                .map(|slot| counter(&answers.get(slot)))
+                .transpose()?;
+            let buckets = match &t.buckets {
+                Some(slot) => histogram(&answers.get(slot), self.le_scale)?,
                 None => Vec::new(),
             };
             Ok(Snapshot {

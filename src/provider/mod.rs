@@ -3,10 +3,11 @@
 //! (`prometheus`).
 
 pub mod counts;
+pub mod group;
 pub mod plan;
 pub mod prometheus;
 
 pub use crate::ports::metrics::{Answer, InstantQuery, MetricsSource, QueryValue, Series};
 pub use counts::{CountsPlan, plan_counts};
-pub use plan::{Batch, PlanError, RolloutPlan, every_gate, plan_rollout};
+pub use plan::{Answers, Batch, PlanError, RolloutPlan, Slot, every_gate, plan_rollout};
 pub use prometheus::{PrometheusSource, ProviderConfig, ProviderError, redact_url};

@@ -3,32 +3,85 @@
 //! [`Batch`] shared by every rollout (identical queries are asked once), and
 //! turns the batch's answers back into the engine's [`Measurement`]s.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
 
-use super::{Answer, InstantQuery, QueryValue};
+use super::group::{Key, Shape, Var, shape};
+use super::{Answer, InstantQuery, QueryValue, Series};
 use crate::engine::observation::{GateRef, Inconclusive, Measurement, Reading};
 use crate::spec::model::{DeploySpec, Track};
 use crate::spec::policy::{PolicySet, QueryTemplate, TemplateVars};
 
-/// The queries of one tick, without duplicates.
+/// Where a query's answer is, once the batch is answered.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Slot {
+    /// The answer to the batch's own query number `i`.
+    Own(usize),
+    /// A member's part of a grouped query's answer.
+    Member {
+        /// The group.
+        group: usize,
+        /// The member's values of the grouping labels.
+        key: Key,
+    },
+}
+
+/// A grouped query and its members.
+#[derive(Debug)]
+struct Group {
+    server: String,
+    shape: Arc<Shape>,
+    members: HashSet<Key>,
+}
+
+/// What a template's grouped form depends on besides the rollout.
+type ShapeKey = (String, Duration, String, String);
+
+/// The queries of one tick, without duplicates; in a grouped batch
+/// ([`Batch::grouped`]) one query per template answers every rollout
+/// (see [`super::group`]).
 #[derive(Debug, Default)]
 pub struct Batch {
     queries: Vec<InstantQuery>,
     index: HashMap<InstantQuery, usize>,
+    grouping: bool,
+    shapes: HashMap<ShapeKey, Option<Arc<Shape>>>,
+    groups: Vec<Group>,
+    group_index: HashMap<(String, String), usize>,
 }
 
 impl Batch {
-    /// An empty batch.
+    /// An empty batch asking each rollout's own queries (`check`, `backtest`:
+    /// the PromQL shown is the PromQL asked).
     pub fn new() -> Batch {
         Batch::default()
     }
 
-    /// The queries to ask, in answer order.
-    pub fn queries(&self) -> &[InstantQuery] {
-        &self.queries
+    /// An empty batch that groups every template it can: the daemon's ticks.
+    pub fn grouped() -> Batch {
+        Batch {
+            grouping: true,
+            ..Batch::default()
+        }
     }
 
-    pub(super) fn intern(&mut self, query: InstantQuery) -> usize {
+    /// The queries to ask, in answer order: the own queries, then one per group.
+    pub fn queries(&self) -> Vec<InstantQuery> {
+        let mut out = self.queries.clone();
+        out.extend(self.groups.iter().map(|g| InstantQuery {
+            server: g.server.clone(),
+            promql: g.shape.render(&g.members),
+        }));
+        out
+    }
+
+    /// True when there is nothing to ask.
+    pub fn is_empty(&self) -> bool {
+        self.queries.is_empty() && self.groups.is_empty()
+    }
+
+    fn intern(&mut self, query: InstantQuery) -> usize {
         if let Some(&i) = self.index.get(&query) {
             return i;
         }
@@ -36,6 +89,134 @@ impl Batch {
         self.index.insert(query.clone(), i);
         self.queries.push(query);
         i
+    }
+
+    /// Adds `template` for one rollout's track: where its answer will be,
+    /// and the rollout's own PromQL (what records and people are shown).
+    pub fn ask(
+        &mut self,
+        server: &str,
+        template: &QueryTemplate,
+        vars: &TemplateVars<'_>,
+    ) -> (Slot, String) {
+        let promql = template.render(vars);
+        if let Some(shape) = self.shape_of(template, vars) {
+            let key = shape.key(|var| {
+                match var {
+                    Var::Service => vars.service,
+                    Var::Namespace => vars.namespace,
+                    Var::Version => vars.version,
+                }
+                .to_string()
+            });
+            let id = (server.to_string(), shape.template().to_string());
+            let group = match self.group_index.get(&id) {
+                Some(&g) => g,
+                None => {
+                    self.groups.push(Group {
+                        server: server.to_string(),
+                        shape,
+                        members: HashSet::new(),
+                    });
+                    self.group_index.insert(id, self.groups.len() - 1);
+                    self.groups.len() - 1
+                }
+            };
+            self.groups[group].members.insert(key.clone());
+            return (Slot::Member { group, key }, promql);
+        }
+        let i = self.intern(InstantQuery {
+            server: server.to_string(),
+            promql: promql.clone(),
+        });
+        (Slot::Own(i), promql)
+    }
+
+    /// The grouped form of `template` for these constants (parsed once per
+    /// batch), or `None`: not grouping, or not groupable.
+    fn shape_of(
+        &mut self,
+        template: &QueryTemplate,
+        vars: &TemplateVars<'_>,
+    ) -> Option<Arc<Shape>> {
+        if !self.grouping {
+            return None;
+        }
+        let id: ShapeKey = (
+            template.as_str().to_string(),
+            vars.window,
+            vars.track.to_string(),
+            vars.track_selector.to_string(),
+        );
+        self.shapes
+            .entry(id)
+            .or_insert_with(|| {
+                let rendered = template.render(&TemplateVars {
+                    service: Var::Service.sentinel(),
+                    namespace: Var::Namespace.sentinel(),
+                    version: Var::Version.sentinel(),
+                    ..*vars
+                });
+                match shape(&rendered) {
+                    Ok(s) => Some(Arc::new(s)),
+                    Err(why) => {
+                        tracing::debug!(template = template.as_str(), %why, "asked per rollout");
+                        None
+                    }
+                }
+            })
+            .clone()
+    }
+}
+
+/// A batch's answers, grouped answers split by member (once).
+#[derive(Debug, Default)]
+pub struct Answers {
+    own: Vec<Answer>,
+    groups: Vec<Result<HashMap<Key, Vec<Series>>, Inconclusive>>,
+}
+
+impl Answers {
+    /// `answers` in the order of `batch.queries()` (missing ones are "not measured").
+    pub fn new(batch: &Batch, mut answers: Vec<Answer>) -> Answers {
+        let n = batch.queries.len();
+        let grouped = if answers.len() > n {
+            answers.split_off(n)
+        } else {
+            Vec::new()
+        };
+        let groups = batch
+            .groups
+            .iter()
+            .enumerate()
+            .map(|(i, g)| match grouped.get(i) {
+                Some(answer) => g.shape.split(answer),
+                None => Err(Inconclusive::NotMeasured),
+            })
+            .collect();
+        Answers {
+            own: answers,
+            groups,
+        }
+    }
+
+    /// The answer in `slot`: a member missing from its group's answer has an
+    /// empty vector, as its own query would have had.
+    pub fn get(&self, slot: &Slot) -> Answer {
+        match slot {
+            Slot::Own(i) => self
+                .own
+                .get(*i)
+                .cloned()
+                .unwrap_or(Err(Inconclusive::NotMeasured)),
+            Slot::Member { group, key } => match self.groups.get(*group) {
+                None => Err(Inconclusive::NotMeasured),
+                Some(Err(why)) => Err(why.clone()),
+                Some(Ok(split)) => Ok(QueryValue::Vector(
+                    split.get(key).cloned().unwrap_or_default(),
+                )),
+            },
+        }
     }
 }
 
@@ -76,10 +257,12 @@ pub(super) fn server_for<'a>(
         .ok_or(PlanError::NoServer)
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 struct TrackPlan {
-    value: usize,
-    requests: Option<usize>,
+    value: Slot,
+    requests: Option<Slot>,
+    /// The track's own PromQL of the value.
+    query: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -149,15 +332,12 @@ pub fn plan_rollout(
                 window,
                 track_selector: policy.track_selectors.of(name),
             };
-            let mut ask = |t: &QueryTemplate| {
-                batch.intern(InstantQuery {
-                    server: server.to_string(),
-                    promql: t.render(&vars),
-                })
-            };
+            let (value, query) = batch.ask(server, template, &vars);
+            let (requests, _) = batch.ask(server, &policy.requests, &vars);
             TrackPlan {
-                value: ask(template),
-                requests: Some(ask(&policy.requests)),
+                value,
+                requests: Some(requests),
+                query,
             }
         };
         plan.gates.push(GatePlan {
@@ -171,19 +351,15 @@ pub fn plan_rollout(
 
 impl RolloutPlan {
     /// The measurements of this rollout's gates from the batch's answers
-    /// (in the order of `batch.queries()`; a missing answer is "not measured").
-    pub fn measurements(&self, batch: &Batch, answers: &[Answer]) -> Vec<Measurement> {
-        let reading = |t: TrackPlan| {
-            let query = batch
-                .queries
-                .get(t.value)
-                .map(|q| q.promql.clone())
-                .unwrap_or_default();
-            let answer = |i: usize| answers.get(i).ok_or(Inconclusive::NotMeasured);
-            let value = answer(t.value).and_then(single_value);
+    /// (a missing answer is "not measured").
+    pub fn measurements(&self, answers: &Answers) -> Vec<Measurement> {
+        let reading = |t: &TrackPlan| {
+            let query = t.query.clone();
+            let value = single_value(&answers.get(&t.value));
             let requests = t
                 .requests
-                .map(|i| answer(i).and_then(request_count))
+                .as_ref()
+                .map(|slot| request_count(&answers.get(slot)))
                 .transpose();
             match (value, requests) {
                 (Ok(v), Ok(requests)) => Reading::value(query, v, requests),
@@ -199,8 +375,8 @@ impl RolloutPlan {
             .iter()
             .map(|g| Measurement {
                 gate: g.gate,
-                canary: reading(g.canary),
-                stable: Some(reading(g.stable)),
+                canary: reading(&g.canary),
+                stable: Some(reading(&g.stable)),
             })
             .collect()
     }

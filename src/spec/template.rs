@@ -183,7 +183,7 @@ pub fn escape_label_value(value: &str) -> String {
 }
 
 /// Escapes RE2 metacharacters, so a value matches only itself.
-fn escape_regex(value: &str) -> String {
+pub fn escape_regex(value: &str) -> String {
     let mut out = String::with_capacity(value.len());
     for c in value.chars() {
         if "\\.+*?()|[]{}^$".contains(c) {

@@ -250,33 +250,68 @@ impl MetricsSource for FakeMetrics {
         queries
             .iter()
             .map(|q| {
-                let canary = q.promql.contains("version=\"v2\"");
-                let (n, x) = if canary {
-                    (canary_requests, canary_errors)
-                } else {
-                    (stable_requests, stable_requests * 0.001)
-                };
-                let one = |v: f64| {
-                    Ok(QueryValue::Vector(vec![Series {
-                        labels: Default::default(),
-                        value: v,
-                    }]))
-                };
-                if q.promql.starts_with("sum by (le)") {
-                    let series = [("0.05", 0.99), ("0.1", 0.999), ("0.2", 1.0), ("+Inf", 1.0)]
-                        .iter()
-                        .map(|(le, share)| Series {
-                            labels: [("le".to_string(), le.to_string())].into_iter().collect(),
-                            value: n * share,
-                        })
-                        .collect();
-                    Ok(QueryValue::Vector(series))
-                } else if q.promql.contains("code=~\"5..\"") {
-                    one(x)
-                } else {
-                    one(n)
+                // Per rollout (`version="v2"`) or grouped (`version=~"v1|v2"`,
+                // one series per version, labelled as Prometheus would).
+                let mut series = Vec::new();
+                for version in label_values(&q.promql, "version") {
+                    let (n, x) = if version == "v2" {
+                        (canary_requests, canary_errors)
+                    } else {
+                        (stable_requests, stable_requests * 0.001)
+                    };
+                    let labels = |le: Option<&str>| {
+                        let mut l: std::collections::BTreeMap<String, String> =
+                            [("version".to_string(), version.clone())]
+                                .into_iter()
+                                .collect();
+                        if let Some(service) = label_values(&q.promql, "service").first() {
+                            l.insert("service".into(), service.clone());
+                        }
+                        if let Some(le) = le {
+                            l.insert("le".into(), le.into());
+                        }
+                        l
+                    };
+                    if q.promql.starts_with("sum by (le") {
+                        series.extend(
+                            [("0.05", 0.99), ("0.1", 0.999), ("0.2", 1.0), ("+Inf", 1.0)]
+                                .iter()
+                                .map(|(le, share)| Series {
+                                    labels: labels(Some(le)),
+                                    value: n * share,
+                                }),
+                        );
+                    } else {
+                        let value = if q.promql.contains("code=~\"5..\"") {
+                            x
+                        } else {
+                            n
+                        };
+                        series.push(Series {
+                            labels: labels(None),
+                            value,
+                        });
+                    }
                 }
+                Ok(QueryValue::Vector(series))
             })
             .collect()
     }
+}
+
+/// The values a query selects for `label`: `label="a"` or `label=~"a|b"`.
+fn label_values(promql: &str, label: &str) -> Vec<String> {
+    for (op, split) in [("=\"", false), ("=~\"", true)] {
+        let needle = format!("{label}{op}");
+        if let Some(at) = promql.find(&needle) {
+            let rest = &promql[at + needle.len()..];
+            let value = rest.split('"').next().unwrap_or_default();
+            return if split {
+                value.split('|').map(str::to_string).collect()
+            } else {
+                vec![value.to_string()]
+            };
+        }
+    }
+    Vec::new()
 }

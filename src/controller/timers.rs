@@ -1,0 +1,151 @@
+//! The timer queue: rollouts ordered by when they are due to tick or to
+//! have their idle router reconciled, so the loop sleeps until the first
+//! one instead of scanning every rollout.
+//!
+//! Ticks fall on a grid: multiples of a rollout's interval counted from the
+//! daemon's start. Rollouts with the same interval (or intervals that divide
+//! each other, e.g. 5 s and 30 s) are due at the same instants, so one
+//! grouped query per metric answers all of them. A new or changed rollout
+//! ticks at once and then joins the grid: its next tick comes 0.5 to 1.5
+//! intervals later, and every one after that exactly one interval apart.
+//!
+//! Entries are hints: the loop checks each popped entry against the
+//! rollout's own `next_tick`/`next_reconcile`, so a rescheduled rollout's
+//! old entry is simply dropped.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use crate::engine::Timestamp;
+use crate::spec::model::RolloutId;
+
+/// Due ticks and due reconciles, earliest first.
+#[derive(Debug)]
+pub(super) struct Timers {
+    /// The grid's origin.
+    origin: Timestamp,
+    ticks: BTreeSet<(Timestamp, RolloutId)>,
+    reconciles: BTreeSet<(Timestamp, RolloutId)>,
+}
+
+impl Timers {
+    pub fn new(origin: Timestamp) -> Timers {
+        Timers {
+            origin,
+            ticks: BTreeSet::new(),
+            reconciles: BTreeSet::new(),
+        }
+    }
+
+    /// The next tick after one taken at `now`: the first grid point of
+    /// `interval` more than half an interval after `now + interval / 2`.
+    pub fn next_on_grid(&self, now: Timestamp, interval: Duration) -> Timestamp {
+        let every = (interval.as_millis() as u64).max(1);
+        let since = now.millis().saturating_sub(self.origin.millis()) + every / 2;
+        Timestamp::from_millis(self.origin.millis() + (since / every + 1) * every)
+    }
+
+    /// Queues a tick of `id` at `at`.
+    pub fn tick_at(&mut self, id: &RolloutId, at: Timestamp) {
+        self.ticks.insert((at, id.clone()));
+    }
+
+    /// Queues a reconcile of `id` at `at`.
+    pub fn reconcile_at(&mut self, id: &RolloutId, at: Timestamp) {
+        self.reconciles.insert((at, id.clone()));
+    }
+
+    /// Takes every tick due by `now`.
+    pub fn due_ticks(&mut self, now: Timestamp) -> Vec<RolloutId> {
+        take_due(&mut self.ticks, now)
+    }
+
+    /// Takes every reconcile due by `now`.
+    pub fn due_reconciles(&mut self, now: Timestamp) -> Vec<RolloutId> {
+        take_due(&mut self.reconciles, now)
+    }
+
+    /// When the first entry is due.
+    pub fn next(&self) -> Option<Timestamp> {
+        let first = |set: &BTreeSet<(Timestamp, RolloutId)>| set.first().map(|(t, _)| *t);
+        match (first(&self.ticks), first(&self.reconciles)) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+}
+
+fn take_due(set: &mut BTreeSet<(Timestamp, RolloutId)>, now: Timestamp) -> Vec<RolloutId> {
+    let mut due = Vec::new();
+    while let Some((t, _)) = set.first() {
+        if *t > now {
+            break;
+        }
+        if let Some((_, id)) = set.pop_first() {
+            due.push(id);
+        }
+    }
+    due.sort();
+    due.dedup();
+    due
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(name: &str) -> RolloutId {
+        RolloutId {
+            namespace: "default".into(),
+            name: name.into(),
+        }
+    }
+
+    #[test]
+    fn rollouts_started_at_different_moments_tick_together_after_their_first_tick() {
+        let origin = Timestamp::from_millis(1_000_000);
+        let timers = Timers::new(origin);
+        let every = Duration::from_secs(10);
+        let a = timers.next_on_grid(origin.plus(Duration::from_millis(300)), every);
+        let b = timers.next_on_grid(origin.plus(Duration::from_millis(4_200)), every);
+        assert_eq!(a, b);
+        assert_eq!(a, origin.plus(every));
+        // One interval apart once on the grid.
+        assert_eq!(timers.next_on_grid(a, every), a.plus(every));
+        // Never sooner than half an interval.
+        let late = timers.next_on_grid(origin.plus(Duration::from_millis(6_000)), every);
+        assert_eq!(late, origin.plus(every * 2));
+    }
+
+    #[test]
+    fn intervals_that_divide_each_other_share_grid_points() {
+        let origin = Timestamp::from_millis(0);
+        let timers = Timers::new(origin);
+        let on_thirty =
+            timers.next_on_grid(Timestamp::from_millis(30_000), Duration::from_secs(30));
+        let on_five = timers.next_on_grid(Timestamp::from_millis(55_000), Duration::from_secs(5));
+        assert_eq!(on_thirty, on_five);
+    }
+
+    #[test]
+    fn due_entries_come_out_once_in_order_and_later_ones_stay() {
+        let mut timers = Timers::new(Timestamp::from_millis(0));
+        timers.tick_at(&id("b"), Timestamp::from_millis(5));
+        timers.tick_at(&id("a"), Timestamp::from_millis(5));
+        timers.tick_at(&id("a"), Timestamp::from_millis(3));
+        timers.tick_at(&id("c"), Timestamp::from_millis(9));
+        timers.reconcile_at(&id("d"), Timestamp::from_millis(7));
+        assert_eq!(timers.next(), Some(Timestamp::from_millis(3)));
+        assert_eq!(
+            timers.due_ticks(Timestamp::from_millis(6)),
+            vec![id("a"), id("b")]
+        );
+        assert_eq!(timers.next(), Some(Timestamp::from_millis(7)));
+        assert!(timers.due_reconciles(Timestamp::from_millis(6)).is_empty());
+        assert_eq!(
+            timers.due_reconciles(Timestamp::from_millis(7)),
+            vec![id("d")]
+        );
+        assert_eq!(timers.next(), Some(Timestamp::from_millis(9)));
+    }
+}
