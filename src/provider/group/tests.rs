@@ -102,8 +102,9 @@ fn an_existing_by_clause_keeps_its_labels_and_gains_the_rollouts() {
 #[test]
 fn a_query_with_vector_or_scalar_is_asked_per_rollout() {
     // `or vector(0)`: the labelless 0 would match no rollout once grouped.
+    let or_vector = r#"(sum(rate(e{service="__canaryd_group_service__"}[1m])) or vector(0)) / sum(rate(r{service="__canaryd_group_service__"}[1m]))"#;
     assert!(matches!(
-        http_red("error_rate"),
+        shape(or_vector),
         Err(Ungroupable::Unsupported(why)) if why.contains("vector()")
     ));
     for q in [
@@ -114,6 +115,17 @@ fn a_query_with_vector_or_scalar_is_asked_per_rollout() {
     ] {
         assert!(matches!(shape(q), Err(Ungroupable::Unsupported(_))), "{q}");
     }
+}
+
+#[test]
+fn the_shipped_error_rate_falls_back_to_zero_per_series_and_so_is_grouped() {
+    let s = http_red("error_rate").expect("groupable");
+    assert!(s.template().contains(" or rate("), "{}", s.template());
+    assert!(
+        s.template().starts_with("sum by (service, version) ("),
+        "{}",
+        s.template()
+    );
 }
 
 #[test]
