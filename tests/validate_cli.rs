@@ -140,8 +140,7 @@ fn warning_files() -> Vec<PathBuf> {
 }
 
 #[test]
-fn latency_thresholds_the_policys_default_buckets_judge_coarsely_are_warned_about_and_still_valid()
-{
+fn coarse_latency_thresholds_and_queries_asked_per_rollout_are_warned_about_and_still_valid() {
     let files = warning_files();
     assert!(files.len() >= 3);
     for path in files {

@@ -175,7 +175,7 @@ pub fn judge(
 
 /// Every gate of `spec` with its reference, in file order (each step's
 /// promotion gates, then the abort conditions, as `validate` reads them).
-fn gates(spec: &DeploySpec) -> Vec<(GateRef, &Gate, String)> {
+pub(super) fn gates(spec: &DeploySpec) -> Vec<(GateRef, &Gate, String)> {
     let mut out = Vec::new();
     for (step, s) in spec.strategy.steps.iter().enumerate() {
         for (index, g) in s.gates.iter().enumerate() {
@@ -291,7 +291,7 @@ fn comparisons(item: &Node) -> Vec<&Node> {
 
 /// The threshold nodes of every gate in a deploy file's tree, keyed like
 /// the spec's gates (the decoder's walk, which succeeded on this tree).
-fn threshold_nodes(root: &Node) -> Vec<(GateRef, &Node)> {
+pub(super) fn threshold_nodes(root: &Node) -> Vec<(GateRef, &Node)> {
     let mut out = Vec::new();
     let Some(deploy) = get(root, "deploy") else {
         return out;

@@ -5,6 +5,7 @@ mod check;
 mod check_evidence;
 mod control;
 mod crd;
+mod grouping;
 mod import;
 mod init;
 mod latency_bounds;

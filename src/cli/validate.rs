@@ -43,6 +43,12 @@ pub fn run(paths: &[PathBuf], policy_dir: Option<&Path>, output: Output) -> Exit
                     spec,
                     &policies,
                 ));
+                all.extend(super::grouping::declared(
+                    &f.display(),
+                    &f.text,
+                    spec,
+                    &policies,
+                ));
                 all.sort_by_key(|d| (d.line, d.column));
             }
             all

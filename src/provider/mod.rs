@@ -9,5 +9,5 @@ pub mod prometheus;
 
 pub use crate::ports::metrics::{Answer, InstantQuery, MetricsSource, QueryValue, Series};
 pub use counts::{CountsPlan, plan_counts};
-pub use plan::{Answers, Batch, PlanError, RolloutPlan, Slot, every_gate, plan_rollout};
+pub use plan::{Answers, Batch, PlanError, RolloutPlan, Slot, every_gate, groupable, plan_rollout};
 pub use prometheus::{PrometheusSource, ProviderConfig, ProviderError, redact_url};

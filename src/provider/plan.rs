@@ -7,7 +7,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::group::{Key, Shape, Var, shape};
+use super::group::{Key, Shape, Ungroupable, Var, shape};
 use super::{Answer, InstantQuery, QueryValue, Series};
 use crate::engine::observation::{GateRef, Inconclusive, Measurement, Reading};
 use crate::spec::model::{DeploySpec, Track};
@@ -167,6 +167,18 @@ impl Batch {
             })
             .clone()
     }
+}
+
+/// Whether the daemon can ask `template` once for every rollout (see
+/// [`super::group`]), or why it asks it per rollout.
+pub fn groupable(template: &QueryTemplate, vars: &TemplateVars<'_>) -> Result<(), Ungroupable> {
+    let rendered = template.render(&TemplateVars {
+        service: Var::Service.sentinel(),
+        namespace: Var::Namespace.sentinel(),
+        version: Var::Version.sentinel(),
+        ..*vars
+    });
+    shape(&rendered).map(|_| ())
 }
 
 /// A batch's answers, grouped answers split by member (once).

@@ -72,6 +72,9 @@ pub enum Code {
     /// A step's `min_duration` cannot take effect: one of its promotion gates
     /// is judged on single readings, which never give conclusive evidence.
     NoEarlySuccess,
+    /// A gate's query cannot be grouped for all rollouts: it is asked once
+    /// per rollout at every tick (fine for a few, costly for thousands).
+    PerRolloutQuery,
 }
 
 /// One problem in one file.
