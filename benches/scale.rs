@@ -55,6 +55,10 @@ pub struct Opts {
     /// measured and decided on.
     #[arg(long)]
     pub short: bool,
+    /// Give up on an N after this long (its processes stopped, the run
+    /// reported as failed with how far it got).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub limit: Option<Duration>,
     /// `cargo bench` passes `--bench`; ignored.
     #[arg(long, hide = true)]
     pub bench: bool,
@@ -80,7 +84,18 @@ async fn main() {
     let mut failed = false;
     println!("{}", report::header());
     for &n in &opts.n {
-        match run::run(&opts, &binary, &label, n).await {
+        let limit = opts.limit.unwrap_or(Duration::MAX);
+        // A signal or the limit drops the run, and with it every process.
+        let outcome = tokio::select! {
+            r = tokio::time::timeout(limit, run::run(&opts, &binary, &label, n)) => {
+                r.unwrap_or_else(|_| Err(format!("stopped after the limit of {limit:?}")))
+            }
+            _ = signalled() => {
+                eprintln!("N = {n}: stopped by a signal");
+                std::process::exit(1);
+            }
+        };
+        match outcome {
             Ok(row) => {
                 if let Err(e) = row.record(&out) {
                     eprintln!("cannot record the results: {e}");
@@ -101,5 +116,21 @@ async fn main() {
     }
     if failed {
         std::process::exit(1);
+    }
+}
+
+/// SIGINT or SIGTERM.
+async fn signalled() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }

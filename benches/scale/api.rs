@@ -2,6 +2,7 @@
 //! reload's latency, a command's latency while ticks run, and whether every
 //! rollout was measured and decided on.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -88,17 +89,18 @@ pub async fn reloads(
 
 /// POSTs pause then resume on rollout `i`, again and again for `span` (every
 /// 100 ms, so many land while a tick runs), and returns each command's
-/// milliseconds. A refused command (not 2xx) is an error: it did not reach
-/// the controller the way a person's would.
+/// milliseconds and the answers that were not 2xx (a refusal, e.g. 409 for a
+/// rollout not yet started, is still an answer from the controller).
 pub async fn commands(
     http: &reqwest::Client,
     api: &str,
     i: usize,
     span: Duration,
-) -> Result<Vec<f64>, String> {
+) -> Result<(Vec<f64>, Vec<String>), String> {
     let base = format!("{api}/api/v1/rollouts/default/{}", service(i));
     let started = Instant::now();
     let mut out = Vec::new();
+    let mut refused = Vec::new();
     while started.elapsed() < span {
         for command in ["pause", "resume"] {
             let sent = Instant::now();
@@ -112,22 +114,33 @@ pub async fn commands(
             let body = r.text().await.unwrap_or_default();
             out.push(sent.elapsed().as_secs_f64() * 1000.0);
             if !status.is_success() {
-                return Err(format!("{command} answered {status}: {body}"));
+                refused.push(format!("{command} answered {status}: {body}"));
             }
             // Pacing: a person's command now and then, not a flood.
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
-    Ok(out)
+    Ok((out, refused))
+}
+
+/// What the list shows.
+#[derive(Debug, Default)]
+pub struct Census {
+    /// The body's size.
+    pub bytes: usize,
+    /// Rollouts listed.
+    pub listed: usize,
+    /// Rollouts with a last decision.
+    pub decided: usize,
+    /// Rollouts measured (gates with a verdict).
+    pub measured: usize,
+    /// Rollouts per phase.
+    pub phases: BTreeMap<String, usize>,
 }
 
 /// The list's (with `query`) body size, how many rollouts it shows, how many have a last
 /// decision, and how many have been measured (gates with a verdict).
-pub async fn census(
-    http: &reqwest::Client,
-    api: &str,
-    query: &str,
-) -> Result<(usize, usize, usize, usize), String> {
+pub async fn census(http: &reqwest::Client, api: &str, query: &str) -> Result<Census, String> {
     let url = format!("{api}/api/v1/rollouts{query}");
     let body = http
         .get(&url)
@@ -147,5 +160,17 @@ pub async fn census(
         .iter()
         .filter(|r| r["gates"].as_array().is_some_and(|g| !g.is_empty()))
         .count();
-    Ok((body.len(), list.len(), decided, measured))
+    let mut phases = BTreeMap::new();
+    for r in &list {
+        *phases
+            .entry(r["phase"].as_str().unwrap_or("?").to_string())
+            .or_default() += 1;
+    }
+    Ok(Census {
+        bytes: body.len(),
+        listed: list.len(),
+        decided,
+        measured,
+        phases,
+    })
 }

@@ -106,7 +106,8 @@ pub fn buckets(text: &str, name: &str) -> Vec<(f64, f64)> {
 }
 
 /// The smallest bucket bound holding every observation made between two
-/// readings of the histogram: the largest observation is at most this.
+/// readings of the histogram: the largest observation is at most this
+/// (infinite: above the largest finite bound, `top_bound`).
 pub fn max_bound(before: &[(f64, f64)], after: &[(f64, f64)]) -> Option<f64> {
     let total = after.last()?.1 - before.last().map_or(0.0, |b| b.1);
     if total <= 0.0 {
@@ -116,6 +117,15 @@ pub fn max_bound(before: &[(f64, f64)], after: &[(f64, f64)]) -> Option<f64> {
         let was = before.iter().find(|(b, _)| b == le).map_or(0.0, |b| b.1);
         (count - was >= total).then_some(*le)
     })
+}
+
+/// A histogram's largest finite bucket bound.
+pub fn top_bound(buckets: &[(f64, f64)]) -> Option<f64> {
+    buckets
+        .iter()
+        .map(|b| b.0)
+        .filter(|b| b.is_finite())
+        .reduce(f64::max)
 }
 
 /// One `wrk` run's figures.

@@ -22,6 +22,8 @@ pub struct Row {
     pub tick_count: f64,
     pub tick_mean_ms: f64,
     pub tick_max_bound_ms: Option<f64>,
+    /// The tick histogram's largest finite bound.
+    pub tick_top_bound_ms: Option<f64>,
     pub query_requests_per_tick: f64,
     pub engine_queries_per_tick: f64,
     pub prometheus_cpu_per_tick_s: f64,
@@ -38,12 +40,18 @@ pub struct Row {
     pub listed: usize,
     pub decided: usize,
     pub measured: usize,
+    /// Rollouts per phase at the end.
+    pub phases: std::collections::BTreeMap<String, usize>,
+    /// Commands answered other than 2xx (the first few answers).
+    pub refused: usize,
+    /// Steps that did not finish, and why.
+    pub notes: Vec<String>,
 }
 
 /// The table's header (two lines).
 pub fn header() -> String {
-    "| daemon | N | daemon CPU per tick | tick wall mean (max ≤) | queries per tick (engine evals) | Prometheus CPU per tick | RSS | fds | list p50 / p99 (body) | single p50 / p99 | command p50 / p99 / max while ticking | ready after start | hot reload median / max | rollouts decided / measured |\n\
-     |---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+    "| daemon | N | daemon CPU per tick | tick wall mean (max) | ticks done / due | queries per tick (engine evals) | Prometheus CPU per tick | RSS | fds | list p50 / p99 (body) | single p50 / p99 | command p50 / p99 / max while ticking | ready after start | hot reload median / max | rollouts decided / measured |\n\
+     |---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
         .into()
 }
 
@@ -91,12 +99,24 @@ impl Row {
         let tick_max = self.tick_max_bound_ms.map_or("-".into(), |m| {
             if m.is_finite() { ms(m) } else { "∞".into() }
         });
+        let mut end = format!("{} / {} of {}", self.decided, self.measured, self.n);
+        if self.refused > 0 {
+            end.push_str(&format!(
+                "; {} of {} commands refused",
+                self.refused, self.commands
+            ));
+        }
+        if !self.notes.is_empty() {
+            end.push_str("; see notes");
+        }
         format!(
-            "| {} | {} | {} | {} ({tick_max}) | {:.0} ({:.0}) | {:.2} s | {:.0} MB | {} | {} | {} | {} / {} / {} | {:.2} s | {} / {} | {} / {} of {} |",
+            "| {} | {} | {} | {} ({tick_max}) | {:.0} / {:.0} | {:.0} ({:.0}) | {:.2} s | {:.0} MB | {} | {} | {} | {} / {} / {} | {:.2} s | {} / {} | {end} |",
             self.label,
             self.n,
             ms(self.daemon_cpu_per_tick_ms),
             ms(self.tick_mean_ms),
+            self.tick_count,
+            self.ticks,
             self.query_requests_per_tick,
             self.engine_queries_per_tick,
             self.prometheus_cpu_per_tick_s,
@@ -110,9 +130,6 @@ impl Row {
             self.ready_s,
             ms(median),
             ms(max),
-            self.decided,
-            self.measured,
-            self.n,
         )
     }
 

@@ -107,6 +107,7 @@ pub async fn run(opts: &Opts, binary: &Path, label: &str, n: usize) -> Result<Ro
             f64::NAN
         },
         tick_max_bound_ms: max_bound(&before.tick_buckets, &after.tick_buckets).map(|s| s * 1000.0),
+        tick_top_bound_ms: measure::top_bound(&after.tick_buckets).map(|s| s * 1000.0),
         query_requests_per_tick: (after.query_requests - before.query_requests) / ticks,
         engine_queries_per_tick: (after.engine_queries - before.engine_queries) / ticks,
         prometheus_cpu_per_tick_s: (after.prom_cpu - before.prom_cpu) / ticks,
@@ -116,13 +117,21 @@ pub async fn run(opts: &Opts, binary: &Path, label: &str, n: usize) -> Result<Ro
         ..Row::default()
     };
 
+    // What was seen so far, in case a later step does not finish.
+    step(&format!("so far: {}", row.markdown()));
+
+    // From here on a step that fails is noted and the next one still runs.
     step("the list and one rollout under wrk");
     let page = "?limit=100&view=summary";
-    let (list_body, _, _, _) = api::census(&http, &api, page).await?;
+    let list_bytes = api::census(&http, &api, page).await.map(|c| c.bytes);
     let list = format!("{api}/api/v1/rollouts{page}");
-    row.list = Some(measure::wrk(&list, opts.wrk_seconds, list_body).await?);
+    if let Some(bytes) = kept(&mut row.notes, list_bytes) {
+        let list = measure::wrk(&list, opts.wrk_seconds, bytes).await;
+        row.list = kept(&mut row.notes, list);
+    }
     let one = format!("{api}/api/v1/rollouts/default/{}", service(n / 2));
-    row.single = Some(measure::wrk(&one, opts.wrk_seconds, 0).await?);
+    let single = measure::wrk(&one, opts.wrk_seconds, 0).await;
+    row.single = kept(&mut row.notes, single);
 
     step("commands while ticking");
     let span = if opts.short {
@@ -130,16 +139,36 @@ pub async fn run(opts: &Opts, binary: &Path, label: &str, n: usize) -> Result<Ro
     } else {
         opts.interval * 3
     };
-    let mut took = api::commands(&http, &api, n / 2, span).await?;
-    row.commands = took.len();
-    (row.command_p50_ms, row.command_p99_ms, row.command_max_ms) = measure::quantiles(&mut took);
+    match api::commands(&http, &api, n / 2, span).await {
+        Ok((mut took, refused)) => {
+            row.commands = took.len();
+            row.refused = refused.len();
+            row.notes.extend(refused.into_iter().take(1));
+            (row.command_p50_ms, row.command_p99_ms, row.command_max_ms) =
+                measure::quantiles(&mut took);
+        }
+        Err(e) => row.notes.push(e),
+    }
 
     step("hot reloads");
-    row.reload_ms = api::reloads(&http, &api, &deploy, &socket, opts.interval, 3).await?;
+    match api::reloads(&http, &api, &deploy, &socket, opts.interval, 3).await {
+        Ok(r) => row.reload_ms = r,
+        Err(e) => row.notes.push(e),
+    }
 
-    let (_, listed, decided, measured) = api::census(&http, &api, "").await?;
-    row.listed = listed;
-    row.decided = decided;
-    row.measured = measured;
+    match api::census(&http, &api, "").await {
+        Ok(c) => {
+            row.listed = c.listed;
+            row.decided = c.decided;
+            row.measured = c.measured;
+            row.phases = c.phases;
+        }
+        Err(e) => row.notes.push(e),
+    }
     Ok(row)
+}
+
+/// A step's result, or its failure's reason kept in `notes`.
+fn kept<T>(notes: &mut Vec<String>, done: Result<T, String>) -> Option<T> {
+    done.map_err(|e| notes.push(e)).ok()
 }
