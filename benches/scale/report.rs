@@ -96,9 +96,11 @@ impl Row {
     pub fn markdown(&self) -> String {
         let mut reload = self.reload_ms.clone();
         let (median, _, max) = crate::measure::quantiles(&mut reload);
-        let tick_max = self.tick_max_bound_ms.map_or("-".into(), |m| {
-            if m.is_finite() { ms(m) } else { "∞".into() }
-        });
+        let tick_max = match (self.tick_max_bound_ms, self.tick_top_bound_ms) {
+            (Some(m), _) if m.is_finite() => format!("≤ {}", ms(m)),
+            (Some(_), Some(top)) => format!("> {}", ms(top)),
+            _ => "-".into(),
+        };
         let mut end = format!("{} / {} of {}", self.decided, self.measured, self.n);
         if self.refused > 0 {
             end.push_str(&format!(
