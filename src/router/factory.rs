@@ -8,20 +8,46 @@ use async_trait::async_trait;
 
 use super::{
     BuiltinConfig, BuiltinRouter, ConnectionLimits, HaproxyConfig, HaproxyRouter, Health,
-    RouterError, RouterMetrics,
+    RouterError, RouterMetrics, UpstreamPool,
 };
 use crate::ports::{RouterFactory, TrafficRouter};
 use crate::spec::model::{DeployMode, DeploySpec, RouterSpec};
 use crate::spec::units::Weight;
 
-/// Builds standalone routers.
+/// Builds standalone routers; the built-in ones share one health checker
+/// and one connection pool per upstream address.
 pub struct Routers {
     /// The built-in routers' request metrics.
-    pub metrics: RouterMetrics,
-    /// How often a built-in router checks its upstreams.
-    pub health_interval: Duration,
+    metrics: RouterMetrics,
+    /// How often a built-in router's upstreams are checked.
+    health_interval: Duration,
     /// Each built-in router's connection limits and timeouts.
-    pub limits: ConnectionLimits,
+    limits: ConnectionLimits,
+    /// What the built-in routers share per upstream.
+    upstreams: UpstreamPool,
+}
+
+impl Routers {
+    /// A factory whose built-in routers check upstreams every
+    /// `health_interval` and serve clients under `limits`.
+    pub fn new(
+        metrics: RouterMetrics,
+        health_interval: Duration,
+        limits: ConnectionLimits,
+    ) -> Routers {
+        Routers {
+            metrics,
+            health_interval,
+            limits,
+            // Idle upstream connections: one router's worth per upstream.
+            upstreams: UpstreamPool::new(health_interval, limits.max_connections),
+        }
+    }
+
+    /// The upstream addresses being health-checked now.
+    pub fn checked_upstreams(&self) -> Vec<String> {
+        self.upstreams.checked()
+    }
 }
 
 #[async_trait]
@@ -54,12 +80,14 @@ impl RouterFactory for Routers {
                         DeployMode::Active => Weight::ZERO,
                     },
                 };
-                let router =
-                    BuiltinRouter::start_with_limits(config, self.limits, self.metrics.clone())
-                        .await
-                        .map_err(|e| {
-                            RouterError::Refused(format!("cannot listen on {listen}: {e}"))
-                        })?;
+                let router = BuiltinRouter::start_in(
+                    config,
+                    self.limits,
+                    self.metrics.clone(),
+                    &self.upstreams,
+                )
+                .await
+                .map_err(|e| RouterError::Refused(format!("cannot listen on {listen}: {e}")))?;
                 Ok(Arc::new(router))
             }
             RouterSpec::Haproxy {
