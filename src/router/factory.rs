@@ -1,14 +1,16 @@
 //! The standalone router factory: the built-in proxy or HAProxy, as a spec
 //! names; the cluster kinds need cluster mode.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
 
+use super::haproxy_stats::FRESH_FOR;
 use super::{
     BuiltinConfig, BuiltinRouter, ConnectionLimits, HaproxyConfig, HaproxyRouter, Health,
-    RouterError, RouterMetrics, UpstreamPool,
+    RouterError, RouterMetrics, StatsReader, UpstreamPool,
 };
 use crate::ports::{RouterFactory, TrafficRouter};
 use crate::spec::model::{DeployMode, DeploySpec, RouterSpec};
@@ -25,6 +27,8 @@ pub struct Routers {
     limits: ConnectionLimits,
     /// What the built-in routers share per upstream.
     upstreams: UpstreamPool,
+    /// One `show stat` reader per HAProxy socket.
+    haproxy_stats: Mutex<HashMap<String, StatsReader>>,
 }
 
 impl Routers {
@@ -41,7 +45,18 @@ impl Routers {
             limits,
             // Idle upstream connections: one router's worth per upstream.
             upstreams: UpstreamPool::new(health_interval, limits.max_connections),
+            haproxy_stats: Mutex::default(),
         }
+    }
+
+    /// The stats reader of HAProxy `socket`, shared by its rollouts.
+    fn haproxy_stats(&self, socket: &str) -> StatsReader {
+        self.haproxy_stats
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(socket.to_string())
+            .or_insert_with(|| StatsReader::new(socket, FRESH_FOR))
+            .clone()
     }
 
     /// The upstream addresses being health-checked now.
@@ -95,12 +110,15 @@ impl RouterFactory for Routers {
                 backend,
                 stable_server,
                 canary_server,
-            } => Ok(Arc::new(HaproxyRouter::new(HaproxyConfig {
-                socket: socket.clone(),
-                backend: backend.clone(),
-                stable_server: stable_server.clone(),
-                canary_server: canary_server.clone(),
-            }))),
+            } => Ok(Arc::new(HaproxyRouter::with_stats(
+                HaproxyConfig {
+                    socket: socket.clone(),
+                    backend: backend.clone(),
+                    stable_server: stable_server.clone(),
+                    canary_server: canary_server.clone(),
+                },
+                self.haproxy_stats(socket),
+            ))),
             other => Err(RouterError::Unsupported(format!(
                 "router kind `{}` needs cluster mode; standalone mode drives `builtin` and `haproxy`",
                 other.kind()
@@ -152,5 +170,26 @@ impl TrafficRouter for HaproxyRouter {
 
     fn same_weight(&self, a: Weight, b: Weight) -> bool {
         super::haproxy::server_weights(a) == super::haproxy::server_weights(b)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn rollouts_on_one_haproxy_socket_share_its_stats_reader() {
+        let mut registry = prometheus_client::registry::Registry::default();
+        let routers = Routers::new(
+            RouterMetrics::register(&mut registry),
+            Duration::from_secs(1),
+            ConnectionLimits::ROUTER,
+        );
+        let a = routers.haproxy_stats("/nonexistent/a.sock");
+        let b = routers.haproxy_stats("/nonexistent/a.sock");
+        let other = routers.haproxy_stats("/nonexistent/b.sock");
+        assert!(a.states().await.is_err());
+        assert!(b.states().await.is_err(), "the failed read, reused");
+        assert_eq!((a.reads(), b.reads(), other.reads()), (1, 1, 0));
     }
 }
