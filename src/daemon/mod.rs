@@ -116,11 +116,11 @@ pub async fn serve(
         )),
         store: Arc::new(store.clone()),
         log: Arc::new(store.clone()),
-        routers: Arc::new(Routers {
-            metrics: basics.router_metrics.clone(),
-            health_interval: Duration::from_secs(1),
-            limits: basics.router_limits,
-        }),
+        routers: Arc::new(Routers::new(
+            basics.router_metrics.clone(),
+            Duration::from_secs(1),
+            basics.router_limits,
+        )),
         metrics: basics.source.clone(),
         leadership: Arc::new(AlwaysLeader),
     };

@@ -10,14 +10,24 @@
 //!   accepted version, remembered through the [`SpecMemory`] port.
 //! * A renamed file (removed and added in the same look) keeps its rollout.
 //! * A second file declaring a rollout already declared is rejected.
+//! * The directory is watched (inotify, through `notify`): a look with no
+//!   reported change lists nothing and reads nothing. Every
+//!   [`RESCAN_EVERY`] the whole directory is read again, and whenever the
+//!   watcher loses events; without a watcher, every look lists the directory
+//!   and reads only files whose metadata moved.
 
-use std::collections::{BTreeMap, HashMap};
-use std::hash::{DefaultHasher, Hash, Hasher};
+mod scan;
+mod watch;
+
+use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 
+use self::scan::{Found, Plan, Read, Stamp};
+use self::watch::Watch;
 use crate::engine::Timestamp;
 use crate::ports::{SpecEvent, SpecMemory, SpecSource, SpecSourceError};
 use crate::spec::decode::decode;
@@ -26,12 +36,29 @@ use crate::spec::model::{DeploySpec, RolloutId};
 use crate::spec::policy::PolicySet;
 use crate::spec::yaml::Pos;
 
-/// A deploy file as last read.
-enum Read {
-    /// Its text.
-    Text(String),
-    /// Why it cannot be read as text (not UTF-8, permissions…).
-    Unreadable(String),
+/// How often every file is read again even with a working watcher: the
+/// content hash is the truth, and an edit that kept its metadata (or one the
+/// OS did not report, e.g. through a symlink's target elsewhere) shows by then.
+pub const RESCAN_EVERY: Duration = Duration::from_secs(30);
+
+/// How the directory learns of changes.
+enum Watching {
+    /// Never: every look lists the directory.
+    Off,
+    /// Wanted but not running (not started yet, failed, or broken): looks
+    /// list the directory until a start at the next full rescan works.
+    Wanted,
+    /// Running.
+    On(Watch),
+}
+
+/// What the looks did so far, for tests and benchmarks.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LookCounts {
+    /// Directory listings.
+    pub listings: u64,
+    /// Files read.
+    pub reads: u64,
 }
 
 /// The watched directory.
@@ -40,60 +67,27 @@ pub struct DeployDir {
     policies: PolicySet,
     memory: Arc<dyn SpecMemory>,
     /// Each file's content hash as last seen.
-    seen: BTreeMap<PathBuf, u64>,
+    seen: HashMap<PathBuf, u64>,
+    /// Each file's metadata stamp as last read (`None`: read it again).
+    stamps: HashMap<PathBuf, Option<Stamp>>,
     /// The rollout each accepted file declares.
     declares: HashMap<PathBuf, RolloutId>,
     /// The file declaring each rollout.
     owner: HashMap<RolloutId, PathBuf>,
     /// Whether the first look was taken (last good versions apply only then).
     started: bool,
-}
-
-fn is_deploy_file(path: &Path) -> bool {
-    path.extension()
-        .and_then(|e| e.to_str())
-        .is_some_and(|e| e == "yaml" || e == "yml")
+    watching: Watching,
+    /// Whether a watcher that would not start was logged already.
+    warned: bool,
+    /// Files to read on the next look whatever they look like (a retry).
+    pending: BTreeSet<PathBuf>,
+    rescan_every: Duration,
+    last_rescan: Option<Instant>,
+    counts: LookCounts,
 }
 
 fn origin(path: &Path) -> String {
     path.display().to_string()
-}
-
-/// Lists the deploy files and reads each (blocking I/O, run off the runtime).
-fn read_dir(dir: &Path) -> std::io::Result<BTreeMap<PathBuf, Read>> {
-    let mut files = BTreeMap::new();
-    for entry in std::fs::read_dir(dir)?.filter_map(Result::ok) {
-        let path = entry.path();
-        if !is_deploy_file(&path) || !path.is_file() {
-            continue;
-        }
-        let read = match std::fs::read(&path) {
-            Ok(bytes) => match String::from_utf8(bytes) {
-                Ok(text) => Read::Text(text),
-                Err(e) => Read::Unreadable(format!(
-                    "cannot read: not UTF-8 text (invalid byte at offset {})",
-                    e.utf8_error().valid_up_to()
-                )),
-            },
-            // Vanished between the listing and the read (a rename): next look.
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(e) => Read::Unreadable(format!("cannot read: {e}")),
-        };
-        files.insert(path, read);
-    }
-    Ok(files)
-}
-
-fn hash_of(read: &Read) -> u64 {
-    let mut h = DefaultHasher::new();
-    match read {
-        Read::Text(t) => t.hash(&mut h),
-        Read::Unreadable(why) => {
-            0u8.hash(&mut h);
-            why.hash(&mut h);
-        }
-    }
-    h.finish()
 }
 
 impl DeployDir {
@@ -107,11 +101,86 @@ impl DeployDir {
             dir: dir.into(),
             policies,
             memory,
-            seen: BTreeMap::new(),
+            seen: HashMap::new(),
+            stamps: HashMap::new(),
             declares: HashMap::new(),
             owner: HashMap::new(),
             started: false,
+            watching: Watching::Wanted,
+            warned: false,
+            pending: BTreeSet::new(),
+            rescan_every: RESCAN_EVERY,
+            last_rescan: None,
+            counts: LookCounts::default(),
         }
+    }
+
+    /// Never watches: every look lists the directory (what happens anyway
+    /// when the OS refuses a watcher).
+    pub fn without_watcher(mut self) -> DeployDir {
+        self.watching = Watching::Off;
+        self
+    }
+
+    /// Reads every file again this often (default [`RESCAN_EVERY`]).
+    pub fn rescan_every(mut self, every: Duration) -> DeployDir {
+        self.rescan_every = every;
+        self
+    }
+
+    /// Whether the OS reports changes now (else every look lists the directory).
+    pub fn watching(&self) -> bool {
+        matches!(self.watching, Watching::On(_))
+    }
+
+    /// What the looks did so far.
+    pub fn counts(&self) -> LookCounts {
+        self.counts
+    }
+
+    /// What to look at now, starting the watcher when a full rescan is due.
+    fn plan(&mut self) -> Plan {
+        let now = Instant::now();
+        let due = self
+            .last_rescan
+            .is_none_or(|at| now.duration_since(at) >= self.rescan_every);
+        if due {
+            self.last_rescan = Some(now);
+            if matches!(self.watching, Watching::Wanted) {
+                // Started before the listing below: nothing falls between.
+                match Watch::start(&self.dir) {
+                    Ok(w) => self.watching = Watching::On(w),
+                    Err(e) if !self.warned => {
+                        self.warned = true;
+                        tracing::warn!(dir = %self.dir.display(), error = %e, "cannot watch the deploy directory; listing it on every look instead");
+                    }
+                    Err(e) => {
+                        tracing::debug!(dir = %self.dir.display(), error = %e, "cannot watch the deploy directory yet")
+                    }
+                }
+            }
+        }
+        let mut plan = Plan {
+            list: due,
+            force: due,
+            paths: std::mem::take(&mut self.pending),
+        };
+        match &self.watching {
+            Watching::On(w) => {
+                let reported = w.drain();
+                plan.paths.extend(reported.paths);
+                plan.list |= reported.list || reported.rescan;
+                plan.force |= reported.rescan;
+                if reported.broken {
+                    tracing::info!(dir = %self.dir.display(), "the deploy directory's watch ended; watching it again");
+                    self.watching = Watching::Wanted;
+                    // Retry the watch on the next look.
+                    self.last_rescan = None;
+                }
+            }
+            Watching::Off | Watching::Wanted => plan.list = true,
+        }
+        plan
     }
 
     /// Decodes `text`: the spec and its rendered warnings, or the rendered errors.
@@ -212,27 +281,49 @@ fn now() -> Timestamp {
 #[async_trait]
 impl SpecSource for DeployDir {
     async fn changes(&mut self) -> Result<Vec<SpecEvent>, SpecSourceError> {
+        let plan = self.plan();
+        if !plan.list && plan.paths.is_empty() {
+            return Ok(Vec::new());
+        }
         let dir = self.dir.clone();
-        let files = tokio::task::spawn_blocking(move || read_dir(&dir))
-            .await
-            .map_err(|e| e.to_string())
-            .and_then(|r| r.map_err(|e| e.to_string()))
-            .map_err(|message| SpecSourceError {
-                what: format!("deploy directory {}", self.dir.display()),
-                message,
-            })?;
+        let stamps = std::mem::take(&mut self.stamps);
+        let looked = tokio::task::spawn_blocking(move || {
+            let outcome = scan::look(&dir, &plan, &stamps);
+            (outcome, stamps)
+        })
+        .await;
+        let outcome = match looked {
+            Ok((outcome, stamps)) => {
+                self.stamps = stamps;
+                outcome.map_err(|e| e.to_string())
+            }
+            // The stamps are lost with the task: every file is read again.
+            Err(e) => Err(e.to_string()),
+        }
+        .map_err(|message| SpecSourceError {
+            what: format!("deploy directory {}", self.dir.display()),
+            message,
+        })?;
+        self.counts.reads += outcome.reads;
+        if outcome.listed {
+            self.counts.listings += 1;
+        }
         let mut events = Vec::new();
         // Files gone since the last look: their rollouts, unless another
         // file of this look declares them (a rename).
-        let gone: Vec<PathBuf> = self
-            .seen
-            .keys()
-            .filter(|p| !files.contains_key(*p))
-            .cloned()
-            .collect();
+        let gone: Vec<PathBuf> = if outcome.listed {
+            self.seen
+                .keys()
+                .filter(|p| !outcome.found.contains_key(*p))
+                .cloned()
+                .collect()
+        } else {
+            Vec::new()
+        };
         let mut removed = Vec::new();
         for path in gone {
             self.seen.remove(&path);
+            self.stamps.remove(&path);
             if let Some(id) = self.declares.remove(&path)
                 && self.owner.get(&id) == Some(&path)
             {
@@ -240,8 +331,12 @@ impl SpecSource for DeployDir {
                 removed.push((id, path));
             }
         }
-        for (path, read) in &files {
-            let hash = hash_of(read);
+        for (path, found) in &outcome.found {
+            let Found::Read(read, stamp) = found else {
+                continue;
+            };
+            self.stamps.insert(path.clone(), *stamp);
+            let hash = read.hash();
             if self.seen.get(path) == Some(&hash) {
                 continue;
             }
@@ -283,6 +378,7 @@ impl SpecSource for DeployDir {
         if let Some(path) = self.owner.remove(id) {
             self.declares.remove(&path);
             self.seen.remove(&path);
+            self.pending.insert(path);
         }
     }
 }

@@ -3,30 +3,29 @@
 //! version. Upstream connections are pooled and reused; request and response
 //! bodies are streamed, never buffered. The weight is read per request, so a
 //! change applies to the next request and drops none in flight. Both upstreams
-//! are health-checked (`GET /healthz`, every second): an unready canary gets no
+//! are health-checked (`GET /healthz`, every second, one checker per address
+//! shared by every router of an [`UpstreamPool`]): an unready canary gets no
 //! traffic whatever its weight.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::RwLock;
-use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
+use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
-use http_body_util::{BodyExt, Empty, Full};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderName, HeaderValue};
 use hyper::{Request, Response, StatusCode, Uri};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use rand::RngExt;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::Health;
+use super::health::{Subscription, UpstreamPool};
 use super::listener::{ConnectionLimits, ListenerStats, serve_listener};
 use super::metrics::{RequestLabels, RouteLabels, RouterMetrics, TrackLabels};
 use crate::spec::units::Weight;
@@ -46,16 +45,30 @@ pub struct BuiltinConfig {
     pub stable: String,
     /// `host:port` of the canary.
     pub canary: String,
-    /// How often upstreams are health-checked.
+    /// How often upstreams are health-checked (when the router makes its
+    /// own [`UpstreamPool`]; a shared pool has its own interval).
     pub health_interval: Duration,
     /// The canary weight it starts at (0, or a shadowed rollout's
     /// `deploy.shadow_weight`).
     pub weight: Weight,
 }
 
+/// Where the tracks are, and their health checks (none once stopped).
 struct Upstreams {
     stable: String,
     canary: String,
+    checks: Option<(Subscription, Subscription)>,
+}
+
+impl Upstreams {
+    fn health(&self) -> Health {
+        self.checks
+            .as_ref()
+            .map_or(Health::default(), |(s, c)| Health {
+                stable: s.ready(),
+                canary: c.ready(),
+            })
+    }
 }
 
 struct Shared {
@@ -64,10 +77,7 @@ struct Shared {
     upstreams: RwLock<Upstreams>,
     /// Canary weight in basis points (0–10000).
     weight: AtomicU16,
-    stable_ready: AtomicBool,
-    canary_ready: AtomicBool,
-    client: Client<HttpConnector, Incoming>,
-    probe: Client<HttpConnector, Empty<Bytes>>,
+    pool: UpstreamPool,
     metrics: RouterMetrics,
 }
 
@@ -84,6 +94,12 @@ impl Shared {
     fn upstreams(&self) -> std::sync::RwLockReadGuard<'_, Upstreams> {
         self.upstreams
             .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn upstreams_mut(&self) -> std::sync::RwLockWriteGuard<'_, Upstreams> {
+        self.upstreams
+            .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
@@ -119,35 +135,39 @@ impl BuiltinRouter {
         BuiltinRouter::start_with_limits(config, ConnectionLimits::ROUTER, metrics).await
     }
 
-    /// [`BuiltinRouter::start`] with explicit connection limits.
+    /// [`BuiltinRouter::start`] with explicit connection limits (and an
+    /// upstream pool of its own).
     pub async fn start_with_limits(
         config: BuiltinConfig,
         limits: ConnectionLimits,
         metrics: RouterMetrics,
     ) -> std::io::Result<BuiltinRouter> {
+        // Never more idle upstream connections than client connections.
+        let pool = UpstreamPool::new(config.health_interval, limits.max_connections);
+        BuiltinRouter::start_in(config, limits, metrics, &pool).await
+    }
+
+    /// Starts a router whose health checks and upstream connections are
+    /// shared with the other routers of `pool`.
+    pub async fn start_in(
+        config: BuiltinConfig,
+        limits: ConnectionLimits,
+        metrics: RouterMetrics,
+        pool: &UpstreamPool,
+    ) -> std::io::Result<BuiltinRouter> {
         let listener = TcpListener::bind(config.listen).await?;
         let addr = listener.local_addr()?;
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(Duration::from_secs(2)));
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(30))
-            // Never more idle upstream connections than client connections.
-            .pool_max_idle_per_host(limits.max_connections)
-            .build(connector.clone());
-        let probe = Client::builder(TokioExecutor::new()).build(connector);
+        let checks = subscribe(pool, &config.stable, &config.canary).await;
         let shared = Arc::new(Shared {
             namespace: config.namespace,
             route: config.route,
             upstreams: RwLock::new(Upstreams {
                 stable: config.stable,
                 canary: config.canary,
+                checks: Some(checks),
             }),
             weight: AtomicU16::new(config.weight.basis_points()),
-            stable_ready: AtomicBool::new(false),
-            canary_ready: AtomicBool::new(false),
-            client,
-            probe,
+            pool: pool.clone(),
             metrics,
         });
         shared
@@ -155,7 +175,6 @@ impl BuiltinRouter {
             .weights
             .get_or_create(&shared.route_labels())
             .set(config.weight.percent());
-        check_health(&shared).await;
         let (stop, stopped) = watch::channel(false);
         let connections = Arc::new(ListenerStats::default());
         // A stopped router finishes the request in flight on each kept-alive
@@ -178,13 +197,12 @@ impl BuiltinRouter {
             proxy,
             stopped.clone(),
         ));
-        let health = tokio::spawn(health_loop(shared.clone(), config.health_interval, stopped));
         Ok(BuiltinRouter {
             shared,
             addr,
             connections,
             stop,
-            tasks: vec![serve, health],
+            tasks: vec![serve],
         })
     }
 
@@ -224,51 +242,77 @@ impl BuiltinRouter {
         Weight::from_basis_points(self.shared.weight.load(Ordering::SeqCst)).unwrap_or(Weight::FULL)
     }
 
-    /// Readiness from the last health check.
+    /// Readiness from the last health check (neither, once stopped).
     pub fn health(&self) -> Health {
-        Health {
-            stable: self.shared.stable_ready.load(Ordering::SeqCst),
-            canary: self.shared.canary_ready.load(Ordering::SeqCst),
-        }
+        self.shared.upstreams().health()
     }
 
-    /// Points the tracks at new addresses (an edited deploy file, a promotion).
+    /// Points the tracks at new addresses (an edited deploy file, a
+    /// promotion), moving the health subscriptions with them.
     pub async fn set_upstreams(&self, stable: String, canary: String) {
         {
-            let mut u = self
-                .shared
-                .upstreams
-                .write()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let u = self.shared.upstreams();
             if u.stable == stable && u.canary == canary {
                 return;
             }
-            // Not ready until the new canary answers its own health check.
-            self.shared.canary_ready.store(false, Ordering::SeqCst);
-            *u = Upstreams { stable, canary };
         }
-        check_health(&self.shared).await;
+        // Checked before the switch: requests keep going to the old canary
+        // only while it is ready, and to the new one only once it is.
+        let checks = subscribe(&self.shared.pool, &stable, &canary).await;
+        let old = {
+            let mut u = self.shared.upstreams_mut();
+            let stopped = u.checks.is_none();
+            let old = std::mem::replace(
+                &mut *u,
+                Upstreams {
+                    stable,
+                    canary,
+                    checks: Some(checks),
+                },
+            );
+            if stopped {
+                u.checks = None;
+            }
+            old
+        };
+        // The old subscriptions are released outside the lock.
+        drop(old);
     }
 
-    /// Stops accepting connections; requests in flight finish.
+    /// Stops accepting connections (requests in flight finish) and releases
+    /// the health checks.
     pub fn stop(&self) {
         let _ = self.stop.send(true);
+        let checks = self.shared.upstreams_mut().checks.take();
+        drop(checks);
     }
 }
 
 impl Drop for BuiltinRouter {
     fn drop(&mut self) {
-        let _ = self.stop.send(true);
+        self.stop();
         for t in &self.tasks {
             t.abort();
         }
     }
 }
 
+/// Both tracks' health subscriptions, each checked at least once.
+async fn subscribe(
+    pool: &UpstreamPool,
+    stable: &str,
+    canary: &str,
+) -> (Subscription, Subscription) {
+    let mut s = pool.subscribe(stable);
+    let mut c = pool.subscribe(canary);
+    tokio::join!(s.checked(), c.checked());
+    (s, c)
+}
+
 /// Which track this request goes to.
 fn choose(shared: &Shared) -> &'static str {
     let weight = shared.weight.load(Ordering::Relaxed);
-    if weight == 0 || !shared.canary_ready.load(Ordering::Relaxed) {
+    if weight == 0 || !shared.upstreams().health().canary {
         return "stable";
     }
     if weight >= 10_000 || rand::rng().random_range(0..10_000u16) < weight {
@@ -290,7 +334,7 @@ async fn forward(shared: &Shared, req: Request<Incoming>, peer: SocketAddr) -> R
         }
     };
     let response = match upstream_request(req, &upstream, peer) {
-        Ok(req) => match shared.client.request(req).await {
+        Ok(req) => match shared.pool.client().request(req).await {
             Ok(resp) => {
                 let (mut parts, body) = resp.into_parts();
                 strip_hop_by_hop(&mut parts.headers);
@@ -389,42 +433,4 @@ fn bad_gateway(track: &'static str) -> Response<Body> {
         HeaderValue::from_static(track),
     );
     resp
-}
-
-async fn health_loop(shared: Arc<Shared>, every: Duration, mut stopped: watch::Receiver<bool>) {
-    let mut ticks = tokio::time::interval(every.max(Duration::from_millis(100)));
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = stopped.changed() => return,
-            _ = ticks.tick() => check_health(&shared).await,
-        }
-    }
-}
-
-async fn check_health(shared: &Shared) {
-    let (stable, canary) = {
-        let u = shared.upstreams();
-        (u.stable.clone(), u.canary.clone())
-    };
-    let (s, c) = tokio::join!(probe(shared, &stable), probe(shared, &canary));
-    shared.stable_ready.store(s, Ordering::SeqCst);
-    shared.canary_ready.store(c, Ordering::SeqCst);
-}
-
-/// Ready: `GET /healthz` answers within a second with a status below 500
-/// (an app without the endpoint answers 404, and is up).
-async fn probe(shared: &Shared, upstream: &str) -> bool {
-    let Ok(uri) = Uri::try_from(format!("http://{upstream}/healthz")) else {
-        return false;
-    };
-    let request = shared.probe.get(uri);
-    match tokio::time::timeout(Duration::from_secs(1), request).await {
-        Ok(Ok(resp)) => {
-            let ok = resp.status().as_u16() < 500;
-            let _ = resp.into_body().collect().await;
-            ok
-        }
-        _ => false,
-    }
 }

@@ -1,27 +1,68 @@
 //! The standalone router factory: the built-in proxy or HAProxy, as a spec
 //! names; the cluster kinds need cluster mode.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
 
+use super::haproxy_stats::FRESH_FOR;
 use super::{
     BuiltinConfig, BuiltinRouter, ConnectionLimits, HaproxyConfig, HaproxyRouter, Health,
-    RouterError, RouterMetrics,
+    RouterError, RouterMetrics, StatsReader, UpstreamPool,
 };
 use crate::ports::{RouterFactory, TrafficRouter};
 use crate::spec::model::{DeployMode, DeploySpec, RouterSpec};
 use crate::spec::units::Weight;
 
-/// Builds standalone routers.
+/// Builds standalone routers; the built-in ones share one health checker
+/// and one connection pool per upstream address.
 pub struct Routers {
     /// The built-in routers' request metrics.
-    pub metrics: RouterMetrics,
-    /// How often a built-in router checks its upstreams.
-    pub health_interval: Duration,
+    metrics: RouterMetrics,
+    /// How often a built-in router's upstreams are checked.
+    health_interval: Duration,
     /// Each built-in router's connection limits and timeouts.
-    pub limits: ConnectionLimits,
+    limits: ConnectionLimits,
+    /// What the built-in routers share per upstream.
+    upstreams: UpstreamPool,
+    /// One `show stat` reader per HAProxy socket.
+    haproxy_stats: Mutex<HashMap<String, StatsReader>>,
+}
+
+impl Routers {
+    /// A factory whose built-in routers check upstreams every
+    /// `health_interval` and serve clients under `limits`.
+    pub fn new(
+        metrics: RouterMetrics,
+        health_interval: Duration,
+        limits: ConnectionLimits,
+    ) -> Routers {
+        Routers {
+            metrics,
+            health_interval,
+            limits,
+            // Idle upstream connections: one router's worth per upstream.
+            upstreams: UpstreamPool::new(health_interval, limits.max_connections),
+            haproxy_stats: Mutex::default(),
+        }
+    }
+
+    /// The stats reader of HAProxy `socket`, shared by its rollouts.
+    fn haproxy_stats(&self, socket: &str) -> StatsReader {
+        self.haproxy_stats
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(socket.to_string())
+            .or_insert_with(|| StatsReader::new(socket, FRESH_FOR))
+            .clone()
+    }
+
+    /// The upstream addresses being health-checked now.
+    pub fn checked_upstreams(&self) -> Vec<String> {
+        self.upstreams.checked()
+    }
 }
 
 #[async_trait]
@@ -54,12 +95,14 @@ impl RouterFactory for Routers {
                         DeployMode::Active => Weight::ZERO,
                     },
                 };
-                let router =
-                    BuiltinRouter::start_with_limits(config, self.limits, self.metrics.clone())
-                        .await
-                        .map_err(|e| {
-                            RouterError::Refused(format!("cannot listen on {listen}: {e}"))
-                        })?;
+                let router = BuiltinRouter::start_in(
+                    config,
+                    self.limits,
+                    self.metrics.clone(),
+                    &self.upstreams,
+                )
+                .await
+                .map_err(|e| RouterError::Refused(format!("cannot listen on {listen}: {e}")))?;
                 Ok(Arc::new(router))
             }
             RouterSpec::Haproxy {
@@ -67,12 +110,15 @@ impl RouterFactory for Routers {
                 backend,
                 stable_server,
                 canary_server,
-            } => Ok(Arc::new(HaproxyRouter::new(HaproxyConfig {
-                socket: socket.clone(),
-                backend: backend.clone(),
-                stable_server: stable_server.clone(),
-                canary_server: canary_server.clone(),
-            }))),
+            } => Ok(Arc::new(HaproxyRouter::with_stats(
+                HaproxyConfig {
+                    socket: socket.clone(),
+                    backend: backend.clone(),
+                    stable_server: stable_server.clone(),
+                    canary_server: canary_server.clone(),
+                },
+                self.haproxy_stats(socket),
+            ))),
             other => Err(RouterError::Unsupported(format!(
                 "router kind `{}` needs cluster mode; standalone mode drives `builtin` and `haproxy`",
                 other.kind()
@@ -124,5 +170,26 @@ impl TrafficRouter for HaproxyRouter {
 
     fn same_weight(&self, a: Weight, b: Weight) -> bool {
         super::haproxy::server_weights(a) == super::haproxy::server_weights(b)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn rollouts_on_one_haproxy_socket_share_its_stats_reader() {
+        let mut registry = prometheus_client::registry::Registry::default();
+        let routers = Routers::new(
+            RouterMetrics::register(&mut registry),
+            Duration::from_secs(1),
+            ConnectionLimits::ROUTER,
+        );
+        let a = routers.haproxy_stats("/nonexistent/a.sock");
+        let b = routers.haproxy_stats("/nonexistent/a.sock");
+        let other = routers.haproxy_stats("/nonexistent/b.sock");
+        assert!(a.states().await.is_err());
+        assert!(b.states().await.is_err(), "the failed read, reused");
+        assert_eq!((a.reads(), b.reads(), other.reads()), (1, 1, 0));
     }
 }

@@ -2,6 +2,8 @@
 //! <backend>/<server> weight <n>`), confirmed by reading them back (`get
 //! weight`), readiness from `show stat`. The socket is a Unix path or
 //! `host:port`; each command is one connection (HAProxy's non-interactive mode).
+//! Readiness comes from a [`StatsReader`] shared by every rollout on the
+//! socket, so a tick reads `show stat` once, not once per rollout.
 //!
 //! HAProxy weights are integers 0–256 per server, so the canary's share is
 //! `canary / (stable + canary)` with the pair scaled to 256: 5% is 13 vs 243
@@ -11,6 +13,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use super::haproxy_stats::{FRESH_FOR, StatsReader};
 use super::{Health, RouterError};
 use crate::spec::units::Weight;
 
@@ -33,6 +36,7 @@ pub struct HaproxyConfig {
 /// A rollout's servers in a running HAProxy.
 pub struct HaproxyRouter {
     config: HaproxyConfig,
+    stats: StatsReader,
 }
 
 /// The server weights for a canary weight.
@@ -51,34 +55,46 @@ pub fn canary_weight(stable: u32, canary: u32) -> Weight {
     Weight::from_basis_points(u16::try_from(bp).unwrap_or(10_000)).unwrap_or(Weight::FULL)
 }
 
+/// Sends one Runtime API command to `socket` and returns HAProxy's answer.
+pub(super) async fn command(socket: &str, command: &str) -> Result<String, RouterError> {
+    let run = async {
+        let mut answer = String::new();
+        if socket.starts_with('/') {
+            let mut s = tokio::net::UnixStream::connect(socket).await?;
+            s.write_all(format!("{command}\n").as_bytes()).await?;
+            s.read_to_string(&mut answer).await?;
+        } else {
+            let mut s = tokio::net::TcpStream::connect(socket).await?;
+            s.write_all(format!("{command}\n").as_bytes()).await?;
+            s.read_to_string(&mut answer).await?;
+        }
+        Ok::<_, std::io::Error>(answer)
+    };
+    match tokio::time::timeout(Duration::from_secs(2), run).await {
+        Ok(Ok(answer)) => Ok(answer),
+        Ok(Err(e)) => Err(RouterError::Io(e)),
+        Err(_) => Err(RouterError::Refused(format!(
+            "HAProxy runtime API did not answer `{command}` within 2s"
+        ))),
+    }
+}
+
 impl HaproxyRouter {
-    /// An adapter for these servers (nothing is sent until asked).
+    /// An adapter for these servers with a stats reader of its own (nothing
+    /// is sent until asked).
     pub fn new(config: HaproxyConfig) -> HaproxyRouter {
-        HaproxyRouter { config }
+        let stats = StatsReader::new(config.socket.clone(), FRESH_FOR);
+        HaproxyRouter { config, stats }
     }
 
-    /// Sends one Runtime API command and returns HAProxy's answer.
+    /// An adapter reading readiness through `stats`, shared with the other
+    /// rollouts on the same socket (`stats` must read `config.socket`).
+    pub fn with_stats(config: HaproxyConfig, stats: StatsReader) -> HaproxyRouter {
+        HaproxyRouter { config, stats }
+    }
+
     async fn command(&self, command: &str) -> Result<String, RouterError> {
-        let run = async {
-            let mut answer = String::new();
-            if self.config.socket.starts_with('/') {
-                let mut s = tokio::net::UnixStream::connect(&self.config.socket).await?;
-                s.write_all(format!("{command}\n").as_bytes()).await?;
-                s.read_to_string(&mut answer).await?;
-            } else {
-                let mut s = tokio::net::TcpStream::connect(&self.config.socket).await?;
-                s.write_all(format!("{command}\n").as_bytes()).await?;
-                s.read_to_string(&mut answer).await?;
-            }
-            Ok::<_, std::io::Error>(answer)
-        };
-        match tokio::time::timeout(Duration::from_secs(2), run).await {
-            Ok(Ok(answer)) => Ok(answer),
-            Ok(Err(e)) => Err(RouterError::Io(e)),
-            Err(_) => Err(RouterError::Refused(format!(
-                "HAProxy runtime API did not answer `{command}` within 2s"
-            ))),
-        }
+        self::command(&self.config.socket, command).await
     }
 
     fn server(&self, name: &str) -> String {
@@ -129,20 +145,18 @@ impl HaproxyRouter {
         Ok(canary_weight(stable, canary))
     }
 
-    /// Readiness from HAProxy's own health checks (`show stat`): a server is
-    /// ready when `UP` (or `no check`, when checks are off).
+    /// Readiness from HAProxy's own health checks (`show stat`, shared): a
+    /// server is ready when `UP` (or `no check`, when checks are off); none
+    /// is when the stats cannot be read.
     pub async fn health(&self) -> Health {
-        let Ok(csv) = self.command("show stat").await else {
+        let Ok(states) = self.stats.states().await else {
             return Health::default();
         };
         let ready = |server: &str| {
-            csv.lines().any(|line| {
-                let cols: Vec<&str> = line.split(',').collect();
-                cols.len() > 17
-                    && cols[0] == self.config.backend
-                    && cols[1] == server
-                    && (cols[17].starts_with("UP") || cols[17] == "no check")
-            })
+            states
+                .get(&(self.config.backend.clone(), server.to_string()))
+                .copied()
+                .unwrap_or(false)
         };
         Health {
             stable: ready(&self.config.stable_server),

@@ -9,6 +9,8 @@
 pub mod builtin;
 mod factory;
 pub mod haproxy;
+pub mod haproxy_stats;
+pub mod health;
 pub mod listener;
 pub mod metrics;
 
@@ -17,5 +19,7 @@ pub use factory::Routers;
 
 pub use builtin::{BuiltinConfig, BuiltinRouter};
 pub use haproxy::{HaproxyConfig, HaproxyRouter};
+pub use haproxy_stats::StatsReader;
+pub use health::UpstreamPool;
 pub use listener::{ConnectionLimits, ListenerStats};
 pub use metrics::RouterMetrics;

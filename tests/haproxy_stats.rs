@@ -1,0 +1,80 @@
+//! Rollouts sharing one HAProxy read its `show stat` once per short period,
+//! not once each: concurrent health calls wait on the one read in flight.
+
+mod harness;
+
+use std::time::Duration;
+
+use canaryd::router::{HaproxyConfig, HaproxyRouter, Health, StatsReader};
+use harness::haproxy::Haproxy;
+use harness::{instant, sample_app, wait_for};
+
+fn routers(socket: &str, stats: &StatsReader, n: usize) -> Vec<HaproxyRouter> {
+    (0..n)
+        .map(|i| {
+            HaproxyRouter::with_stats(
+                HaproxyConfig {
+                    socket: socket.to_string(),
+                    backend: "app".into(),
+                    stable_server: "stable".into(),
+                    // Every other rollout names a server HAProxy does not have.
+                    canary_server: if i % 2 == 0 { "canary" } else { "absent" }.into(),
+                },
+                stats.clone(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ticks_worth_of_health_calls_on_one_haproxy_reads_its_stats_once() {
+    let stable = sample_app("checkout", "v1", instant()).await;
+    let canary = sample_app("checkout", "v2", instant()).await;
+    let haproxy = Haproxy::start(stable.addr(), canary.addr()).await;
+    let own = haproxy.adapter("canary");
+    wait_for("both servers up", Duration::from_secs(10), || async {
+        let h = own.health().await;
+        if h.stable && h.canary {
+            Ok(())
+        } else {
+            Err(format!("{h:?}"))
+        }
+    })
+    .await;
+
+    // Fresh for an hour: this test's calls all fall in one period.
+    let stats = StatsReader::new(haproxy.socket.clone(), Duration::from_secs(3600));
+    let rollouts = routers(&haproxy.socket, &stats, 40);
+    let healths = futures::future::join_all(rollouts.iter().map(HaproxyRouter::health)).await;
+    assert_eq!(stats.reads(), 1, "one `show stat` for 40 concurrent calls");
+    for (i, h) in healths.iter().enumerate() {
+        let expected = Health {
+            stable: true,
+            canary: i % 2 == 0,
+        };
+        assert_eq!(*h, expected, "rollout {i}");
+    }
+    // The next tick's calls within the period reuse it.
+    for r in &rollouts {
+        r.health().await;
+    }
+    assert_eq!(stats.reads(), 1);
+}
+
+#[tokio::test]
+async fn a_failed_stats_read_reports_every_caller_unready() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let socket = dir.path().join("no-such.sock").display().to_string();
+    let stats = StatsReader::new(socket.clone(), Duration::from_secs(3600));
+    let rollouts = routers(&socket, &stats, 10);
+    let healths = futures::future::join_all(rollouts.iter().map(HaproxyRouter::health)).await;
+    assert!(
+        healths.iter().all(|h| *h == Health::default()),
+        "{healths:?}"
+    );
+    assert_eq!(
+        stats.reads(),
+        1,
+        "the callers waited on the one failed read"
+    );
+}
