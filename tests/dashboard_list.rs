@@ -1,7 +1,8 @@
 //! The dashboard's rollout list with many rollouts, in a real headless
 //! Chromium against a running daemon: the search box narrows the list on the
 //! server and the pager counts what matches; with more than a page (100),
-//! next and previous move between pages.
+//! next and previous move between pages. A rollout's page follows only its
+//! rollout's events, and waits for a rollout that is not there yet.
 //!
 //! No Prometheus answers and no upstream listens: the list is about the
 //! deploy files, not their measurements.
@@ -166,4 +167,46 @@ async fn a_list_of_120_rollouts_is_shown_100_at_a_time_with_next_and_previous() 
     })
     .await;
     assert_eq!(rows(&page).await, first);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollouts_page_says_it_is_missing_and_shows_it_when_its_file_appears() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let daemon = daemon_with(dir.path(), &["checkout".to_string()]).await;
+    let chrome = Chrome::launch().await;
+    let page = chrome
+        .open(&format!("{}/rollouts/default/later", daemon.api))
+        .await;
+    wait_text(&page, "#app .notice", "the missing rollout", LIMIT, |t| {
+        t.contains("No rollout default/later")
+    })
+    .await;
+    let checkout = std::fs::read_to_string(dir.path().join("deploy/checkout.yaml"))
+        .expect("read a deploy file");
+    let router = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .to_string();
+    let later = checkout
+        .replace("service: checkout", "service: later")
+        .lines()
+        .map(|l| {
+            if l.starts_with("router:") {
+                format!("router: {{ kind: builtin, listen: \"{router}\" }}")
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::write(dir.path().join("deploy/later.yaml"), later).expect("write a deploy file");
+    // Over the event stream, without a reload.
+    wait_text(&page, "#detail h1", "the rollout's page", LIMIT, |t| {
+        t == "default/later"
+    })
+    .await;
+    wait_text(&page, "[data-testid=phase]", "its phase", LIMIT, |t| {
+        !t.is_empty()
+    })
+    .await;
 }

@@ -255,9 +255,23 @@ function setConn(text, ok) {
   c.classList.toggle('ok', !!ok);
 }
 
+// A rollout's page follows only its rollout's events; once that rollout is
+// gone (its stream is refused with a 404), every event, as it may come back.
+let followAll = false;
+function eventsUrl() {
+  if (!state.route || followAll) return '/api/v1/events';
+  return '/api/v1/events?rollout=' + encodeURIComponent(state.route.ns + '/' + state.route.name);
+}
+
+async function rolloutGone() {
+  const url = '/api/v1/rollouts/' + encodeURIComponent(state.route.ns) + '/' + encodeURIComponent(state.route.name);
+  const r = await fetch(url, { cache: 'no-store' }).catch(() => null);
+  return !!r && r.status === 404;
+}
+
 let retryDelay = 1000;
 function connect() {
-  const es = new EventSource('/api/v1/events');
+  const es = new EventSource(eventsUrl());
   es.onopen = () => {
     retryDelay = 1000;
     if (state.lost) {
@@ -267,7 +281,13 @@ function connect() {
     }
     refresh(); // whatever happened before (or while away) the stream was open
   };
-  es.onerror = () => {
+  es.onerror = async () => {
+    if (es.readyState === EventSource.CLOSED && state.route && !followAll && await rolloutGone()) {
+      es.close();
+      followAll = true;
+      connect();
+      return;
+    }
     state.lost = true;
     setConn('Connection lost — reconnecting…');
     // The browser retries a dropped stream by itself, but not one that was
