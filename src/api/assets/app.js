@@ -426,14 +426,17 @@ function updateClock() {
 
 // ---------- the list: a page at a time ----------
 
-/** A rollout as the list shows it: the API's summary form (a full view, from
- *  an event or an API without `view=summary`, is reduced to it). */
-function summary(r) {
-  if (r.canary_weight === undefined) return r;
+/** A rollout's list row fields, from a full view or the API's summary form
+ *  (which has no time in phase and only the last decision's time). */
+function listed(r) {
+  const full = r.canary_weight !== undefined;
   return {
-    namespace: r.namespace, name: r.name, phase: r.phase, step: r.step, steps: r.steps, weight: r.canary_weight,
-    stable: r.stable_version, canary: r.canary_version || r.desired_canary_version || null, mode: r.mode,
-    last_decision_at: r.last_decision ? r.last_decision.at : null, file_error: !!r.file_error,
+    namespace: r.namespace, name: r.name, phase: r.phase, step: r.step, steps: r.steps, mode: r.mode,
+    weight: full ? r.canary_weight : r.weight,
+    versions: full ? versions(r) : (r.stable || '–') + ' → ' + (r.canary || '–'),
+    phase_since: r.phase_since || null,
+    last_decision: r.last_decision || (r.last_decision_at ? { at: r.last_decision_at } : null),
+    file_error: r.file_error || null,
   };
 }
 
@@ -443,14 +446,16 @@ function filtered() { return list.q !== '' || list.phases.size > 0; }
  *  every rollout: it is searched and counted here, as one page. */
 async function loadPage() {
   const seq = ++list.seq;
-  const params = new URLSearchParams({ limit: String(PAGE), view: 'summary' });
+  // The full form: the list shows each rollout's time in phase and last
+  // decision, which the summary form leaves out.
+  const params = new URLSearchParams({ limit: String(PAGE), view: 'full' });
   if (list.q) params.set('q', list.q);
   if (list.phases.size) params.set('phase', [...list.phases].join(','));
   if (list.cursor) params.set('continue', list.cursor);
   list.lastFetch = Date.now();
   const j = await getJSON('/api/v1/rollouts?' + params);
   if (seq !== list.seq) return; // a newer request is on its way
-  let rows = j.rollouts.map(summary);
+  let rows = j.rollouts.map(listed);
   if (j.total === undefined) {
     const q = list.q.toLowerCase();
     rows = rows.filter((r) => key(r).toLowerCase().includes(q));
@@ -485,7 +490,7 @@ function listEvent(r) {
   const k = key(r);
   const old = list.rows.get(k);
   if (old) {
-    const row = summary(r);
+    const row = listed(r);
     list.rows.set(k, row);
     if (old.phase !== row.phase) refreshPageSoon();
     render();
@@ -530,14 +535,21 @@ function listSkeleton() {
 }
 
 function listRow(r) {
+  const d = r.last_decision;
   return h('tr', { 'data-rollout': key(r) },
     h('td', {}, h('a', { href: '/rollouts/' + encodeURIComponent(r.namespace) + '/' + encodeURIComponent(r.name) }, key(r)),
-      r.file_error ? h('div', { class: 'badge bad', title: 'The latest edit of its deploy file was rejected; the previous version keeps running' }, 'file rejected') : null),
+      r.file_error ? h('div', { class: 'badge bad', title: typeof r.file_error === 'string' ? r.file_error : 'The latest edit of its deploy file was rejected' }, 'file rejected') : null),
     h('td', {}, phaseBadge(r), ' ', shadowBadge(r.mode === 'shadow')),
     h('td', { class: 'num' }, r.step + '/' + r.steps),
     h('td', {}, weightBar(r.weight)),
-    h('td', {}, (r.stable || '–') + ' → ' + (r.canary || '–')),
-    h('td', { class: 'num' }, r.last_decision_at ? clock(r.last_decision_at) : h('span', { class: 'muted' }, '–')));
+    h('td', {}, r.versions),
+    r.phase_since
+      ? h('td', { class: 'num hide-narrow', 'data-since': r.phase_since }, duration(since(r.phase_since)))
+      : h('td', { class: 'num hide-narrow muted' }, '–'),
+    h('td', {}, d
+      ? [d.action ? h('strong', {}, d.action) : null, d.by ? h('span', { class: 'muted' }, ' by ' + d.by) : null, ' ',
+        h('span', { class: 'muted' }, clock(d.at)), d.reason ? h('div', {}, d.reason) : null]
+      : h('span', { class: 'muted' }, '–')));
 }
 
 function renderList() {
@@ -560,7 +572,7 @@ function renderList() {
     ? h('table', { id: 'rollouts' },
       h('thead', {}, h('tr', {},
         h('th', {}, 'Rollout'), h('th', {}, 'Phase'), h('th', {}, 'Step'), h('th', {}, 'Canary weight'),
-        h('th', {}, 'Stable → canary'), h('th', {}, 'Last decision'))),
+        h('th', {}, 'Stable → canary'), h('th', { class: 'hide-narrow' }, 'In phase'), h('th', {}, 'Last decision'))),
       h('tbody', {}, rows.map(listRow)))
     : h('p', { class: 'muted', id: 'no-match' }, 'No rollout matches.'));
   const first = list.stack.length * PAGE;
