@@ -18,6 +18,16 @@ use serde_json::Value;
 
 const LIMIT: Duration = Duration::from_secs(60);
 
+/// Types `text` into the list's search box (as a person would: an `input` event).
+async fn search(page: &chromiumoxide::Page, text: &str) {
+    let js = format!(
+        "(() => {{ const s = document.getElementById('search'); s.value = {}; s.dispatchEvent(new Event('input')); return true; }})()",
+        serde_json::to_string(text).expect("a JSON string")
+    );
+    let typed: bool = eval(page, &js).await.expect("type into the search box");
+    assert!(typed);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rollout_in_progress_is_shown_live_and_actions_need_the_token() {
     let s = Stack::new().await;
@@ -67,6 +77,31 @@ async fn a_rollout_in_progress_is_shown_live_and_actions_need_the_token() {
         "{cells}"
     );
     screenshot(&list, "list").await;
+
+    // The pager says how many rollouts match; the search box narrows the
+    // list (more rollouts, and pages: tests/dashboard_list.rs).
+    let status = "[data-testid=page-status]";
+    wait_text(&list, status, "the count", LIMIT, |t| t == "1–1 of 1").await;
+    search(&list, "no-such-rollout").await;
+    wait_text(&list, "#no-match", "no match", LIMIT, |t| {
+        t == "No rollout matches."
+    })
+    .await;
+    wait_text(&list, status, "none counted", LIMIT, |t| t == "0 of 0").await;
+    search(&list, "CHECK").await;
+    wait_text(&list, status, "the match counted", LIMIT, |t| {
+        t == "1–1 of 1"
+    })
+    .await;
+    let chip = wait_text(
+        &list,
+        "#phase-chips [data-phase=Progressing]",
+        "the phase filter with its count",
+        LIMIT,
+        |t| t == "Progressing 1",
+    )
+    .await;
+    assert_eq!(chip, "Progressing 1");
 
     // The rollout page: gate values as measured, time left, a chart per gate.
     let page = chrome

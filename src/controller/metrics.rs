@@ -1,8 +1,17 @@
 //! canaryd's own metrics (BRIEF §7), in the Prometheus text format on `/metrics`.
+//!
+//! Per-rollout series stay O(rollouts × a small constant): six phase series
+//! (the current one 1, the others 0), one weight, one value per gate being
+//! judged (a gate no longer judged, e.g. after the spec's gates changed or the
+//! step moved on, is removed), and a counter per action and rollback reason
+//! seen. Every label set a rollout was given is remembered, and all are
+//! removed when the rollout goes away.
 
+use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex, PoisonError};
 
-use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -25,7 +34,37 @@ pub struct PhaseLabels {
     /// `namespace/name`.
     pub rollout: String,
     /// The phase.
-    pub phase: String,
+    pub phase: PhaseValue,
+}
+
+/// A phase as a label value (the engine's names: `RolledBack`).
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+pub enum PhaseValue {
+    /// [`Phase::Idle`].
+    Idle,
+    /// [`Phase::Progressing`].
+    Progressing,
+    /// [`Phase::Paused`].
+    Paused,
+    /// [`Phase::Promoted`].
+    Promoted,
+    /// [`Phase::RolledBack`].
+    RolledBack,
+    /// [`Phase::Aborted`].
+    Aborted,
+}
+
+impl From<Phase> for PhaseValue {
+    fn from(p: Phase) -> PhaseValue {
+        match p {
+            Phase::Idle => PhaseValue::Idle,
+            Phase::Progressing => PhaseValue::Progressing,
+            Phase::Paused => PhaseValue::Paused,
+            Phase::Promoted => PhaseValue::Promoted,
+            Phase::RolledBack => PhaseValue::RolledBack,
+            Phase::Aborted => PhaseValue::Aborted,
+        }
+    }
 }
 
 /// `{rollout, gate}`.
@@ -88,15 +127,28 @@ pub struct Metrics {
     /// Alert deliveries by sink and result.
     pub alerts: Family<AlertLabels, Counter>,
     errors: Family<KindLabel, Counter>,
+    /// The label values each rollout (`namespace/name`) was given.
+    known: Arc<Mutex<HashMap<String, Known>>>,
 }
 
-const PHASES: [Phase; 6] = [
-    Phase::Idle,
-    Phase::Progressing,
-    Phase::Paused,
-    Phase::Promoted,
-    Phase::RolledBack,
-    Phase::Aborted,
+/// A rollout's label values beyond its name, to remove them all with it.
+#[derive(Debug, Default)]
+struct Known {
+    /// Gates with a value.
+    gates: BTreeSet<String>,
+    /// Actions counted.
+    actions: BTreeSet<String>,
+    /// Rollback reasons counted.
+    reasons: BTreeSet<String>,
+}
+
+const PHASES: [PhaseValue; 6] = [
+    PhaseValue::Idle,
+    PhaseValue::Progressing,
+    PhaseValue::Paused,
+    PhaseValue::Promoted,
+    PhaseValue::RolledBack,
+    PhaseValue::Aborted,
 ];
 
 impl Metrics {
@@ -112,6 +164,7 @@ impl Metrics {
             tick_duration: Histogram::new(exponential_buckets(0.001, 2.0, 14)),
             alerts: Family::default(),
             errors: Family::default(),
+            known: Arc::default(),
         };
         registry.register(
             "canaryd_rollout_phase",
@@ -170,43 +223,83 @@ impl Metrics {
             .inc();
     }
 
-    /// Drops the per-rollout series of a rollout no longer managed.
+    /// The label values known per rollout (a poisoned lock still holds
+    /// whole entries: each update is a set insert or remove).
+    fn known(&self) -> std::sync::MutexGuard<'_, HashMap<String, Known>> {
+        self.known.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Drops every per-rollout series of a rollout no longer managed: its
+    /// phases, weight, gate values (those of `gates` and any it was given
+    /// before), decision and rollback counters.
     pub fn forget(&self, id: &RolloutId, gates: &[GateResult]) {
         let rollout = id.to_string();
-        for p in PHASES {
+        let known = self.known().remove(&rollout).unwrap_or_default();
+        for phase in PHASES {
             self.phase.remove(&PhaseLabels {
                 rollout: rollout.clone(),
-                phase: format!("{p:?}"),
+                phase,
             });
         }
         self.weight.remove(&RolloutLabel {
             rollout: rollout.clone(),
         });
-        for g in gates {
+        let names = gates.iter().map(|g| &g.name).chain(known.gates.iter());
+        for gate in names {
             self.gate_value.remove(&GateLabels {
                 rollout: rollout.clone(),
-                gate: g.name.clone(),
+                gate: gate.clone(),
+            });
+        }
+        for action in known.actions {
+            self.decisions.remove(&ActionLabels {
+                rollout: rollout.clone(),
+                action,
+            });
+        }
+        for reason in known.reasons {
+            self.rollbacks.remove(&ReasonLabels {
+                rollout: rollout.clone(),
+                reason,
             });
         }
     }
 
-    /// Updates the gauges of one rollout.
+    /// Updates the gauges of one rollout: `gates` are the ones it is judged
+    /// on now (or last was); another gate's value is removed.
     pub fn observe_state(&self, id: &RolloutId, state: &RolloutState, gates: &[GateResult]) {
         let rollout = id.to_string();
-        for p in PHASES {
+        let current = PhaseValue::from(state.phase);
+        for phase in PHASES {
             let labels = PhaseLabels {
                 rollout: rollout.clone(),
-                phase: format!("{p:?}"),
+                phase,
             };
             self.phase
                 .get_or_create(&labels)
-                .set(i64::from(p == state.phase));
+                .set(i64::from(phase == current));
         }
         self.weight
             .get_or_create(&RolloutLabel {
                 rollout: rollout.clone(),
             })
             .set(state.weight.percent());
+        let mut known = self.known();
+        let known = known.entry(rollout.clone()).or_default();
+        // A gate kept but not measured this time keeps its last value.
+        let gone: Vec<String> = known
+            .gates
+            .iter()
+            .filter(|k| !gates.iter().any(|g| &g.name == *k))
+            .cloned()
+            .collect();
+        for gate in gone {
+            known.gates.remove(&gate);
+            self.gate_value.remove(&GateLabels {
+                rollout: rollout.clone(),
+                gate,
+            });
+        }
         for g in gates {
             if let Some(v) = g.value {
                 let labels = GateLabels {
@@ -214,6 +307,9 @@ impl Metrics {
                     gate: g.name.clone(),
                 };
                 self.gate_value.get_or_create(&labels).set(v);
+                if !known.gates.contains(&g.name) {
+                    known.gates.insert(g.name.clone());
+                }
             }
         }
     }
@@ -221,20 +317,205 @@ impl Metrics {
     /// Counts a recorded decision (and a rollback by its reason).
     pub fn count_decision(&self, id: &RolloutId, record: &DecisionRecord) {
         let rollout = id.to_string();
+        let action = record.action.to_string();
         self.decisions
             .get_or_create(&ActionLabels {
                 rollout: rollout.clone(),
-                action: record.action.to_string(),
+                action: action.clone(),
             })
             .inc();
+        let mut known = self.known();
+        let known = known.entry(rollout.clone()).or_default();
+        known.actions.insert(action);
         if record.action == crate::engine::Action::Rollback {
             let reason = serde_json::to_value(&record.detail)
                 .ok()
                 .and_then(|v| v.get("kind").and_then(|k| k.as_str()).map(str::to_string))
                 .unwrap_or_else(|| "unknown".to_string());
+            known.reasons.insert(reason.clone());
             self.rollbacks
                 .get_or_create(&ReasonLabels { rollout, reason })
                 .inc();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use prometheus_client::encoding::text::encode;
+
+    use super::*;
+    use crate::engine::{Action, GateRef, Reason, Timestamp, TrackKind, Verdict};
+    use crate::spec::decode::decode;
+    use crate::spec::policy::PolicySet;
+    use crate::spec::units::Weight;
+
+    const SPEC: &str = "service: checkout
+policy: http-red
+prometheus: http://prometheus.test:9090
+router: { kind: builtin, listen: 127.0.0.1:1 }
+stable: { version: v1, address: 127.0.0.1:2 }
+canary: { version: v2, address: 127.0.0.1:3 }
+deploy:
+  strategy: canary
+  steps:
+    - deploy: 10%
+      duration: 1m
+      metrics:
+        - error_rate_less_than: 5%
+    - deploy: 100%
+";
+
+    fn id(name: &str) -> RolloutId {
+        RolloutId {
+            namespace: "default".into(),
+            name: name.into(),
+        }
+    }
+
+    fn state(phase: Phase) -> RolloutState {
+        let spec = decode("checkout.yaml", SPEC, &PolicySet::builtin())
+            .spec
+            .expect("the test spec is valid");
+        let mut s = RolloutState::new(&spec, Timestamp::from_millis(0));
+        s.phase = phase;
+        s
+    }
+
+    fn gate(name: &str, value: f64) -> GateResult {
+        GateResult {
+            gate: GateRef::Promotion { step: 0, index: 0 },
+            name: name.into(),
+            track: TrackKind::Canary,
+            query: "up".into(),
+            value: Some(value),
+            shown: value.to_string(),
+            stable_value: None,
+            threshold: "5%".into(),
+            verdict: Verdict::Pass,
+            evidence: None,
+        }
+    }
+
+    fn rollback() -> DecisionRecord {
+        DecisionRecord {
+            seq: 1,
+            at: Timestamp::from_millis(0),
+            from: Phase::Progressing,
+            to: Phase::RolledBack,
+            action: Action::Rollback,
+            reason: "rolled back".into(),
+            detail: Reason::SpecRemoved,
+            step: 1,
+            weight: Weight::ZERO,
+            stable_version: "v1".into(),
+            canary_version: "v2".into(),
+            gates: Vec::new(),
+            shadow: false,
+            by: None,
+        }
+    }
+
+    fn text(registry: &Registry) -> String {
+        let mut out = String::new();
+        encode(&mut out, registry).expect("encodes");
+        out
+    }
+
+    /// The encoded lines of `rollout`'s series.
+    fn lines_of(text: &str, rollout: &str) -> Vec<String> {
+        let label = format!("rollout=\"{rollout}\"");
+        text.lines()
+            .filter(|l| !l.starts_with('#') && l.contains(&label))
+            .map(str::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn a_removed_rollout_leaves_none_of_its_label_sets_in_metrics() {
+        let mut registry = Registry::default();
+        let m = Metrics::register(&mut registry);
+        let (gone, kept) = (id("checkout"), id("search"));
+        for r in [&gone, &kept] {
+            m.observe_state(
+                r,
+                &state(Phase::Progressing),
+                &[gate("error_rate < 5%", 0.01)],
+            );
+            m.count_decision(r, &rollback());
+            m.observe_state(
+                r,
+                &state(Phase::RolledBack),
+                &[gate("error_rate < 5%", 0.2)],
+            );
+        }
+        let before = text(&registry);
+        let families = [
+            "canaryd_rollout_phase",
+            "canaryd_canary_weight",
+            "canaryd_gate_value",
+            "canaryd_decisions_total",
+            "canaryd_rollbacks_total",
+        ];
+        for f in families {
+            assert!(
+                lines_of(&before, "default/checkout")
+                    .iter()
+                    .any(|l| l.starts_with(f)),
+                "{f} in\n{before}"
+            );
+        }
+        // Forgotten with no gates at hand: the ones it was given are known.
+        m.forget(&gone, &[]);
+        let after = text(&registry);
+        assert_eq!(lines_of(&after, "default/checkout"), Vec::<String>::new());
+        assert_eq!(
+            lines_of(&after, "default/search").len(),
+            lines_of(&before, "default/search").len(),
+            "another rollout's series stay"
+        );
+    }
+
+    #[test]
+    fn a_gate_no_longer_judged_loses_its_value_and_phases_stay_six() {
+        let mut registry = Registry::default();
+        let m = Metrics::register(&mut registry);
+        let r = id("checkout");
+        let phases = [
+            Phase::Idle,
+            Phase::Progressing,
+            Phase::Paused,
+            Phase::Progressing,
+            Phase::Promoted,
+        ];
+        for (i, phase) in phases.into_iter().enumerate() {
+            // The spec's gate is edited on every tick: `error_rate < 1%`, `< 2%`…
+            let name = format!("error_rate < {}%", i + 1);
+            m.observe_state(&r, &state(phase), &[gate(&name, 0.001)]);
+        }
+        // A tick judging no gate keeps the last one's value.
+        let mut unmeasured = gate("error_rate < 5%", 0.0);
+        unmeasured.value = None;
+        m.observe_state(&r, &state(Phase::Promoted), &[unmeasured]);
+        let out = text(&registry);
+        let lines = lines_of(&out, "default/checkout");
+        let gates: Vec<&String> = lines
+            .iter()
+            .filter(|l| l.starts_with("canaryd_gate_value"))
+            .collect();
+        assert_eq!(gates.len(), 1, "{gates:?}");
+        assert!(gates[0].contains("error_rate < 5%"), "{gates:?}");
+        let phase_lines: Vec<&String> = lines
+            .iter()
+            .filter(|l| l.starts_with("canaryd_rollout_phase"))
+            .collect();
+        assert_eq!(phase_lines.len(), 6, "{phase_lines:?}");
+        assert!(
+            phase_lines
+                .iter()
+                .any(|l| l.contains("phase=\"Promoted\"") && l.ends_with(" 1")),
+            "{phase_lines:?}"
+        );
+        assert_eq!(phase_lines.iter().filter(|l| l.ends_with(" 1")).count(), 1);
     }
 }

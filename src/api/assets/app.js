@@ -34,6 +34,24 @@ const state = {
   shadowDue: false,
 };
 
+// The list page: one page of rollouts at a time, searched and filtered on
+// the server (`GET /api/v1/rollouts?limit=…&continue=…&q=…&phase=…`).
+const PAGE = 100;
+const LIST_REFRESH_MS = 3000;
+const list = {
+  q: '',
+  phases: new Set(),
+  cursor: null, // the `continue` token this page was read with (null: the first)
+  stack: [], // the tokens of the pages before, for "previous"
+  next: null,
+  total: 0,
+  counts: null, // per phase, matching every filter but the phase
+  rows: new Map(), // this page's rollouts (summaries), by key
+  seq: 0, // answers to older requests are dropped
+  lastFetch: 0,
+  due: null, // a timer for a page refresh
+};
+
 // ---------- small helpers ----------
 
 function route() {
@@ -237,9 +255,23 @@ function setConn(text, ok) {
   c.classList.toggle('ok', !!ok);
 }
 
+// A rollout's page follows only its rollout's events; once that rollout is
+// gone (its stream is refused with a 404), every event, as it may come back.
+let followAll = false;
+function eventsUrl() {
+  if (!state.route || followAll) return '/api/v1/events';
+  return '/api/v1/events?rollout=' + encodeURIComponent(state.route.ns + '/' + state.route.name);
+}
+
+async function rolloutGone() {
+  const url = '/api/v1/rollouts/' + encodeURIComponent(state.route.ns) + '/' + encodeURIComponent(state.route.name);
+  const r = await fetch(url, { cache: 'no-store' }).catch(() => null);
+  return !!r && r.status === 404;
+}
+
 let retryDelay = 1000;
 function connect() {
-  const es = new EventSource('/api/v1/events');
+  const es = new EventSource(eventsUrl());
   es.onopen = () => {
     retryDelay = 1000;
     if (state.lost) {
@@ -249,7 +281,13 @@ function connect() {
     }
     refresh(); // whatever happened before (or while away) the stream was open
   };
-  es.onerror = () => {
+  es.onerror = async () => {
+    if (es.readyState === EventSource.CLOSED && state.route && !followAll && await rolloutGone()) {
+      es.close();
+      followAll = true;
+      connect();
+      return;
+    }
     state.lost = true;
     setConn('Connection lost — reconnecting…');
     // The browser retries a dropped stream by itself, but not one that was
@@ -263,8 +301,9 @@ function connect() {
   for (const kind of ['state', 'decision']) {
     es.addEventListener(kind, (e) => {
       const ev = JSON.parse(e.data);
-      state.rollouts.set(key(ev.rollout), ev.rollout);
+      if (!state.route) { listEvent(ev.rollout); return; }
       if (isCurrent(ev.rollout)) {
+        state.rollouts.set(key(ev.rollout), ev.rollout);
         state.seriesDue = true;
         if (kind === 'decision') {
           mergeDecisions([ev.decision]);
@@ -295,13 +334,20 @@ function isCurrent(r) {
 
 async function refresh() {
   try {
-    const list = await getJSON('/api/v1/rollouts');
-    state.rollouts = new Map(list.rollouts.map((r) => [key(r), r]));
-    state.loaded = true;
-    if (state.route) {
-      state.seriesDue = state.alertsDue = state.shadowDue = true;
-      await refreshDetail(true);
+    if (!state.route) {
+      await loadPage();
+      state.loaded = true;
+      render();
+      return;
     }
+    const url = '/api/v1/rollouts/' + encodeURIComponent(state.route.ns) + '/' + encodeURIComponent(state.route.name);
+    const r = await fetch(url, { cache: 'no-store' });
+    if (r.status === 404) state.rollouts = new Map();
+    else if (r.ok) { const one = await r.json(); state.rollouts = new Map([[key(one), one]]); }
+    else throw new Error(url + ': HTTP ' + r.status);
+    state.loaded = true;
+    state.seriesDue = state.alertsDue = state.shadowDue = true;
+    await refreshDetail(true);
   } catch (e) {
     state.lost = true;
     setConn('Cannot reach canaryd — retrying…');
@@ -378,30 +424,163 @@ function updateClock() {
   }
 }
 
+// ---------- the list: a page at a time ----------
+
+/** A rollout's list row fields, from a full view or the API's summary form
+ *  (which has no time in phase and only the last decision's time). */
+function listed(r) {
+  const full = r.canary_weight !== undefined;
+  return {
+    namespace: r.namespace, name: r.name, phase: r.phase, step: r.step, steps: r.steps, mode: r.mode,
+    weight: full ? r.canary_weight : r.weight,
+    versions: full ? versions(r) : (r.stable || '–') + ' → ' + (r.canary || '–'),
+    phase_since: r.phase_since || null,
+    last_decision: r.last_decision || (r.last_decision_at ? { at: r.last_decision_at } : null),
+    file_error: r.file_error || null,
+  };
+}
+
+function filtered() { return list.q !== '' || list.phases.size > 0; }
+
+/** Reads the current page. An API without paging (no `total`) answers with
+ *  every rollout: it is searched and counted here, as one page. */
+async function loadPage() {
+  const seq = ++list.seq;
+  // The full form: the list shows each rollout's time in phase and last
+  // decision, which the summary form leaves out.
+  const params = new URLSearchParams({ limit: String(PAGE), view: 'full' });
+  if (list.q) params.set('q', list.q);
+  if (list.phases.size) params.set('phase', [...list.phases].join(','));
+  if (list.cursor) params.set('continue', list.cursor);
+  list.lastFetch = Date.now();
+  const j = await getJSON('/api/v1/rollouts?' + params);
+  if (seq !== list.seq) return; // a newer request is on its way
+  let rows = j.rollouts.map(listed);
+  if (j.total === undefined) {
+    const q = list.q.toLowerCase();
+    rows = rows.filter((r) => key(r).toLowerCase().includes(q));
+    const counts = {};
+    for (const r of rows) counts[r.phase] = (counts[r.phase] || 0) + 1;
+    list.counts = counts;
+    if (list.phases.size) rows = rows.filter((r) => list.phases.has(r.phase));
+    list.total = rows.length;
+    list.next = null;
+  } else {
+    list.counts = j.phases || null;
+    list.total = j.total;
+    list.next = j.continue || null;
+  }
+  list.rows = new Map(rows.map((r) => [key(r), r]));
+}
+
+/** Reads the page again, at most once every few seconds. */
+function refreshPageSoon() {
+  if (list.due) return;
+  const wait = Math.max(0, list.lastFetch + LIST_REFRESH_MS - Date.now());
+  list.due = setTimeout(async () => {
+    list.due = null;
+    try { await loadPage(); } catch (e) { /* the next event or reconnect tries again */ }
+    render();
+  }, wait);
+}
+
+/** An event on the list page: a row on this page is patched in place; any
+ *  other rollout (or a phase change, which moves the counts) refreshes the page soon. */
+function listEvent(r) {
+  const k = key(r);
+  const old = list.rows.get(k);
+  if (old) {
+    const row = listed(r);
+    list.rows.set(k, row);
+    if (old.phase !== row.phase) refreshPageSoon();
+    render();
+  } else {
+    refreshPageSoon();
+  }
+}
+
+/** Loads the page after a change of search, filter or page, and shows it. */
+async function goTo(cursor) {
+  list.cursor = cursor;
+  try { await loadPage(); } catch (e) { notice('bad', 'Cannot read the rollout list: ' + e.message); }
+  render();
+}
+
+function newSearch() {
+  list.stack = [];
+  goTo(null);
+}
+
+let searchTimer = null;
+function listSkeleton() {
+  const search = h('input', {
+    type: 'search', id: 'search', placeholder: 'Search namespace/name', autocomplete: 'off', spellcheck: 'false',
+    'aria-label': 'Search rollouts by namespace or name',
+    oninput: (e) => {
+      clearTimeout(searchTimer);
+      const q = e.target.value.trim();
+      searchTimer = setTimeout(() => { if (q !== list.q) { list.q = q; newSearch(); } }, 250);
+    },
+  });
+  search.value = list.q;
+  return h('section', { id: 'list' },
+    h('h1', {}, 'Rollouts'),
+    h('div', { class: 'toolbar' }, search,
+      h('div', { class: 'chips', id: 'phase-chips', role: 'group', 'aria-label': 'Show only these phases' })),
+    h('div', { id: 'list-body' }),
+    h('nav', { class: 'pager', 'aria-label': 'Pages of rollouts' },
+      h('button', { type: 'button', class: 'ghost', id: 'page-prev', onclick: () => { if (list.stack.length) goTo(list.stack.pop()); } }, '← Previous'),
+      h('span', { class: 'muted', id: 'page-status', 'data-testid': 'page-status', role: 'status' }),
+      h('button', { type: 'button', class: 'ghost', id: 'page-next', onclick: () => { if (list.next) { list.stack.push(list.cursor); goTo(list.next); } } }, 'Next →')));
+}
+
+function listRow(r) {
+  const d = r.last_decision;
+  return h('tr', { 'data-rollout': key(r) },
+    h('td', {}, h('a', { href: '/rollouts/' + encodeURIComponent(r.namespace) + '/' + encodeURIComponent(r.name) }, key(r)),
+      r.file_error ? h('div', { class: 'badge bad', title: typeof r.file_error === 'string' ? r.file_error : 'The latest edit of its deploy file was rejected' }, 'file rejected') : null),
+    h('td', {}, phaseBadge(r), ' ', shadowBadge(r.mode === 'shadow')),
+    h('td', { class: 'num' }, r.step + '/' + r.steps),
+    h('td', {}, weightBar(r.weight)),
+    h('td', {}, r.versions),
+    r.phase_since
+      ? h('td', { class: 'num hide-narrow', 'data-since': r.phase_since }, duration(since(r.phase_since)))
+      : h('td', { class: 'num hide-narrow muted' }, '–'),
+    h('td', {}, d
+      ? [d.action ? h('strong', {}, d.action) : null, d.by ? h('span', { class: 'muted' }, ' by ' + d.by) : null, ' ',
+        h('span', { class: 'muted' }, clock(d.at)), d.reason ? h('div', {}, d.reason) : null]
+      : h('span', { class: 'muted' }, '–')));
+}
+
 function renderList() {
   const app = document.getElementById('app');
   document.title = 'canaryd';
   if (!state.loaded) return;
-  const rows = [...state.rollouts.values()].sort((a, b) => key(a).localeCompare(key(b)));
-  if (!rows.length) { patch(app, 'empty', emptyState); return; }
-  const sig = JSON.stringify(rows.map((r) => [key(r), r.phase, r.step, r.canary_weight, r.stable_version, r.canary_version, r.phase_since, r.last_decision, r.file_error, r.mode]));
-  patch(app, sig, () => [
-    h('h1', {}, 'Rollouts'),
-    h('table', { id: 'rollouts' },
+  if (!list.total && !filtered()) { patch(app, 'empty', emptyState); return; }
+  if (!document.getElementById('list')) { app.dataset.sig = 'list'; app.replaceChildren(listSkeleton()); }
+  const counts = list.counts || {};
+  // Rebuilt chips keep the keyboard focus where it was.
+  const focused = document.activeElement && document.activeElement.dataset ? document.activeElement.dataset.phase : null;
+  patch(document.getElementById('phase-chips'), JSON.stringify([counts, [...list.phases]]), () =>
+    Object.keys(PHASE_CLASS).filter((p) => counts[p] || list.phases.has(p)).map((p) => h('button', {
+      type: 'button', class: 'chip', 'data-phase': p, 'aria-pressed': list.phases.has(p) ? 'true' : 'false',
+      onclick: () => { if (list.phases.has(p)) list.phases.delete(p); else list.phases.add(p); newSearch(); },
+    }, p + ' ', h('span', { class: 'count' }, countText(counts[p] || 0)))));
+  if (focused && document.activeElement === document.body) document.querySelector('#phase-chips [data-phase="' + focused + '"]')?.focus();
+  const rows = [...list.rows.values()];
+  patch(document.getElementById('list-body'), JSON.stringify(rows), () => rows.length
+    ? h('table', { id: 'rollouts' },
       h('thead', {}, h('tr', {},
         h('th', {}, 'Rollout'), h('th', {}, 'Phase'), h('th', {}, 'Step'), h('th', {}, 'Canary weight'),
         h('th', {}, 'Stable → canary'), h('th', { class: 'hide-narrow' }, 'In phase'), h('th', {}, 'Last decision'))),
-      h('tbody', {}, rows.map((r) => h('tr', { 'data-rollout': key(r) },
-        h('td', {}, h('a', { href: '/rollouts/' + encodeURIComponent(r.namespace) + '/' + encodeURIComponent(r.name) }, key(r)),
-          r.file_error ? h('div', { class: 'badge bad', title: r.file_error }, 'file rejected') : null),
-        h('td', {}, phaseBadge(r), ' ', shadowBadge(r.mode === 'shadow')),
-        h('td', { class: 'num' }, r.step + '/' + r.steps),
-        h('td', {}, weightBar(r.canary_weight)),
-        h('td', {}, versions(r)),
-        h('td', { class: 'num hide-narrow', 'data-since': r.phase_since }, duration(since(r.phase_since))),
-        h('td', {}, r.last_decision
-          ? [h('strong', {}, r.last_decision.action), r.last_decision.by ? h('span', { class: 'muted' }, ' by ' + r.last_decision.by) : null, ' ', h('span', { class: 'muted' }, clock(r.last_decision.at)), h('div', {}, r.last_decision.reason)]
-          : h('span', { class: 'muted' }, '–'))))))]);
+      h('tbody', {}, rows.map(listRow)))
+    : h('p', { class: 'muted', id: 'no-match' }, 'No rollout matches.'));
+  const first = list.stack.length * PAGE;
+  document.getElementById('page-status').textContent = rows.length
+    ? (first + 1) + '–' + (first + rows.length) + ' of ' + countText(list.total)
+    : '0 of ' + countText(list.total);
+  document.getElementById('page-prev').disabled = !list.stack.length;
+  document.getElementById('page-next').disabled = !list.next;
 }
 
 function emptyState() {
