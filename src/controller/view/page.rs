@@ -239,3 +239,74 @@ impl Rollouts {
             })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::{RolloutState, Timestamp};
+
+    fn view(namespace: &str, name: &str, phase: Phase) -> RolloutView {
+        // Decoded once: decoding is the slow part.
+        static SEED: std::sync::OnceLock<RolloutView> = std::sync::OnceLock::new();
+        let mut v = SEED
+            .get_or_init(|| {
+                let decoded = crate::spec::decode::decode(
+                    "checkout.yaml",
+                    include_str!("../../../deploy/checkout.yaml"),
+                    &crate::spec::policy::PolicySet::builtin(),
+                );
+                let spec = decoded.spec.expect("the seed file decodes");
+                let state = RolloutState::new(&spec, Timestamp::from_millis(0));
+                RolloutView::of(&spec, &state, "deploy/checkout.yaml")
+            })
+            .clone();
+        v.namespace = namespace.into();
+        v.name = name.into();
+        v.phase = phase;
+        v
+    }
+
+    fn id(namespace: &str, name: &str) -> RolloutId {
+        RolloutId {
+            namespace: namespace.into(),
+            name: name.into(),
+        }
+    }
+
+    #[test]
+    fn phase_counts_follow_replacements_and_removals() {
+        let mut rollouts = Rollouts::default();
+        rollouts.insert(id("a", "x"), Entry::new(view("a", "x", Phase::Progressing)));
+        rollouts.insert(id("a", "y"), Entry::new(view("a", "y", Phase::Progressing)));
+        rollouts.insert(id("a", "x"), Entry::new(view("a", "x", Phase::Promoted)));
+        rollouts.remove(&id("a", "y"));
+        rollouts.remove(&id("a", "nope"));
+        assert_eq!(rollouts.counts.get(Phase::Progressing), 0);
+        assert_eq!(rollouts.counts.get(Phase::Promoted), 1);
+    }
+
+    #[test]
+    fn a_page_in_a_namespace_resumes_after_a_key_from_another_namespace() {
+        let mut rollouts = Rollouts::default();
+        for (ns, name) in [("a", "z"), ("b", "m"), ("b", "n"), ("c", "a")] {
+            rollouts.insert(id(ns, name), Entry::new(view(ns, name, Phase::Idle)));
+        }
+        let names = |after: Option<RolloutId>| {
+            let page = rollouts.page(&PageRequest {
+                filter: Filter {
+                    namespace: Some("b".into()),
+                    ..Filter::default()
+                },
+                after,
+                limit: 10,
+            });
+            page.rollouts
+                .iter()
+                .map(|v| v.name.clone())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(names(Some(id("a", "z"))), ["m", "n"]);
+        assert_eq!(names(Some(id("b", "m"))), ["n"]);
+        assert_eq!(names(Some(id("c", "a"))), Vec::<String>::new());
+    }
+}

@@ -202,3 +202,110 @@ impl Subscription {
         self.shared.queue().order.len()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::controller::RolloutView;
+    use crate::engine::{Action, DecisionRecord, Phase, Reason, RolloutState, Timestamp};
+    use crate::spec::units::Weight;
+
+    fn view(name: &str, weight: f64) -> RolloutView {
+        // Decoded once: decoding is the slow part.
+        static SEED: std::sync::OnceLock<RolloutView> = std::sync::OnceLock::new();
+        let mut v = SEED
+            .get_or_init(|| {
+                let decoded = crate::spec::decode::decode(
+                    "checkout.yaml",
+                    include_str!("../../../deploy/checkout.yaml"),
+                    &crate::spec::policy::PolicySet::builtin(),
+                );
+                let spec = decoded.spec.expect("the seed file decodes");
+                let state = RolloutState::new(&spec, Timestamp::from_millis(0));
+                RolloutView::of(&spec, &state, "deploy/checkout.yaml")
+            })
+            .clone();
+        v.name = name.into();
+        v.canary_weight = weight;
+        v
+    }
+
+    fn state(name: &str, weight: f64) -> Event {
+        Event::State {
+            rollout: Box::new(view(name, weight)),
+        }
+    }
+
+    fn weight(event: &Event) -> f64 {
+        match event {
+            Event::State { rollout } | Event::Decision { rollout, .. } => rollout.canary_weight,
+            Event::FileRejected { .. } => f64::NAN,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_client_that_does_not_read_holds_one_pending_event_per_rollout() {
+        let subscribers = Subscribers::default();
+        let mut sub = subscribers.subscribe(Topic::All);
+        for round in 0..100 {
+            for i in 0..100 {
+                subscribers.publish(&state(&format!("svc-{i:03}"), f64::from(round)));
+            }
+        }
+        assert_eq!(sub.pending(), 100);
+        let batch = sub.next_batch().await.expect("open");
+        assert_eq!(batch.len(), 100);
+        assert!(batch.iter().all(|e| weight(e) == 99.0));
+        assert_eq!(sub.pending(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_state_change_after_a_pending_decision_keeps_the_decision_with_the_newer_state() {
+        let subscribers = Subscribers::default();
+        let mut sub = subscribers.subscribe(Topic::All);
+        let record = DecisionRecord {
+            seq: 7,
+            at: Timestamp::from_millis(0),
+            from: Phase::Idle,
+            to: Phase::Progressing,
+            action: Action::Start,
+            reason: "new version v2".into(),
+            detail: Reason::NewVersion {
+                version: "v2".into(),
+            },
+            step: 0,
+            weight: Weight::ZERO,
+            stable_version: "v1".into(),
+            canary_version: "v2".into(),
+            gates: Vec::new(),
+            shadow: false,
+            by: None,
+        };
+        subscribers.publish(&Event::Decision {
+            rollout: Box::new(view("checkout", 5.0)),
+            decision: Box::new(record),
+        });
+        subscribers.publish(&state("checkout", 10.0));
+        let batch = sub.next_batch().await.expect("open");
+        match batch.as_slice() {
+            [Event::Decision { rollout, decision }] => {
+                assert_eq!(rollout.canary_weight, 10.0);
+                assert_eq!(decision.seq, 7);
+            }
+            other => panic!("expected one decision, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_gone_client_is_forgotten_and_the_stream_ends_with_the_view() {
+        let subscribers = Subscribers::default();
+        let gone = subscribers.subscribe(Topic::All);
+        let mut kept = subscribers.subscribe(Topic::All);
+        drop(gone);
+        subscribers.publish(&state("checkout", 1.0));
+        assert_eq!(subscribers.list().len(), 1);
+        subscribers.close();
+        assert_eq!(kept.next_batch().await.map(|b| b.len()), Some(1));
+        assert!(kept.next_batch().await.is_none());
+    }
+}
