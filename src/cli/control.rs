@@ -128,8 +128,9 @@ fn row(r: &Value) -> [String; 8] {
 const PAGE: &str = "1000";
 
 /// Every rollout matching the filters, page after page (following each
-/// page's `continue` token until the last page, which has none).
-async fn every_rollout(
+/// page's `continue` token until the last page, which has none): what
+/// `canaryd status` shows.
+pub async fn every_rollout(
     http: &reqwest::Client,
     base: &str,
     phases: &[String],
