@@ -177,6 +177,8 @@ async fn each_filter_narrows_the_list_and_the_phase_counts_ignore_only_the_phase
     assert_eq!(q["phases"]["Promoted"], 1);
     assert_eq!(q["phases"]["Paused"], 0);
 
+    // Empty filters filter nothing.
+    assert_eq!(walk(&api, "phase=&namespace=&prefix=&q=").await.len(), 8);
     let all = api.get("/api/v1/rollouts?limit=1").await.json();
     assert_eq!(all["total"], 8);
     assert_eq!(all["phases"]["Paused"], 2);

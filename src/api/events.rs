@@ -61,33 +61,30 @@ pub async fn events(
                 batch = sub.next_batch().await?.into();
             }
             let event = batch.pop_front()?;
-            Some((Ok::<_, Infallible>(sse(event)), (sub, batch)))
+            Some((Ok::<_, Infallible>(sse(&event)), (sub, batch)))
         },
     );
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
 }
 
-/// An event as the stream sends it.
-fn sse(event: Event) -> SseEvent {
-    let kind = match &event {
+/// An event as the stream sends it: a rejected file by name, not by path.
+fn sse(event: &Event) -> SseEvent {
+    let data = match event {
+        Event::FileRejected { file, errors } => {
+            let name = RolloutView::file_name(file);
+            serde_json::to_string(&Event::FileRejected {
+                errors: errors.replace(file, &name),
+                file: name,
+            })
+        }
+        shared => serde_json::to_string(shared),
+    };
+    let kind = match event {
         Event::Decision { .. } => "decision",
         Event::State { .. } => "state",
         Event::FileRejected { .. } => "file_rejected",
     };
-    let data = serde_json::to_string(&shown(event)).unwrap_or_default();
-    SseEvent::default().event(kind).data(data)
-}
-
-/// An event as the stream shows it: a rejected file by name, not by path.
-fn shown(event: Event) -> Event {
-    match event {
-        Event::FileRejected { file, errors } => {
-            let name = RolloutView::file_name(&file);
-            Event::FileRejected {
-                errors: errors.replace(&file, &name),
-                file: name,
-            }
-        }
-        other => other,
-    }
+    SseEvent::default()
+        .event(kind)
+        .data(data.unwrap_or_default())
 }

@@ -146,7 +146,13 @@ fn parse(q: ListQuery) -> Result<(PageRequest, Form), ApiError> {
             return Err(bad(format!("view {other:?} is not one of: full, summary")));
         }
     };
-    let phases = q.phase.as_deref().map(phases).transpose()?;
+    // `phase=` (empty) filters nothing, like an absent one.
+    let phases = q
+        .phase
+        .as_deref()
+        .map(phases)
+        .transpose()?
+        .filter(|p| !p.is_empty());
     let after = q.token.as_deref().map(resume_after).transpose()?;
     let nonempty = |v: Option<String>| v.filter(|s| !s.is_empty());
     Ok((

@@ -297,7 +297,7 @@ impl View {
     /// Publishes an event to every subscriber that wants it (none is fine);
     /// a subscriber's older pending event for the same rollout is replaced.
     pub fn publish(&self, event: Event) {
-        self.subscribers.publish(&event);
+        self.subscribers.publish(event);
     }
 
     /// A new subscription to the event stream: every event, or one rollout's.

@@ -67,12 +67,12 @@ impl Topic {
 #[derive(Default)]
 struct Queue {
     order: VecDeque<Key>,
-    latest: HashMap<Key, Event>,
+    latest: HashMap<Key, Arc<Event>>,
     closed: bool,
 }
 
 impl Queue {
-    fn push(&mut self, key: Key, event: Event) {
+    fn push(&mut self, key: Key, event: Arc<Event>) {
         match self.latest.get_mut(&key) {
             Some(pending) => *pending = merged(pending, event),
             None => {
@@ -82,7 +82,7 @@ impl Queue {
         }
     }
 
-    fn drain(&mut self) -> Vec<Event> {
+    fn drain(&mut self) -> Vec<Arc<Event>> {
         let mut out = Vec::with_capacity(self.order.len());
         while let Some(key) = self.order.pop_front() {
             if let Some(event) = self.latest.remove(&key) {
@@ -96,13 +96,13 @@ impl Queue {
 /// A newer event over a pending one: a state change keeps a pending
 /// decision (with the newer rollout), so a tick's decision is not hidden by
 /// the state that follows it; anything else replaces it.
-fn merged(pending: &Event, newer: Event) -> Event {
-    match (pending, newer) {
-        (Event::Decision { decision, .. }, Event::State { rollout }) => Event::Decision {
-            rollout,
+fn merged(pending: &Event, newer: Arc<Event>) -> Arc<Event> {
+    match (pending, &*newer) {
+        (Event::Decision { decision, .. }, Event::State { rollout }) => Arc::new(Event::Decision {
+            rollout: rollout.clone(),
             decision: decision.clone(),
-        },
-        (_, newer) => newer,
+        }),
+        _ => newer,
     }
 }
 
@@ -141,10 +141,11 @@ impl Subscribers {
         }
     }
 
-    /// Queues `event` for every subscription that wants it, forgetting the
-    /// ones whose client went away.
-    pub(super) fn publish(&self, event: &Event) {
-        let key = Key::of(event);
+    /// Queues `event` for every subscription that wants it (shared, not
+    /// copied), forgetting the ones whose client went away.
+    pub(super) fn publish(&self, event: Event) {
+        let key = Key::of(&event);
+        let event = Arc::new(event);
         self.list().retain(|weak| match weak.upgrade() {
             Some(s) => {
                 if s.topic.wants(&key) {
@@ -175,7 +176,7 @@ pub struct Subscription {
 impl Subscription {
     /// The pending events, oldest first, once at least one is pending and
     /// a window has passed since the last batch; none once the view is gone.
-    pub async fn next_batch(&mut self) -> Option<Vec<Event>> {
+    pub async fn next_batch(&mut self) -> Option<Vec<Arc<Event>>> {
         loop {
             {
                 let queue = self.shared.queue();
@@ -249,7 +250,7 @@ mod tests {
         let mut sub = subscribers.subscribe(Topic::All);
         for round in 0..100 {
             for i in 0..100 {
-                subscribers.publish(&state(&format!("svc-{i:03}"), f64::from(round)));
+                subscribers.publish(state(&format!("svc-{i:03}"), f64::from(round)));
             }
         }
         assert_eq!(sub.pending(), 100);
@@ -281,13 +282,13 @@ mod tests {
             shadow: false,
             by: None,
         };
-        subscribers.publish(&Event::Decision {
+        subscribers.publish(Event::Decision {
             rollout: Box::new(view("checkout", 5.0)),
             decision: Box::new(record),
         });
-        subscribers.publish(&state("checkout", 10.0));
+        subscribers.publish(state("checkout", 10.0));
         let batch = sub.next_batch().await.expect("open");
-        match batch.as_slice() {
+        match batch.iter().map(|e| &**e).collect::<Vec<_>>().as_slice() {
             [Event::Decision { rollout, decision }] => {
                 assert_eq!(rollout.canary_weight, 10.0);
                 assert_eq!(decision.seq, 7);
@@ -302,7 +303,7 @@ mod tests {
         let gone = subscribers.subscribe(Topic::All);
         let mut kept = subscribers.subscribe(Topic::All);
         drop(gone);
-        subscribers.publish(&state("checkout", 1.0));
+        subscribers.publish(state("checkout", 1.0));
         assert_eq!(subscribers.list().len(), 1);
         subscribers.close();
         assert_eq!(kept.next_batch().await.map(|b| b.len()), Some(1));
