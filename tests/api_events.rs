@@ -70,10 +70,11 @@ async fn a_burst_of_updates_to_one_rollout_arrives_as_at_most_one_event_per_wind
     assert_eq!(response.status(), StatusCode::OK);
     let mut body = response.into_body();
 
-    // 300 updates over three windows.
+    // 300 updates over three ticks of a second (the window).
     const UPDATES: u32 = 300;
-    let windows = 3;
-    let gap = EVENT_WINDOW * windows / UPDATES;
+    let ticks = 3;
+    assert_eq!(EVENT_WINDOW, Duration::from_secs(1));
+    let gap = Duration::from_millis(10);
     let view = api.state.view.clone();
     let publisher = tokio::spawn(async move {
         for i in 1..=UPDATES {
@@ -89,10 +90,10 @@ async fn a_burst_of_updates_to_one_rollout_arrives_as_at_most_one_event_per_wind
     .await;
     publisher.await.expect("publisher");
 
-    // The first update goes out at once; after it, one per window.
+    // The first update goes out at once; after it, one per tick.
     assert!(
-        events.len() as u32 <= windows + 1,
-        "{} events for {UPDATES} updates over {windows} windows",
+        events.len() as u32 <= ticks + 1,
+        "{} events for {UPDATES} updates over {ticks} ticks",
         events.len()
     );
     let weights: Vec<f64> = events
