@@ -227,16 +227,6 @@ impl View {
         self.read().page(request)
     }
 
-    /// How many rollouts there are.
-    pub fn len(&self) -> usize {
-        self.read().map.len()
-    }
-
-    /// Whether there are none.
-    pub fn is_empty(&self) -> bool {
-        self.read().map.is_empty()
-    }
-
     /// One rollout.
     pub fn get(&self, id: &RolloutId) -> Option<RolloutView> {
         self.shared(id).map(Arc::unwrap_or_clone)
