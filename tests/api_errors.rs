@@ -205,6 +205,10 @@ async fn every_status_these_rejections_get_is_documented_for_their_operation() {
             "/api/v1/rollouts/{namespace}/{name}/shadow",
         ),
         ("/assets/nope.js", "/assets/{file}"),
+        ("/api/v1/rollouts?limit=0", "/api/v1/rollouts"),
+        ("/api/v1/rollouts?phase=Running", "/api/v1/rollouts"),
+        ("/api/v1/events?rollout=default/nope", "/api/v1/events"),
+        ("/api/v1/events?rollout=nope", "/api/v1/events"),
     ];
     for (uri, template) in cases {
         let reply = api.get(uri).await;

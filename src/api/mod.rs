@@ -10,8 +10,10 @@ mod command;
 mod dashboard;
 mod delivery;
 pub mod error;
+mod events;
 mod extract;
 pub mod guard;
+pub mod list;
 mod openapi;
 mod read;
 pub mod server;
@@ -72,7 +74,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
             "/api/v1/openapi.json",
             get(|| async { axum::Json(openapi::document()) }),
         )
-        .route("/api/v1/rollouts", get(read::list))
+        .route("/api/v1/rollouts", get(list::list))
         .route("/api/v1/rollouts/{namespace}/{name}", get(read::one))
         .route(
             "/api/v1/rollouts/{namespace}/{name}/decisions",
@@ -94,7 +96,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
             "/api/v1/rollouts/{namespace}/{name}/{action}",
             post(command::act),
         )
-        .route("/api/v1/events", get(read::events))
+        .route("/api/v1/events", get(events::events))
         .route("/api/v1/delivery", get(delivery::delivery))
         .fallback(|| async {
             ApiError::new(

@@ -3,6 +3,7 @@
 
 use serde_json::{Map, Value, json};
 
+use super::list::{DEFAULT_PAGE, MAX_PAGE};
 use super::read::{DEFAULT_LIMIT, MAX_LIMIT};
 
 fn error_response(description: &str) -> Value {
@@ -49,9 +50,17 @@ fn paths() -> Map<String, Value> {
     paths.insert(
         "/api/v1/rollouts".into(),
         read(
-            "Every rollout",
-            &[],
-            json_response("The rollouts", list_of("rollouts", "Rollout")),
+            "A page of rollouts by namespace and name, filtered; follow `continue` for the next page",
+            &[
+                "page_limit",
+                "continue",
+                "phase",
+                "namespace_filter",
+                "prefix",
+                "q",
+                "view",
+            ],
+            json_response("The page", refer("schemas", "RolloutPage")),
             false,
         ),
     );
@@ -93,10 +102,10 @@ fn paths() -> Map<String, Value> {
     paths.insert(
         "/api/v1/events".into(),
         read(
-            "Server-Sent Events: `decision`, `state`, `file_rejected` (the file by name), `lagged`",
-            &[],
+            "Server-Sent Events: `decision`, `state`, `file_rejected` (the file by name); at most one event per rollout a second, in its latest state (a decision is kept over a later state change)",
+            &["rollout"],
             text_response("An event stream (never ends)", "text/event-stream"),
-            false,
+            true,
         ),
     );
     let mut delivery = read(
@@ -151,6 +160,14 @@ fn parameters() -> Value {
         "limit": {"name": "limit", "in": "query", "description": format!("How many of the latest entries (0 returns none); at most {MAX_LIMIT}"), "schema": {"type": "integer", "minimum": 0, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT}},
         "since": {"name": "since", "in": "query", "description": "The period's start: RFC 3339, or a time before now (`-7d`, `now-12h`); default (or empty) 30 days before `until`. Must be before `until`", "schema": moment(), "example": "-7d"},
         "until": {"name": "until", "in": "query", "description": "The period's end (excluded), same forms; default (or empty) now", "schema": moment(), "example": "now"},
+        "page_limit": {"name": "limit", "in": "query", "description": format!("Rollouts per page; a larger value is clamped to {MAX_PAGE}"), "schema": {"type": "integer", "minimum": 1, "default": DEFAULT_PAGE}},
+        "continue": {"name": "continue", "in": "query", "description": "The previous page's `continue` token, as is: the page resumes after the last rollout it held (rollouts added or removed meanwhile neither repeat nor skip the others)", "schema": {"type": "string"}},
+        "phase": {"name": "phase", "in": "query", "description": "Only these phases, comma-separated", "schema": {"type": "string"}, "example": "Progressing,Paused"},
+        "namespace_filter": {"name": "namespace", "in": "query", "description": "Only this namespace", "schema": {"type": "string"}},
+        "prefix": {"name": "prefix", "in": "query", "description": "Only names that start with this (case-sensitive)", "schema": {"type": "string"}},
+        "q": {"name": "q", "in": "query", "description": "Only rollouts whose `namespace/name` contains this, ignoring case", "schema": {"type": "string"}},
+        "view": {"name": "view", "in": "query", "description": "`full` rollouts, or their `summary`", "schema": {"type": "string", "enum": ["full", "summary"], "default": "full"}},
+        "rollout": {"name": "rollout", "in": "query", "description": "Only this rollout's events (`namespace/name`), and its deploy file's rejections", "schema": {"type": "string"}, "example": "default/checkout"},
         "full_path": {"name": "full_path", "in": "query", "description": "Also return `file_path`, the deploy file's path on disk; needs the API token", "schema": {"type": "boolean", "default": false}}
     })
 }
@@ -200,6 +217,19 @@ fn schemas() -> Value {
             "file_path": {"type": "string", "description": "The deploy file's path on disk; only with `full_path=true` and the API token"},
             "file_error": {"type": "string", "description": "Why the latest edit of the file was rejected"},
             "mode": mode}},
+        "RolloutPage": {"type": "object", "required": ["rollouts", "total", "phases"], "properties": {
+            "rollouts": {"type": "array", "items": {"anyOf": [{"$ref": "#/components/schemas/Rollout"}, {"$ref": "#/components/schemas/RolloutSummary"}]}},
+            "total": {"type": "integer", "minimum": 0, "description": "Rollouts matching the filters, on every page"},
+            "phases": {"type": "object", "description": "Per phase, the rollouts matching every filter but `phase`", "additionalProperties": {"type": "integer", "minimum": 0}},
+            "continue": {"type": "string", "description": "The token for the next page; absent on the last page"},
+            "store_error": {"type": "string", "description": "Why the last commit of decisions failed, while it does"}}},
+        "RolloutSummary": {"type": "object", "required": ["namespace", "name", "phase", "step", "steps", "weight", "stable", "canary", "mode", "last_decision_at", "file_error"], "properties": {
+            "namespace": {"type": "string"}, "name": {"type": "string"}, "phase": phase,
+            "step": {"type": "integer", "description": "1-based"}, "steps": {"type": "integer"},
+            "weight": {"type": "number", "minimum": 0, "maximum": 100, "description": "The canary weight"},
+            "stable": {"type": "string"}, "canary": {"type": ["string", "null"]},
+            "mode": mode, "last_decision_at": {"type": ["string", "null"], "format": "date-time"},
+            "file_error": {"type": "boolean", "description": "Whether the latest edit of the deploy file was rejected"}}},
         "ShadowSummary": {"type": "object", "required": ["releases_watched", "would_roll_back", "would_promote", "releases"], "properties": {
             "mode": mode,
             "releases_watched": {"type": "integer", "minimum": 0}, "would_roll_back": {"type": "integer", "minimum": 0}, "would_promote": {"type": "integer", "minimum": 0},

@@ -1,37 +1,24 @@
-//! The read endpoints: rollouts, their decision and alert logs, and the event
-//! stream. A rollout's deploy file is shown by name (relative to the deploy
+//! The read endpoints of one rollout: the rollout, its decision and alert
+//! logs, its shadow summary. A rollout's deploy file is shown by name (relative to the deploy
 //! directory); its full path only with `?full_path=true` and the API token.
 
-use std::convert::Infallible;
 use std::sync::Arc;
 
 use axum::extract::State;
 use axum::http::HeaderMap;
-use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use futures::Stream;
 use serde::Deserialize;
 
 use super::auth::authorize_command;
 use super::error::{ApiError, ErrorCode};
 use super::extract::{ApiPath, ApiQuery};
 use super::{ApiState, id};
-use crate::controller::{Event, RolloutView};
 use crate::spec::model::RolloutId;
 
 /// Entries a log read returns at most (`?limit=`).
 pub const MAX_LIMIT: u32 = 1000;
 /// Entries a log read returns without `?limit=`.
 pub const DEFAULT_LIMIT: u32 = 100;
-
-/// `GET /api/v1/rollouts`.
-pub async fn list(State(s): State<Arc<ApiState>>) -> Response {
-    let mut body = serde_json::json!({ "rollouts": s.view.list() });
-    if let Some(e) = s.view.store_error() {
-        body["store_error"] = e.into();
-    }
-    axum::Json(body).into_response()
-}
 
 /// `?full_path=` of `GET /api/v1/rollouts/{ns}/{name}`.
 #[derive(Deserialize)]
@@ -171,46 +158,4 @@ where
     }
     entries.truncate(limit);
     Ok(axum::Json(serde_json::json!({ field: entries })).into_response())
-}
-
-/// `GET /api/v1/events`: Server-Sent Events of every decision and state change.
-pub async fn events(
-    State(s): State<Arc<ApiState>>,
-) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
-    use tokio::sync::broadcast::error::RecvError;
-    // Read straight from the subscription: the stream (and its receiver) ends
-    // when the client goes away, with no task left behind.
-    let stream = futures::stream::unfold(s.view.subscribe(), |mut rx| async move {
-        let event = match rx.recv().await {
-            Ok(event) => {
-                let kind = match &event {
-                    Event::Decision { .. } => "decision",
-                    Event::State { .. } => "state",
-                    Event::FileRejected { .. } => "file_rejected",
-                };
-                let data = serde_json::to_string(&shown(event)).unwrap_or_default();
-                SseEvent::default().event(kind).data(data)
-            }
-            Err(RecvError::Lagged(n)) => SseEvent::default()
-                .event("lagged")
-                .data(format!("{{\"missed\":{n}}}")),
-            Err(RecvError::Closed) => return None,
-        };
-        Some((Ok::<_, Infallible>(event), rx))
-    });
-    Sse::new(stream).keep_alive(KeepAlive::default())
-}
-
-/// An event as the stream shows it: a rejected file by name, not by path.
-fn shown(event: Event) -> Event {
-    match event {
-        Event::FileRejected { file, errors } => {
-            let name = RolloutView::file_name(&file);
-            Event::FileRejected {
-                errors: errors.replace(&file, &name),
-                file: name,
-            }
-        }
-        other => other,
-    }
 }

@@ -23,6 +23,12 @@ pub struct Server {
 pub struct StatusArgs {
     /// One rollout (`name` or `namespace/name`); all when absent.
     name: Option<String>,
+    /// Only rollouts in these phases (comma-separated: `Progressing,Paused`).
+    #[arg(long, value_delimiter = ',')]
+    phase: Vec<String>,
+    /// Only rollouts in this namespace.
+    #[arg(long)]
+    namespace: Option<String>,
     #[command(flatten)]
     server: Server,
     /// Output format.
@@ -118,6 +124,49 @@ fn row(r: &Value) -> [String; 8] {
     ]
 }
 
+/// Rollouts `status` asks for per page (the API's maximum).
+const PAGE: &str = "1000";
+
+/// Every rollout matching the filters, page after page (following each
+/// page's `continue` token until the last page, which has none): what
+/// `canaryd status` shows.
+pub async fn every_rollout(
+    http: &reqwest::Client,
+    base: &str,
+    phases: &[String],
+    namespace: Option<&str>,
+) -> Result<Vec<Value>, String> {
+    let mut url = reqwest::Url::parse(&format!("{base}/api/v1/rollouts"))
+        .map_err(|e| format!("--server {base}: {e}"))?;
+    url.query_pairs_mut().append_pair("limit", PAGE);
+    if !phases.is_empty() {
+        url.query_pairs_mut()
+            .append_pair("phase", &phases.join(","));
+    }
+    if let Some(ns) = namespace {
+        url.query_pairs_mut().append_pair("namespace", ns);
+    }
+    let mut rollouts = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let mut page_url = url.clone();
+        if let Some(t) = &token {
+            page_url.query_pairs_mut().append_pair("continue", t);
+        }
+        let mut page = get(http, page_url.as_str()).await?;
+        if let Some(items) = page["rollouts"].as_array_mut() {
+            rollouts.append(items);
+        }
+        match page["continue"].as_str() {
+            Some(next) if token.as_deref() == Some(next) => {
+                return Err("the API repeated a page's continue token".into());
+            }
+            Some(next) => token = Some(next.to_string()),
+            None => return Ok(rollouts),
+        }
+    }
+}
+
 /// `canaryd status [NAME]`.
 pub fn status(args: StatusArgs) -> ExitCode {
     let result = runtime().and_then(|rt| {
@@ -128,9 +177,7 @@ pub fn status(args: StatusArgs) -> ExitCode {
                 Some(name) => get(&http, &format!("{base}/api/v1/rollouts/{}", path(name)))
                     .await
                     .map(|r| vec![r]),
-                None => get(&http, &format!("{base}/api/v1/rollouts"))
-                    .await
-                    .map(|v| v["rollouts"].as_array().cloned().unwrap_or_default()),
+                None => every_rollout(&http, base, &args.phase, args.namespace.as_deref()).await,
             }
         })
     });

@@ -19,6 +19,8 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+pub use control::every_rollout;
+
 /// canaryd: progressive delivery with automatic rollback, judged on Prometheus.
 #[derive(Debug, Parser)]
 #[command(name = "canaryd", version, about)]

@@ -1,13 +1,22 @@
 //! What the API and the dashboard see of each rollout (BRIEF §5's rollout
 //! object), kept current by the controller, and the event stream of every
 //! decision and state change.
+//!
+//! The rollouts sit in a map ordered by id behind a lock held only to
+//! replace one entry or to scan one page ([`page`]); views are shared
+//! (`Arc`), so a reader copies pointers, never whole views. Events go to
+//! per-client queues that keep the latest per rollout ([`stream`]).
+
+pub mod page;
+pub mod stream;
 
 use std::collections::BTreeMap;
-use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use serde::Serialize;
-use tokio::sync::broadcast;
 
+use self::page::{Entry, Page, PageRequest, Rollouts};
+use self::stream::{Subscribers, Subscription, Topic};
 use super::history::{Histories, Series};
 use crate::engine::{DecisionRecord, GateResult, PauseReason, Phase, RolloutState, Timestamp};
 use crate::ports::Health;
@@ -176,7 +185,7 @@ pub enum Event {
 pub struct View {
     rollouts: RwLock<Rollouts>,
     histories: RwLock<Histories>,
-    events: broadcast::Sender<Event>,
+    subscribers: Subscribers,
     ready: std::sync::atomic::AtomicBool,
     store_error: RwLock<Option<String>>,
 }
@@ -184,16 +193,21 @@ pub struct View {
 impl Default for View {
     fn default() -> View {
         View {
-            rollouts: RwLock::new(BTreeMap::new()),
+            rollouts: RwLock::new(Rollouts::default()),
             histories: RwLock::new(BTreeMap::new()),
-            events: broadcast::channel(1024).0,
+            subscribers: Subscribers::default(),
             ready: std::sync::atomic::AtomicBool::new(false),
             store_error: RwLock::new(None),
         }
     }
 }
 
-type Rollouts = BTreeMap<RolloutId, RolloutView>;
+impl Drop for View {
+    fn drop(&mut self) {
+        // Event streams end with the view.
+        self.subscribers.close();
+    }
+}
 
 impl View {
     /// The map for reading (a poisoned lock still holds whole views: each
@@ -208,14 +222,19 @@ impl View {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Every rollout, by namespace and name.
-    pub fn list(&self) -> Vec<RolloutView> {
-        self.read().values().cloned().collect()
+    /// One page of the rollouts, by namespace and name (see [`page`]).
+    pub fn page(&self, request: &PageRequest) -> Page {
+        self.read().page(request)
     }
 
     /// One rollout.
     pub fn get(&self, id: &RolloutId) -> Option<RolloutView> {
-        self.read().get(id).cloned()
+        self.shared(id).map(Arc::unwrap_or_clone)
+    }
+
+    /// One rollout, shared (no copy of the view).
+    pub fn shared(&self, id: &RolloutId) -> Option<Arc<RolloutView>> {
+        self.read().map.get(id).map(|e| e.view.clone())
     }
 
     /// Replaces a rollout's view.
@@ -224,7 +243,9 @@ impl View {
             namespace: view.namespace.clone(),
             name: view.name.clone(),
         };
-        self.write().insert(id, view);
+        // Built before the lock: the critical section is one map insert.
+        let entry = Entry::new(view);
+        self.write().insert(id, entry);
     }
 
     /// Forgets a rollout (its file was removed).
@@ -263,14 +284,15 @@ impl View {
             .unwrap_or_default()
     }
 
-    /// Publishes an event to every subscriber (none is fine).
+    /// Publishes an event to every subscriber that wants it (none is fine);
+    /// a subscriber's older pending event for the same rollout is replaced.
     pub fn publish(&self, event: Event) {
-        let _ = self.events.send(event);
+        self.subscribers.publish(event);
     }
 
-    /// A new subscription to the event stream.
-    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
-        self.events.subscribe()
+    /// A new subscription to the event stream: every event, or one rollout's.
+    pub fn subscribe(&self, topic: Topic) -> Subscription {
+        self.subscribers.subscribe(topic)
     }
 
     /// Marks the controller as having loaded its state and files.

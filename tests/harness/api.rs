@@ -118,6 +118,18 @@ impl Api {
         .await
     }
 
+    /// Sends a GET from loopback and returns the response unread (for
+    /// streams).
+    pub async fn open(&self, uri: &str) -> axum::response::Response {
+        let mut req = request(Method::GET, uri)
+            .body(Body::empty())
+            .expect("request");
+        req.extensions_mut().insert(ConnectInfo(
+            LOOPBACK_PEER.parse::<SocketAddr>().expect("peer"),
+        ));
+        self.app.clone().oneshot(req).await.expect("infallible")
+    }
+
     /// Sends a request; a [`LOOPBACK_PEER`] unless it names its own.
     pub async fn send(&self, mut req: Request<Body>) -> Reply {
         if req.extensions().get::<ConnectInfo<SocketAddr>>().is_none() {
@@ -196,4 +208,30 @@ impl Reply {
             .unwrap_or_else(|| panic!("no error.code: {body}"))
             .to_string()
     }
+}
+
+/// A rollout `namespace/name` in `phase`, from the seed deploy file (its
+/// deploy file `deploy/<name>.yaml`).
+pub fn rollout(namespace: &str, name: &str, phase: canaryd::engine::Phase) -> RolloutView {
+    static SEED: std::sync::OnceLock<RolloutView> = std::sync::OnceLock::new();
+    let seed = SEED.get_or_init(|| {
+        let decoded = canaryd::spec::decode::decode(
+            "checkout.yaml",
+            include_str!("../../deploy/checkout.yaml"),
+            &canaryd::spec::policy::PolicySet::builtin(),
+        );
+        let spec = decoded.spec.expect("the seed deploy file decodes");
+        let state = canaryd::engine::RolloutState::new(
+            &spec,
+            canaryd::engine::Timestamp::from_millis(1_800_000_000_000),
+        );
+        RolloutView::of(&spec, &state, "deploy/checkout.yaml")
+    });
+    let mut view = seed.clone();
+    view.namespace = namespace.to_string();
+    view.name = name.to_string();
+    view.phase = phase;
+    view.file_path = format!("deploy/{name}.yaml");
+    view.file = format!("{name}.yaml");
+    view
 }
