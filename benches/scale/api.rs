@@ -138,20 +138,38 @@ pub struct Census {
     pub phases: BTreeMap<String, usize>,
 }
 
-/// The list's (with `query`) body size, how many rollouts it shows, how many have a last
-/// decision, and how many have been measured (gates with a verdict).
+/// The list's (with `query`) first page's body size, and over every page
+/// (following `continue`; an old daemon answers one page): how many
+/// rollouts it shows, how many have a last decision, and how many have been
+/// measured (gates with a verdict).
 pub async fn census(http: &reqwest::Client, api: &str, query: &str) -> Result<Census, String> {
-    let url = format!("{api}/api/v1/rollouts{query}");
-    let body = http
-        .get(&url)
-        .send()
-        .await
-        .map_err(|e| format!("{url}: {e}"))?
-        .bytes()
-        .await
-        .map_err(|e| format!("{url}: {e}"))?;
-    let v: Value = serde_json::from_slice(&body).map_err(|e| format!("{url}: {e}"))?;
-    let list = v["rollouts"].as_array().cloned().unwrap_or_default();
+    let mut list: Vec<Value> = Vec::new();
+    let mut first_bytes = None;
+    let mut next: Option<String> = None;
+    loop {
+        let url = match &next {
+            None => format!("{api}/api/v1/rollouts{query}"),
+            Some(token) => {
+                let sep = if query.contains('?') { '&' } else { '?' };
+                format!("{api}/api/v1/rollouts{query}{sep}continue={token}")
+            }
+        };
+        let body = http
+            .get(&url)
+            .send()
+            .await
+            .map_err(|e| format!("{url}: {e}"))?
+            .bytes()
+            .await
+            .map_err(|e| format!("{url}: {e}"))?;
+        first_bytes.get_or_insert(body.len());
+        let v: Value = serde_json::from_slice(&body).map_err(|e| format!("{url}: {e}"))?;
+        list.extend(v["rollouts"].as_array().cloned().unwrap_or_default());
+        match v["continue"].as_str() {
+            Some(token) if next.as_deref() != Some(token) => next = Some(token.to_string()),
+            _ => break,
+        }
+    }
     let decided = list
         .iter()
         .filter(|r| !r["last_decision"].is_null())
@@ -167,7 +185,7 @@ pub async fn census(http: &reqwest::Client, api: &str, query: &str) -> Result<Ce
             .or_default() += 1;
     }
     Ok(Census {
-        bytes: body.len(),
+        bytes: first_bytes.unwrap_or_default(),
         listed: list.len(),
         decided,
         measured,

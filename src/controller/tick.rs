@@ -22,7 +22,7 @@ use crate::spec::units::Weight;
 const ROUTER_READS: usize = 64;
 
 /// Rollouts decided per turn of the loop.
-const CHUNK: usize = 256;
+const CHUNK: usize = 64;
 
 /// One rollout in a measurement.
 pub(super) struct Item {

@@ -95,14 +95,14 @@ impl CountsPlan {
 
     fn track(&self, t: &TrackPlan, answers: &Answers) -> TrackCounts {
         let snapshot = (|| {
-            let requests = counter(&answers.get(&t.requests))?;
+            let requests = counter(answers.get(&t.requests))?;
             let errors = t
                 .errors
                 .as_ref()
-                .map(|slot| counter(&answers.get(slot)))
+                .map(|slot| counter(answers.get(slot)))
                 .transpose()?;
             let buckets = match &t.buckets {
-                Some(slot) => histogram(&answers.get(slot), self.le_scale)?,
+                Some(slot) => histogram(answers.get(slot), self.le_scale)?,
                 None => Vec::new(),
             };
             Ok(Snapshot {

@@ -133,11 +133,12 @@ impl Shape {
         out
     }
 
-    /// Splits a grouped answer by member key: each member's series (the
-    /// grouping labels stay on them). An error is every member's error.
-    pub fn split(&self, answer: &Answer) -> Result<HashMap<Key, Vec<Series>>, Inconclusive> {
+    /// Splits a grouped answer by member key: each member's own answer (a
+    /// vector of its series; the grouping labels stay on them). An error is
+    /// every member's error.
+    pub fn split(&self, answer: Answer) -> Result<HashMap<Key, Answer>, Inconclusive> {
         let series = match answer {
-            Err(why) => return Err(why.clone()),
+            Err(why) => return Err(why),
             Ok(QueryValue::Vector(series)) => series,
             Ok(QueryValue::Scalar(_)) => {
                 return Err(Inconclusive::ProviderError {
@@ -153,10 +154,13 @@ impl Shape {
                 .map(|(label, _)| s.labels.get(label).cloned())
                 .collect();
             if let Some(key) = key {
-                by_key.entry(key).or_default().push(s.clone());
+                by_key.entry(key).or_default().push(s);
             }
         }
-        Ok(by_key)
+        Ok(by_key
+            .into_iter()
+            .map(|(k, v)| (k, Ok(QueryValue::Vector(v))))
+            .collect())
     }
 }
 

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::group::{Key, Shape, Ungroupable, Var, shape};
-use super::{Answer, InstantQuery, QueryValue, Series};
+use super::{Answer, InstantQuery, QueryValue};
 use crate::engine::observation::{GateRef, Inconclusive, Measurement, Reading};
 use crate::spec::model::{DeploySpec, Track};
 use crate::spec::policy::{PolicySet, QueryTemplate, TemplateVars};
@@ -35,8 +35,16 @@ struct Group {
     members: HashSet<Key>,
 }
 
-/// What a template's grouped form depends on besides the rollout.
-type ShapeKey = (String, Duration, String, String);
+/// What a template's grouped form depends on besides the rollout: the
+/// template, the window, the track and its selector. Texts by address and
+/// length: they are borrowed from the specs and policies for the whole of a
+/// tick's planning, so equal addresses are the same text (and no key is
+/// ever dereferenced), and a tick's tens of thousands of lookups copy nothing.
+type ShapeKey = ((usize, usize), Duration, (usize, usize), (usize, usize));
+
+fn text_id(text: &str) -> (usize, usize) {
+    (text.as_ptr() as usize, text.len())
+}
 
 /// The queries of one tick, without duplicates; in a grouped batch
 /// ([`Batch::grouped`]) one query per template answers every rollout
@@ -143,10 +151,10 @@ impl Batch {
             return None;
         }
         let id: ShapeKey = (
-            template.as_str().to_string(),
+            text_id(template.as_str()),
             vars.window,
-            vars.track.to_string(),
-            vars.track_selector.to_string(),
+            text_id(vars.track),
+            text_id(vars.track_selector),
         );
         self.shapes
             .entry(id)
@@ -181,12 +189,21 @@ pub fn groupable(template: &QueryTemplate, vars: &TemplateVars<'_>) -> Result<()
     shape(&rendered).map(|_| ())
 }
 
-/// A batch's answers, grouped answers split by member (once).
+/// A batch's answers, grouped answers split by member (once, moving the
+/// series: reading an answer copies nothing).
 #[derive(Debug, Default)]
 pub struct Answers {
     own: Vec<Answer>,
-    groups: Vec<Result<HashMap<Key, Vec<Series>>, Inconclusive>>,
+    /// Each group's answers by member, or the one failed answer of all.
+    groups: Vec<Result<HashMap<Key, Answer>, Answer>>,
 }
+
+/// What a member missing from its group's answer reads: an empty vector, as
+/// its own query would have had.
+static NO_SERIES: Answer = Ok(QueryValue::Vector(Vec::new()));
+
+/// What a query that was not asked or answered reads.
+static NOT_MEASURED: Answer = Err(Inconclusive::NotMeasured);
 
 impl Answers {
     /// `answers` in the order of `batch.queries()` (missing ones are "not measured").
@@ -197,13 +214,13 @@ impl Answers {
         } else {
             Vec::new()
         };
+        let mut grouped = grouped.into_iter();
         let groups = batch
             .groups
             .iter()
-            .enumerate()
-            .map(|(i, g)| match grouped.get(i) {
-                Some(answer) => g.shape.split(answer),
-                None => Err(Inconclusive::NotMeasured),
+            .map(|g| match grouped.next() {
+                Some(answer) => g.shape.split(answer).map_err(Err),
+                None => Err(Err(Inconclusive::NotMeasured)),
             })
             .collect();
         Answers {
@@ -212,21 +229,14 @@ impl Answers {
         }
     }
 
-    /// The answer in `slot`: a member missing from its group's answer has an
-    /// empty vector, as its own query would have had.
-    pub fn get(&self, slot: &Slot) -> Answer {
+    /// The answer in `slot`.
+    pub fn get(&self, slot: &Slot) -> &Answer {
         match slot {
-            Slot::Own(i) => self
-                .own
-                .get(*i)
-                .cloned()
-                .unwrap_or(Err(Inconclusive::NotMeasured)),
+            Slot::Own(i) => self.own.get(*i).unwrap_or(&NOT_MEASURED),
             Slot::Member { group, key } => match self.groups.get(*group) {
-                None => Err(Inconclusive::NotMeasured),
-                Some(Err(why)) => Err(why.clone()),
-                Some(Ok(split)) => Ok(QueryValue::Vector(
-                    split.get(key).cloned().unwrap_or_default(),
-                )),
+                None => &NOT_MEASURED,
+                Some(Err(failed)) => failed,
+                Some(Ok(split)) => split.get(key).unwrap_or(&NO_SERIES),
             },
         }
     }
@@ -367,11 +377,11 @@ impl RolloutPlan {
     pub fn measurements(&self, answers: &Answers) -> Vec<Measurement> {
         let reading = |t: &TrackPlan| {
             let query = t.query.clone();
-            let value = single_value(&answers.get(&t.value));
+            let value = single_value(answers.get(&t.value));
             let requests = t
                 .requests
                 .as_ref()
-                .map(|slot| request_count(&answers.get(slot)))
+                .map(|slot| request_count(answers.get(slot)))
                 .transpose();
             match (value, requests) {
                 (Ok(v), Ok(requests)) => Reading::value(query, v, requests),
