@@ -220,6 +220,16 @@ impl Controller {
                 .sample(id, &m.spec, state.canary_version.as_deref(), now, &m.gates);
         }
         let interval = m.spec.strategy.analysis.interval;
+        // A router may act on what was committed (a cluster router brings
+        // its Deployments in step when read): after a change it is read
+        // again, not trusted from the measurement's read before the commit.
+        let moved = m.state.phase != state.phase
+            || m.state.step != state.step
+            || m.state.weight != state.weight
+            || m.state.canary_version != state.canary_version;
+        if moved {
+            m.read_back = None;
+        }
         m.state = state;
         m.next_tick = d.next_tick.map(|_| self.timers.next_on_grid(now, interval));
         if let Some(next) = m.next_tick {

@@ -322,3 +322,21 @@ impl View {
             .clone()
     }
 }
+
+/// A view of the seed deploy file (`deploy/checkout.yaml`), decoded once
+/// (decoding is the slow part of a test making thousands).
+#[cfg(test)]
+pub(crate) fn seed_view() -> RolloutView {
+    static SEED: std::sync::OnceLock<RolloutView> = std::sync::OnceLock::new();
+    SEED.get_or_init(|| {
+        let decoded = crate::spec::decode::decode(
+            "checkout.yaml",
+            include_str!("../../deploy/checkout.yaml"),
+            &crate::spec::policy::PolicySet::builtin(),
+        );
+        let spec = decoded.spec.expect("the seed file decodes");
+        let state = RolloutState::new(&spec, Timestamp::from_millis(0));
+        RolloutView::of(&spec, &state, "deploy/checkout.yaml")
+    })
+    .clone()
+}

@@ -243,23 +243,9 @@ impl Rollouts {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::{RolloutState, Timestamp};
 
     fn view(namespace: &str, name: &str, phase: Phase) -> RolloutView {
-        // Decoded once: decoding is the slow part.
-        static SEED: std::sync::OnceLock<RolloutView> = std::sync::OnceLock::new();
-        let mut v = SEED
-            .get_or_init(|| {
-                let decoded = crate::spec::decode::decode(
-                    "checkout.yaml",
-                    include_str!("../../../deploy/checkout.yaml"),
-                    &crate::spec::policy::PolicySet::builtin(),
-                );
-                let spec = decoded.spec.expect("the seed file decodes");
-                let state = RolloutState::new(&spec, Timestamp::from_millis(0));
-                RolloutView::of(&spec, &state, "deploy/checkout.yaml")
-            })
-            .clone();
+        let mut v = crate::controller::view::seed_view();
         v.namespace = namespace.into();
         v.name = name.into();
         v.phase = phase;

@@ -208,24 +208,11 @@ impl Subscription {
 mod tests {
     use super::*;
     use crate::controller::RolloutView;
-    use crate::engine::{Action, DecisionRecord, Phase, Reason, RolloutState, Timestamp};
+    use crate::engine::{Action, DecisionRecord, Phase, Reason, Timestamp};
     use crate::spec::units::Weight;
 
     fn view(name: &str, weight: f64) -> RolloutView {
-        // Decoded once: decoding is the slow part.
-        static SEED: std::sync::OnceLock<RolloutView> = std::sync::OnceLock::new();
-        let mut v = SEED
-            .get_or_init(|| {
-                let decoded = crate::spec::decode::decode(
-                    "checkout.yaml",
-                    include_str!("../../../deploy/checkout.yaml"),
-                    &crate::spec::policy::PolicySet::builtin(),
-                );
-                let spec = decoded.spec.expect("the seed file decodes");
-                let state = RolloutState::new(&spec, Timestamp::from_millis(0));
-                RolloutView::of(&spec, &state, "deploy/checkout.yaml")
-            })
-            .clone();
+        let mut v = crate::controller::view::seed_view();
         v.name = name.into();
         v.canary_weight = weight;
         v
