@@ -113,10 +113,12 @@ impl Controller {
                 changes.iter().map(|c| c.id.clone()).collect();
             if let Err(e) = self.store.commit(changes, now).await {
                 self.view.set_store_error(Some(e.to_string()));
-                let interval_of = |m: &super::rollout::Managed| m.spec.strategy.analysis.interval;
+                // Retried at the next tick on the grid, with the others.
                 for (id, _) in &decisions {
                     if let Some(m) = self.rollouts.get_mut(id) {
-                        let next = now.plus(interval_of(m));
+                        let next = self
+                            .timers
+                            .next_on_grid(now, m.spec.strategy.analysis.interval);
                         m.next_tick = Some(next);
                         self.timers.tick_at(id, next);
                     }

@@ -108,7 +108,7 @@ impl Batch {
         vars: &TemplateVars<'_>,
     ) -> (Slot, String) {
         let promql = template.render(vars);
-        if let Some(shape) = self.shape_of(template, vars) {
+        if let Some(shape) = self.cached_shape(template, vars) {
             let key = shape.key(|var| {
                 match var {
                     Var::Service => vars.service,
@@ -142,7 +142,7 @@ impl Batch {
 
     /// The grouped form of `template` for these constants (parsed once per
     /// batch), or `None`: not grouping, or not groupable.
-    fn shape_of(
+    fn cached_shape(
         &mut self,
         template: &QueryTemplate,
         vars: &TemplateVars<'_>,
@@ -158,19 +158,11 @@ impl Batch {
         );
         self.shapes
             .entry(id)
-            .or_insert_with(|| {
-                let rendered = template.render(&TemplateVars {
-                    service: Var::Service.sentinel(),
-                    namespace: Var::Namespace.sentinel(),
-                    version: Var::Version.sentinel(),
-                    ..*vars
-                });
-                match shape(&rendered) {
-                    Ok(s) => Some(Arc::new(s)),
-                    Err(why) => {
-                        tracing::debug!(template = template.as_str(), %why, "asked per rollout");
-                        None
-                    }
+            .or_insert_with(|| match shape_of(template, vars) {
+                Ok(s) => Some(Arc::new(s)),
+                Err(why) => {
+                    tracing::debug!(template = template.as_str(), %why, "asked per rollout");
+                    None
                 }
             })
             .clone()
@@ -180,13 +172,18 @@ impl Batch {
 /// Whether the daemon can ask `template` once for every rollout (see
 /// [`super::group`]), or why it asks it per rollout.
 pub fn groupable(template: &QueryTemplate, vars: &TemplateVars<'_>) -> Result<(), Ungroupable> {
-    let rendered = template.render(&TemplateVars {
+    shape_of(template, vars).map(|_| ())
+}
+
+/// The grouped form of `template` with these constants: rendered with each
+/// rollout placeholder's sentinel, then shaped.
+fn shape_of(template: &QueryTemplate, vars: &TemplateVars<'_>) -> Result<Shape, Ungroupable> {
+    shape(&template.render(&TemplateVars {
         service: Var::Service.sentinel(),
         namespace: Var::Namespace.sentinel(),
         version: Var::Version.sentinel(),
         ..*vars
-    });
-    shape(&rendered).map(|_| ())
+    }))
 }
 
 /// A batch's answers, grouped answers split by member (once, moving the
