@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use canaryd::engine::evidence;
 use canaryd::engine::{Input, Observation, RolloutState, Timestamp, counts_needed, decide};
-use canaryd::provider::plan::single_value;
+use canaryd::provider::plan::{Answers, single_value};
 use canaryd::provider::prometheus::parse_answer;
 use canaryd::provider::{Batch, every_gate, plan_counts, plan_rollout};
 use canaryd::spec::decode::{Decoded, decode, decode_node};
@@ -163,7 +163,7 @@ pub fn counts(data: &[u8]) {
                         None => return,
                     }
                 }
-                Some(plan.reading(&answers))
+                Some(plan.reading(&Answers::new(&batch, answers)))
             }
             None => None,
         };
