@@ -3,7 +3,9 @@
 
 /// mimalloc: a tick at thousands of rollouts allocates and frees many small
 /// series and strings from both worker threads; glibc's arenas kept several
-/// times the live memory resident (BENCHMARKS.md, *Scale*).
+/// times the live memory resident (BENCHMARKS.md, *Scale*). The `mimalloc`
+/// feature (on by default) can be turned off for heap profiling.
+#[cfg(feature = "mimalloc")]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -1,11 +1,13 @@
 //! Rollouts sharing one HAProxy read its `show stat` once per short period,
-//! not once each: concurrent health calls wait on the one read in flight.
+//! not once each: concurrent health and weight reads wait on the one read in
+//! flight, and the weights it gives are the ones HAProxy applies.
 
 mod harness;
 
 use std::time::Duration;
 
 use canaryd::router::{HaproxyConfig, HaproxyRouter, Health, StatsReader};
+use canaryd::spec::units::Weight;
 use harness::haproxy::Haproxy;
 use harness::{instant, sample_app, wait_for};
 
@@ -61,6 +63,60 @@ async fn a_ticks_worth_of_health_calls_on_one_haproxy_reads_its_stats_once() {
     assert_eq!(stats.reads(), 1);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ticks_weights_come_from_the_shared_stats_and_match_what_haproxy_applies() {
+    let stable = sample_app("checkout", "v1", instant()).await;
+    let canary = sample_app("checkout", "v2", instant()).await;
+    let haproxy = Haproxy::start(stable.addr(), canary.addr()).await;
+    let own = haproxy.adapter("canary");
+    wait_for("both servers up", Duration::from_secs(10), || async {
+        let h = own.health().await;
+        if h.stable && h.canary {
+            Ok(())
+        } else {
+            Err(format!("{h:?}"))
+        }
+    })
+    .await;
+    for percent in ["0%", "5%", "33.3%", "50%", "100%"] {
+        let weight = Weight::parse(percent).expect("weight");
+        own.set_weight(weight).await.expect("set");
+        let applied = own.weight().await.expect("get weight");
+        // A reader of its own, so this step's snapshot is taken after the write.
+        let stats = StatsReader::new(haproxy.socket.clone(), Duration::from_secs(3600));
+        let rollouts = routers(&haproxy.socket, &stats, 10);
+        let reads = futures::future::join_all(rollouts.iter().map(HaproxyRouter::observe)).await;
+        assert_eq!(
+            stats.reads(),
+            1,
+            "one `show stat` for 10 rollouts at {percent}"
+        );
+        for (i, read) in reads.iter().enumerate() {
+            if i % 2 == 0 {
+                let w = read.weight.as_ref().expect("a weight from the snapshot");
+                assert_eq!(*w, applied, "rollout {i} at {percent}");
+                assert!(
+                    read.health.stable && read.health.canary,
+                    "{:?}",
+                    read.health
+                );
+            } else {
+                // No row for the server: `get weight` is asked, and refuses.
+                let e = read.weight.as_ref().expect_err("unknown server");
+                assert!(e.to_string().contains("No such server"), "{e}");
+            }
+        }
+        // Within the period the snapshot answers with no round trip of its
+        // own: a write made since is not seen (the controller re-reads
+        // `get weight` before acting on a difference).
+        own.set_weight(Weight::parse("20%").expect("weight"))
+            .await
+            .expect("set");
+        let again = rollouts[0].observe().await.weight.expect("weight");
+        assert_eq!(again, applied, "the snapshot's weight at {percent}");
+    }
+}
+
 #[tokio::test]
 async fn a_failed_stats_read_reports_every_caller_unready() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -72,6 +128,8 @@ async fn a_failed_stats_read_reports_every_caller_unready() {
         healths.iter().all(|h| *h == Health::default()),
         "{healths:?}"
     );
+    let reads = futures::future::join_all(rollouts.iter().map(HaproxyRouter::observe)).await;
+    assert!(reads.iter().all(|r| r.weight.is_err()), "{reads:?}");
     assert_eq!(
         stats.reads(),
         1,

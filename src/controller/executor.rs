@@ -7,7 +7,8 @@
 //! 2. **Commit**: the tick's changed states, records and alerts, in one call.
 //!    A state is written only when it changed materially, or when its
 //!    periodic write is due (the evidence counts); the watched time of the
-//!    others is checkpointed (one small write each).
+//!    others is checkpointed (one small row each, all of a tick's in one
+//!    transaction at its end).
 //! 3. **Raise**: the remaining weights; a raise the router refuses leaves
 //!    the in-memory state at the weight the router holds, so the next tick
 //!    raises again.
@@ -40,8 +41,22 @@ fn material(state: &RolloutState) -> RolloutState {
 }
 
 impl Controller {
-    /// Carries out `decisions`, taken at `now`.
+    /// Carries out `decisions`, taken at `now`, and writes the watched-time
+    /// checkpoints waiting.
     pub(super) async fn execute(
+        &mut self,
+        decisions: Vec<(RolloutId, Decision)>,
+        now: Timestamp,
+    ) -> Result<(), ControllerError> {
+        let done = self.execute_part(decisions, now).await;
+        self.write_checkpoints().await;
+        done
+    }
+
+    /// Carries out `decisions` as part of a tick: the watched time of the
+    /// rollouts not written waits for [`Self::write_checkpoints`] at the end
+    /// of the tick (one small transaction per tick, not one per part).
+    pub(super) async fn execute_part(
         &mut self,
         decisions: Vec<(RolloutId, Decision)>,
         now: Timestamp,
@@ -140,12 +155,11 @@ impl Controller {
         }
         // Watched time of the rollouts whose state was not written: a tiny
         // checkpoint each tick, so a crash loses at most one interval of it.
-        let marks: Vec<Checkpoint> = decisions
-            .iter()
-            .filter(|(id, d)| {
-                d.state.phase.in_flight()
-                    && self.rollouts.get(id).is_some_and(|m| m.committed_at != now)
-            })
+        let marks = decisions.iter().filter(|(id, d)| {
+            d.state.phase.in_flight()
+                && self.rollouts.get(id).is_some_and(|m| m.committed_at != now)
+        });
+        let marks: Vec<Checkpoint> = marks
             .filter_map(|(id, d)| {
                 Some(Checkpoint {
                     id: id.clone(),
@@ -154,23 +168,30 @@ impl Controller {
                 })
             })
             .collect();
-        if !marks.is_empty() {
-            // A failing checkpoint is a failing store too (a full disk during
-            // a quiet step): shown in /readyz and the API like a commit's.
-            match self.store.checkpoint(marks).await {
-                Ok(()) => self.view.set_store_error(None),
-                Err(e) => {
-                    self.view.set_store_error(Some(e.to_string()));
-                    self.metrics.count_error(e.kind());
-                    tracing::warn!(error = %e, "cannot checkpoint watched time; a crash now would lose some");
-                }
-            }
-        }
+        self.checkpoints.extend(marks);
         // 3. The rest, in order; then the picture everyone sees.
         for (id, d) in decisions {
             self.apply_rest(&id, d, now).await;
         }
         Ok(())
+    }
+
+    /// Writes the watched-time checkpoints waiting, in one transaction.
+    pub(super) async fn write_checkpoints(&mut self) {
+        if self.checkpoints.is_empty() {
+            return;
+        }
+        let marks = std::mem::take(&mut self.checkpoints);
+        // A failing checkpoint is a failing store too (a full disk during
+        // a quiet step): shown in /readyz and the API like a commit's.
+        match self.store.checkpoint(marks).await {
+            Ok(()) => self.view.set_store_error(None),
+            Err(e) => {
+                self.view.set_store_error(Some(e.to_string()));
+                self.metrics.count_error(e.kind());
+                tracing::warn!(error = %e, "cannot checkpoint watched time; a crash now would lose some");
+            }
+        }
     }
 
     /// Raises, finalization and records of one committed decision; then the

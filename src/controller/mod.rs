@@ -137,6 +137,8 @@ pub struct Controller {
     measured_tx: mpsc::Sender<Measured>,
     measured_rx: mpsc::Receiver<Measured>,
     timers: Timers,
+    /// Watched time of rollouts not written this tick, written at its end.
+    checkpoints: Vec<crate::ports::Checkpoint>,
     clock: Clock,
 }
 
@@ -197,6 +199,7 @@ impl Controller {
             measured_tx,
             measured_rx,
             timers: Timers::new(clock.now()),
+            checkpoints: Vec::new(),
             clock,
         };
         let now = controller.now();
@@ -219,17 +222,20 @@ impl Controller {
                 Some(t) => self.clock.instant(t),
                 None => tokio::time::Instant::now() + self.settings.reload_every,
             };
+            // In this order when several are ready: a person's command waits
+            // for at most the one chunk of decisions being carried out.
             tokio::select! {
+                biased;
                 _ = &mut shutdown => break,
                 Some(request) = commands.recv() => self.command(request).await,
-                Some(measured) = self.measured_rx.recv() => self.decide_measured(measured).await,
+                _ = tokio::time::sleep_until(wake) => self.tick_due(self.now()).await,
                 _ = reload.tick() => {
                     if let Err(e) = self.reload(self.now()).await {
                         self.metrics.count_error(e.kind());
                         tracing::error!(error = %e, "cannot read the specs; rollouts keep running");
                     }
                 }
-                _ = tokio::time::sleep_until(wake) => self.tick_due(self.now()).await,
+                Some(measured) = self.measured_rx.recv() => self.decide_measured(measured).await,
             }
         }
         for m in self.rollouts.values() {

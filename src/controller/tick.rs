@@ -120,8 +120,9 @@ impl Controller {
             let answers = Arc::new(Answers::new(&batch, answers));
             let items: Vec<Item> = futures::stream::iter(items)
                 .map(|mut item| async move {
-                    item.health = item.router.health().await;
-                    item.weight = Some(item.router.weight().await);
+                    let read = item.router.observe().await;
+                    item.health = read.health;
+                    item.weight = Some(read.weight);
                     item
                 })
                 .buffer_unordered(ROUTER_READS)
@@ -184,13 +185,14 @@ impl Controller {
                 }
             }
         }
-        if let Err(e) = self.execute(decisions, at).await {
+        if let Err(e) = self.execute_part(decisions, at).await {
             self.error(
                 "cannot carry out the tick's decisions; retried next tick",
                 &e,
             );
         }
         if last {
+            self.write_checkpoints().await;
             self.metrics
                 .tick_duration
                 .observe(started.elapsed().as_secs_f64());

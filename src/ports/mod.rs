@@ -22,7 +22,7 @@ pub mod store;
 
 pub use leader::{AlwaysLeader, Leadership};
 pub use metrics::{Answer, InstantQuery, MetricsSource, QueryValue, Series};
-pub use router::{Health, RouterError, RouterFactory, TrafficRouter};
+pub use router::{Health, RouterError, RouterFactory, RouterReading, TrafficRouter};
 pub use specs::{SpecEvent, SpecSource, SpecSourceError};
 pub use store::{
     AlertOutbox, Change, Checkpoint, DecisionLog, Delivery, DeliveryState, DeliveryStatus,

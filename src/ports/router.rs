@@ -42,6 +42,15 @@ pub struct Health {
     pub canary: bool,
 }
 
+/// A router's health and weight, read together for a tick.
+#[derive(Debug)]
+pub struct RouterReading {
+    /// Readiness of both tracks.
+    pub health: Health,
+    /// The canary weight applied, or why it could not be read.
+    pub weight: Result<Weight, RouterError>,
+}
+
 /// Shifts one rollout's traffic between its stable and canary tracks.
 ///
 /// Every call is idempotent; `weight` reads back what the router applies now
@@ -56,6 +65,17 @@ pub trait TrafficRouter: Send + Sync {
 
     /// Whether each track is ready to take traffic (a canary that is not gets none).
     async fn health(&self) -> Health;
+
+    /// Health and weight for a tick's measurement. Routers that have both in
+    /// one shared snapshot (HAProxy's `show stat`) read them from it; that
+    /// weight may be up to the snapshot's age old, so a caller re-reads
+    /// `weight` before acting on a difference.
+    async fn observe(&self) -> RouterReading {
+        RouterReading {
+            health: self.health().await,
+            weight: self.weight().await,
+        }
+    }
 
     /// Whether two weights are the same at this router's resolution
     /// (HAProxy rounds to 1/256; replica counts to 1/replicas).

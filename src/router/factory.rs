@@ -12,7 +12,7 @@ use super::{
     BuiltinConfig, BuiltinRouter, ConnectionLimits, HaproxyConfig, HaproxyRouter, Health,
     RouterError, RouterMetrics, StatsReader, UpstreamPool,
 };
-use crate::ports::{RouterFactory, TrafficRouter};
+use crate::ports::{RouterFactory, RouterReading, TrafficRouter};
 use crate::spec::model::{DeployMode, DeploySpec, RouterSpec};
 use crate::spec::units::Weight;
 
@@ -166,6 +166,10 @@ impl TrafficRouter for HaproxyRouter {
 
     async fn health(&self) -> Health {
         HaproxyRouter::health(self).await
+    }
+
+    async fn observe(&self) -> RouterReading {
+        HaproxyRouter::observe(self).await
     }
 
     fn same_weight(&self, a: Weight, b: Weight) -> bool {

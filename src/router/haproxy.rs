@@ -2,8 +2,9 @@
 //! <backend>/<server> weight <n>`), confirmed by reading them back (`get
 //! weight`), readiness from `show stat`. The socket is a Unix path or
 //! `host:port`; each command is one connection (HAProxy's non-interactive mode).
-//! Readiness comes from a [`StatsReader`] shared by every rollout on the
-//! socket, so a tick reads `show stat` once, not once per rollout.
+//! A tick's readiness and weights come from a [`StatsReader`] shared by every
+//! rollout on the socket, so it reads `show stat` once, not once (or three
+//! times) per rollout.
 //!
 //! HAProxy weights are integers 0–256 per server, so the canary's share is
 //! `canary / (stable + canary)` with the pair scaled to 256: 5% is 13 vs 243
@@ -15,6 +16,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::haproxy_stats::{FRESH_FOR, StatsReader};
 use super::{Health, RouterError};
+use crate::ports::RouterReading;
 use crate::spec::units::Weight;
 
 /// HAProxy's largest server weight.
@@ -149,19 +151,34 @@ impl HaproxyRouter {
     /// server is ready when `UP` (or `no check`, when checks are off); none
     /// is when the stats cannot be read.
     pub async fn health(&self) -> Health {
-        let Ok(states) = self.stats.states().await else {
-            return Health::default();
+        self.observe().await.health
+    }
+
+    /// Readiness and the canary weight from the shared `show stat` snapshot
+    /// (its `weight` column: the servers' effective weights, the same as
+    /// `get weight` outside slow start). A server missing from it, or
+    /// without a weight, falls back to asking `get weight`.
+    pub async fn observe(&self) -> RouterReading {
+        let states = match self.stats.states().await {
+            Ok(states) => states,
+            Err(e) => {
+                return RouterReading {
+                    health: Health::default(),
+                    weight: Err(RouterError::Refused(e)),
+                };
+            }
         };
-        let ready = |server: &str| {
-            states
-                .get(&(self.config.backend.clone(), server.to_string()))
-                .copied()
-                .unwrap_or(false)
+        let stable = states.get(&self.config.backend, &self.config.stable_server);
+        let canary = states.get(&self.config.backend, &self.config.canary_server);
+        let health = Health {
+            stable: stable.is_some_and(|s| s.ready),
+            canary: canary.is_some_and(|s| s.ready),
         };
-        Health {
-            stable: ready(&self.config.stable_server),
-            canary: ready(&self.config.canary_server),
-        }
+        let weight = match (stable.and_then(|s| s.weight), canary.and_then(|s| s.weight)) {
+            (Some(s), Some(c)) => Ok(canary_weight(s, c)),
+            _ => self.weight().await,
+        };
+        RouterReading { health, weight }
     }
 }
 
