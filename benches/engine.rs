@@ -152,7 +152,10 @@ fn benches(c: &mut Criterion) {
                         if !le.is_empty() {
                             labels.insert("le".into(), le.to_string());
                         }
-                        series.push(Series { labels, value: *v });
+                        series.push(Series {
+                            labels: labels.into_iter().collect(),
+                            value: *v,
+                        });
                     }
                 }
             }

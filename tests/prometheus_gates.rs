@@ -354,11 +354,7 @@ async fn every_result_shape_maps_to_a_value_or_a_distinct_reason() {
     let Ok(QueryValue::Vector(series)) = &answers[6] else {
         panic!("{:?}", answers[6])
     };
-    assert!(
-        series
-            .iter()
-            .any(|s| s.labels.get("x").map(String::as_str) == Some("y"))
-    );
+    assert!(series.iter().any(|s| s.labels.get("x") == Some("y")));
     match &answers[7] {
         Err(Inconclusive::ProviderError { message }) => {
             assert!(message.starts_with("bad_data"), "{message}")

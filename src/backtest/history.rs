@@ -107,7 +107,11 @@ impl Recorded {
                 .iter()
                 .filter_map(|s| {
                     s.points.get(&at.millis()).map(|v| Series {
-                        labels: s.labels.clone(),
+                        labels: s
+                            .labels
+                            .iter()
+                            .map(|(k, v)| (k.as_str(), v.as_str()))
+                            .collect(),
                         value: *v,
                     })
                 })

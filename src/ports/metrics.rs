@@ -1,10 +1,9 @@
 //! Measuring gates: a batch of instant queries answered at one instant.
 
-use std::collections::BTreeMap;
-
 use async_trait::async_trait;
 use serde::Serialize;
 
+pub use super::labels::Labels;
 use crate::engine::observation::Inconclusive;
 use crate::engine::time::Timestamp;
 
@@ -21,7 +20,7 @@ pub struct InstantQuery {
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Series {
     /// The series' labels.
-    pub labels: BTreeMap<String, String>,
+    pub labels: Labels,
     /// Its value at the evaluation time.
     pub value: f64,
 }

@@ -14,6 +14,7 @@
 //! | [`MetricsSource`] | measuring gates | `provider::PrometheusSource` | the same |
 //! | [`Leadership`] | may this process write? | [`AlwaysLeader`] | the Lease |
 
+pub mod labels;
 pub mod leader;
 pub mod metrics;
 pub mod router;
@@ -21,7 +22,7 @@ pub mod specs;
 pub mod store;
 
 pub use leader::{AlwaysLeader, Leadership};
-pub use metrics::{Answer, InstantQuery, MetricsSource, QueryValue, Series};
+pub use metrics::{Answer, InstantQuery, Labels, MetricsSource, QueryValue, Series};
 pub use router::{Health, RouterError, RouterFactory, RouterReading, TrafficRouter};
 pub use specs::{SpecEvent, SpecSource, SpecSourceError};
 pub use store::{

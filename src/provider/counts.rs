@@ -147,7 +147,7 @@ fn histogram(answer: &Answer, le_scale: f64) -> Result<Vec<(f64, f64)>, Inconclu
                 message: "a latency histogram series has no `le` label (group it `by (le)`)".into(),
             });
         };
-        let bound = match le.as_str() {
+        let bound = match le {
             "+Inf" | "Inf" | "inf" => f64::INFINITY,
             other => {
                 other

@@ -134,8 +134,8 @@ impl Shape {
     }
 
     /// Splits a grouped answer by member key: each member's own answer (a
-    /// vector of its series; the grouping labels stay on them). An error is
-    /// every member's error.
+    /// vector of its series, without the grouping labels, which the key
+    /// holds). An error is every member's error.
     pub fn split(&self, answer: Answer) -> Result<HashMap<Key, Answer>, Inconclusive> {
         let series = match answer {
             Err(why) => return Err(why),
@@ -147,11 +147,13 @@ impl Shape {
             }
         };
         let mut by_key: HashMap<Key, Vec<Series>> = HashMap::new();
-        for s in series {
+        for mut s in series {
+            // The grouping labels move into the key (their values are the
+            // member's own); the others (`le`) stay on the series.
             let key: Option<Key> = self
                 .keys
                 .iter()
-                .map(|(label, _)| s.labels.get(label).cloned())
+                .map(|(label, _)| s.labels.remove(label).map(String::from))
                 .collect();
             if let Some(key) = key {
                 by_key.entry(key).or_default().push(s);

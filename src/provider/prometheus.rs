@@ -175,7 +175,7 @@ enum SuccessData<'a> {
 
 #[derive(Deserialize)]
 struct RawSeries<'a> {
-    metric: std::collections::BTreeMap<String, String>,
+    metric: crate::ports::Labels,
     #[serde(borrow)]
     value: RawSample<'a>,
 }
@@ -347,10 +347,7 @@ mod tests {
         };
         assert_eq!(series.len(), 1);
         assert_eq!(series[0].value, 0.25);
-        assert_eq!(
-            series[0].labels.get("version").map(String::as_str),
-            Some("v2")
-        );
+        assert_eq!(series[0].labels.get("version"), Some("v2"));
         let scalar = br#"{"status":"success","data":{"resultType":"scalar","result":[1,"NaN"]}}"#;
         assert!(matches!(parse_answer(scalar), Ok(QueryValue::Scalar(v)) if v.is_nan()));
         let empty = br#"{"status":"success","data":{"resultType":"vector","result":[]}}"#;

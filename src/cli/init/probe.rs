@@ -157,14 +157,16 @@ impl Probe {
                 let Some(version) = s.labels.get(&label) else {
                     continue;
                 };
-                let seen = by_version.entry(version.clone()).or_insert_with(|| Seen {
-                    version: version.clone(),
-                    requests: 0.0,
-                    instances: Vec::new(),
-                });
+                let seen = by_version
+                    .entry(version.to_string())
+                    .or_insert_with(|| Seen {
+                        version: version.to_string(),
+                        requests: 0.0,
+                        instances: Vec::new(),
+                    });
                 seen.requests += s.value;
                 if let Some(instance) = s.labels.get("instance") {
-                    seen.instances.push(instance.clone());
+                    seen.instances.push(instance.to_string());
                 }
             }
         }

@@ -270,7 +270,7 @@ impl MetricsSource for FakeMetrics {
                         if let Some(le) = le {
                             l.insert("le".into(), le.into());
                         }
-                        l
+                        l.into_iter().collect::<crate::ports::Labels>()
                     };
                     if q.promql.starts_with("sum by (le") {
                         series.extend(

@@ -248,7 +248,7 @@ pub fn judge_all(
             },
         };
         let summary = g.summary(gate, &budget, &standing);
-        results.push(result(r, gate, obs, ev, verdict, summary));
+        results.push(result(r, gate, text, obs, ev, verdict, summary));
     }
     results
 }
@@ -320,9 +320,11 @@ fn too_few_requests(ev: &Evidence, spec: &DeploySpec, tick: &TickContext) -> Opt
 
 /// The gate's result: its value and the stable version's over the step,
 /// its verdict, the queries behind it and the evidence summary.
+/// `text` is the gate as written (`gate.to_string()`, made once per tick).
 fn result(
     r: GateRef,
     gate: &Gate,
+    text: String,
     obs: &Observation,
     ev: &Evidence,
     verdict: Verdict,
@@ -343,7 +345,7 @@ fn result(
     });
     GateResult {
         gate: r,
-        name: gate.to_string(),
+        name: text,
         track: TrackKind::Canary,
         query,
         shown: value.map_or_else(|| "-".to_string(), |v| gate.format_value(v)),

@@ -1,6 +1,5 @@
 //! Which templates are grouped, how, and how answers are split back.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::*;
@@ -44,10 +43,7 @@ fn key(values: &[&str]) -> Key {
 
 fn series(labels: &[(&str, &str)], value: f64) -> Series {
     Series {
-        labels: labels
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect::<BTreeMap<_, _>>(),
+        labels: labels.iter().map(|(k, v)| (*k, *v)).collect(),
         value,
     }
 }
@@ -192,6 +188,13 @@ fn a_split_gives_each_member_its_own_series_and_nothing_for_a_missing_one() {
         _ => None,
     };
     assert_eq!(len(&["a", "v1"]), Some(2));
+    // What a member reads: its series' other labels, without the key's.
+    let Some(Ok(QueryValue::Vector(a))) = split.get(&key(&["a", "v1"])) else {
+        panic!("a's answer");
+    };
+    let les: Vec<Option<&str>> = a.iter().map(|s| s.labels.get("le")).collect();
+    assert_eq!(les, [Some("0.1"), Some("+Inf")]);
+    assert!(a.iter().all(|s| s.labels.len() == 1), "{a:?}");
     assert_eq!(len(&["b", "v2"]), Some(1));
     assert!(!split.contains_key(&key(&["a", "v2"])));
     let failed: Answer = Err(Inconclusive::NotMeasured);
