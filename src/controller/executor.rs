@@ -5,10 +5,10 @@
 //!    traffic off the canary before anything else); then a moved upstream is
 //!    retargeted.
 //! 2. **Commit**: the tick's changed states, records and alerts, in one call.
-//!    A state is written only when it changed materially, or when its
-//!    periodic write is due (the evidence counts); the watched time of the
-//!    others is checkpointed (one small row each, all of a tick's in one
-//!    transaction at its end).
+//!    A state is written only when it changed materially (or has records);
+//!    at the end of the tick, the states due their periodic write (the
+//!    evidence counts) are written in one transaction, and the watched time
+//!    of the others is checkpointed (one small row each, in one more).
 //! 3. **Raise**: the remaining weights; a raise the router refuses leaves
 //!    the in-memory state at the weight the router holds, so the next tick
 //!    raises again.
@@ -29,6 +29,14 @@ use crate::engine::{Decision, Effect, RolloutState, Timestamp};
 use crate::notify;
 use crate::ports::{Change, Checkpoint};
 use crate::spec::model::RolloutId;
+
+/// A state due its periodic write (its evidence counts), decided at `at`;
+/// written at the end of the tick unless a commit wrote the rollout since.
+pub(super) struct Periodic {
+    id: RolloutId,
+    at: Timestamp,
+    state: RolloutState,
+}
 
 /// A state with the fields that change every tick cleared: what a write
 /// compares (the rest is checkpointed).
@@ -100,8 +108,10 @@ impl Controller {
                 }
             }
         }
-        // 2. Commit what changed: states, records and alerts together.
+        // 2. Commit what changed: states, records and alerts together. A
+        // state only due its periodic write waits for the end of the tick.
         let checkpoint = self.settings.checkpoint_every;
+        let mut periodic = Vec::new();
         let changes: Vec<Change> = decisions
             .iter()
             .filter_map(|(id, d)| {
@@ -111,7 +121,14 @@ impl Controller {
                     .as_ref()
                     .is_none_or(|c| material(c) != material(&d.state));
                 let due = now.since(m.committed_at) >= checkpoint;
-                let writes = changed || due || d.records().next().is_some();
+                let writes = changed || d.records().next().is_some();
+                if due && !writes {
+                    periodic.push(Periodic {
+                        id: id.clone(),
+                        at: now,
+                        state: d.state.clone(),
+                    });
+                }
                 writes.then(|| {
                     Change::of(id, d).with_deliveries(notify::outgoing(
                         &self.alerts,
@@ -169,6 +186,7 @@ impl Controller {
             })
             .collect();
         self.checkpoints.extend(marks);
+        self.periodic.extend(periodic);
         // 3. The rest, in order; then the picture everyone sees.
         for (id, d) in decisions {
             self.apply_rest(&id, d, now).await;
@@ -176,8 +194,40 @@ impl Controller {
         Ok(())
     }
 
-    /// Writes the watched-time checkpoints waiting, in one transaction.
+    /// Writes what waits for the end of a tick: the states due their
+    /// periodic write (unless written since), then the watched-time
+    /// checkpoints, one transaction each.
     pub(super) async fn write_checkpoints(&mut self) {
+        let periodic: Vec<Periodic> = std::mem::take(&mut self.periodic)
+            .into_iter()
+            .filter(|p| {
+                self.rollouts
+                    .get(&p.id)
+                    .is_some_and(|m| m.committed_at < p.at)
+            })
+            .collect();
+        if let Some(at) = periodic.iter().map(|p| p.at).max() {
+            let changes = periodic
+                .iter()
+                .map(|p| Change::state_only(&p.id, p.state.clone()))
+                .collect();
+            match self.store.commit(changes, at).await {
+                Ok(()) => {
+                    for p in periodic {
+                        if let Some(m) = self.rollouts.get_mut(&p.id) {
+                            m.committed = Some(p.state);
+                            m.committed_at = p.at;
+                        }
+                    }
+                }
+                Err(e) => {
+                    // Due again next tick.
+                    self.view.set_store_error(Some(e.to_string()));
+                    self.metrics.count_error(e.kind());
+                    tracing::warn!(error = %e, "cannot write the periodic state; retried next tick");
+                }
+            }
+        }
         if self.checkpoints.is_empty() {
             return;
         }

@@ -139,6 +139,8 @@ pub struct Controller {
     timers: Timers,
     /// Watched time of rollouts not written this tick, written at its end.
     checkpoints: Vec<crate::ports::Checkpoint>,
+    /// States due their periodic write this tick, written at its end.
+    periodic: Vec<executor::Periodic>,
     clock: Clock,
 }
 
@@ -200,6 +202,7 @@ impl Controller {
             measured_rx,
             timers: Timers::new(clock.now()),
             checkpoints: Vec::new(),
+            periodic: Vec::new(),
             clock,
         };
         let now = controller.now();

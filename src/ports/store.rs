@@ -168,6 +168,17 @@ impl Change {
         }
     }
 
+    /// A state written as it is, with nothing to record.
+    pub fn state_only(id: &RolloutId, state: RolloutState) -> Change {
+        Change {
+            id: id.clone(),
+            state,
+            records: Vec::new(),
+            alerts: Vec::new(),
+            deliveries: Vec::new(),
+        }
+    }
+
     /// The same change, queueing `deliveries`.
     pub fn with_deliveries(mut self, deliveries: Vec<Outgoing>) -> Change {
         self.deliveries = deliveries;

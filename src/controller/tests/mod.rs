@@ -351,6 +351,42 @@ async fn a_state_is_written_when_it_changes_or_its_checkpoint_is_due_not_every_t
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_quiet_rollouts_evidence_is_written_once_per_checkpoint_period() {
+    let settings = Settings {
+        checkpoint_every: Duration::from_secs(5),
+        ..Settings::default()
+    };
+    let store = Arc::new(FakeStore::default());
+    let rig = Rig::start_with(store, spec(), settings, FakeRouter::default()).await;
+    rig.until(Duration::from_secs(5), |r| {
+        r.phase() == Some(Phase::Progressing)
+    })
+    .await;
+    let stored_requests = |rig: &Rig| {
+        rig.store
+            .states
+            .lock()
+            .expect("lock")
+            .get(&id())
+            .map_or(0.0, |s| s.state.evidence.step_canary.requests)
+    };
+    let before = (
+        rig.store.commits.load(Ordering::SeqCst),
+        stored_requests(&rig),
+    );
+    // 25 ticks with nothing material changing: about five periodic writes.
+    tokio::time::sleep(Duration::from_secs(25)).await;
+    let commits = rig.store.commits.load(Ordering::SeqCst) - before.0;
+    assert!((4..=7).contains(&commits), "{commits} commits in 25 ticks");
+    let after = stored_requests(&rig);
+    assert!(
+        after > before.1,
+        "the stored evidence grew: {} → {after}",
+        before.1
+    );
+}
+
+#[tokio::test(start_paused = true)]
 async fn an_idle_rollout_costs_no_measurement_and_a_router_read_a_minute() {
     let rig = Rig::start(Arc::new(FakeStore::default())).await;
     rig.until(Duration::from_secs(300), |r| {
