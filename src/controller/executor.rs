@@ -30,14 +30,6 @@ use crate::notify;
 use crate::ports::{Change, Checkpoint};
 use crate::spec::model::RolloutId;
 
-/// A state due its periodic write (its evidence counts), decided at `at`;
-/// written at the end of the tick unless a commit wrote the rollout since.
-pub(super) struct Periodic {
-    id: RolloutId,
-    at: Timestamp,
-    state: RolloutState,
-}
-
 /// A state with the fields that change every tick cleared: what a write
 /// compares (the rest is checkpointed).
 fn material(state: &RolloutState) -> RolloutState {
@@ -49,21 +41,22 @@ fn material(state: &RolloutState) -> RolloutState {
 }
 
 impl Controller {
-    /// Carries out `decisions`, taken at `now`, and writes the watched-time
-    /// checkpoints waiting.
+    /// Carries out `decisions`, taken at `now`, and writes what waits for
+    /// the end of a tick.
     pub(super) async fn execute(
         &mut self,
         decisions: Vec<(RolloutId, Decision)>,
         now: Timestamp,
     ) -> Result<(), ControllerError> {
         let done = self.execute_part(decisions, now).await;
-        self.write_checkpoints().await;
+        self.write_deferred().await;
         done
     }
 
-    /// Carries out `decisions` as part of a tick: the watched time of the
-    /// rollouts not written waits for [`Self::write_checkpoints`] at the end
-    /// of the tick (one small transaction per tick, not one per part).
+    /// Carries out `decisions` as part of a tick: periodic writes and the
+    /// watched time of the rollouts not written wait for
+    /// [`Self::write_deferred`] at the end of the tick (one small
+    /// transaction per tick, not one per part).
     pub(super) async fn execute_part(
         &mut self,
         decisions: Vec<(RolloutId, Decision)>,
@@ -123,11 +116,7 @@ impl Controller {
                 let due = now.since(m.committed_at) >= checkpoint;
                 let writes = changed || d.records().next().is_some();
                 if due && !writes {
-                    periodic.push(Periodic {
-                        id: id.clone(),
-                        at: now,
-                        state: d.state.clone(),
-                    });
+                    periodic.push((id.clone(), d.state.clone()));
                 }
                 writes.then(|| {
                     Change::of(id, d).with_deliveries(notify::outgoing(
@@ -185,63 +174,17 @@ impl Controller {
                 })
             })
             .collect();
-        self.checkpoints.extend(marks);
-        self.periodic.extend(periodic);
+        for mark in marks {
+            self.deferred.mark(now, mark);
+        }
+        for (id, state) in periodic {
+            self.deferred.periodic(&id, now, state);
+        }
         // 3. The rest, in order; then the picture everyone sees.
         for (id, d) in decisions {
             self.apply_rest(&id, d, now).await;
         }
         Ok(())
-    }
-
-    /// Writes what waits for the end of a tick: the states due their
-    /// periodic write (unless written since), then the watched-time
-    /// checkpoints, one transaction each.
-    pub(super) async fn write_checkpoints(&mut self) {
-        let periodic: Vec<Periodic> = std::mem::take(&mut self.periodic)
-            .into_iter()
-            .filter(|p| {
-                self.rollouts
-                    .get(&p.id)
-                    .is_some_and(|m| m.committed_at < p.at)
-            })
-            .collect();
-        if let Some(at) = periodic.iter().map(|p| p.at).max() {
-            let changes = periodic
-                .iter()
-                .map(|p| Change::state_only(&p.id, p.state.clone()))
-                .collect();
-            match self.store.commit(changes, at).await {
-                Ok(()) => {
-                    for p in periodic {
-                        if let Some(m) = self.rollouts.get_mut(&p.id) {
-                            m.committed = Some(p.state);
-                            m.committed_at = p.at;
-                        }
-                    }
-                }
-                Err(e) => {
-                    // Due again next tick.
-                    self.view.set_store_error(Some(e.to_string()));
-                    self.metrics.count_error(e.kind());
-                    tracing::warn!(error = %e, "cannot write the periodic state; retried next tick");
-                }
-            }
-        }
-        if self.checkpoints.is_empty() {
-            return;
-        }
-        let marks = std::mem::take(&mut self.checkpoints);
-        // A failing checkpoint is a failing store too (a full disk during
-        // a quiet step): shown in /readyz and the API like a commit's.
-        match self.store.checkpoint(marks).await {
-            Ok(()) => self.view.set_store_error(None),
-            Err(e) => {
-                self.view.set_store_error(Some(e.to_string()));
-                self.metrics.count_error(e.kind());
-                tracing::warn!(error = %e, "cannot checkpoint watched time; a crash now would lose some");
-            }
-        }
     }
 
     /// Raises, finalization and records of one committed decision; then the

@@ -11,6 +11,7 @@
 //! * `view`, `history`, `metrics`: what the API, the dashboard and
 //!   `/metrics` show.
 
+mod deferred;
 pub mod error;
 mod executor;
 pub mod history;
@@ -137,10 +138,8 @@ pub struct Controller {
     measured_tx: mpsc::Sender<Measured>,
     measured_rx: mpsc::Receiver<Measured>,
     timers: Timers,
-    /// Watched time of rollouts not written this tick, written at its end.
-    checkpoints: Vec<crate::ports::Checkpoint>,
-    /// States due their periodic write this tick, written at its end.
-    periodic: Vec<executor::Periodic>,
+    /// What this tick writes at its end.
+    deferred: deferred::Deferred,
     clock: Clock,
 }
 
@@ -201,8 +200,7 @@ impl Controller {
             measured_tx,
             measured_rx,
             timers: Timers::new(clock.now()),
-            checkpoints: Vec::new(),
-            periodic: Vec::new(),
+            deferred: deferred::Deferred::default(),
             clock,
         };
         let now = controller.now();
@@ -241,6 +239,8 @@ impl Controller {
                 Some(measured) = self.measured_rx.recv() => self.decide_measured(measured).await,
             }
         }
+        // What the tick in progress decided is kept, not lost with the process.
+        self.write_deferred().await;
         for m in self.rollouts.values() {
             m.router.stop();
         }

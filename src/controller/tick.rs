@@ -192,7 +192,7 @@ impl Controller {
             );
         }
         if last {
-            self.write_checkpoints().await;
+            self.write_deferred().await;
             self.metrics
                 .tick_duration
                 .observe(started.elapsed().as_secs_f64());

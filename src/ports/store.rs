@@ -24,7 +24,8 @@ pub trait StateStore: Send + Sync {
     async fn commit(&self, changes: Vec<Change>, now: Timestamp) -> Result<(), StoreError>;
 
     /// Checkpoints the watched time of rollouts whose state was not written
-    /// this tick (cheap: a crash then loses at most one interval of it).
+    /// since it was decided (cheap: a crash then loses at most one interval
+    /// of it). Written at the end of a tick, for all of its rollouts at once.
     async fn checkpoint(&self, marks: Vec<Checkpoint>) -> Result<(), StoreError>;
 }
 

@@ -183,7 +183,7 @@ struct RawSeries<'a> {
 /// `[timestamp, "value"]`.
 #[derive(Deserialize)]
 struct RawSample<'a>(
-    serde::de::IgnoredAny,
+    #[expect(dead_code, reason = "read for its type: a sample's time is a number")] f64,
     #[serde(borrow)] std::borrow::Cow<'a, str>,
 );
 
@@ -413,6 +413,7 @@ mod tests {
             &br#"{"status":"error","errorType":"timeout","error":"x"}"#[..],
             br#"{"status":"success","data":{"resultType":"matrix","result":[]}}"#,
             br#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[1,"x"]}]}}"#,
+            br#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[null,"1"]}]}}"#,
         ] {
             assert!(parse_success(other).is_none(), "{}", String::from_utf8_lossy(other));
         }

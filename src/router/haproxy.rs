@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::haproxy_stats::{FRESH_FOR, StatsReader};
+use super::haproxy_stats::{FRESH_FOR, States, StatsReader};
 use super::{Health, RouterError};
 use crate::ports::RouterReading;
 use crate::spec::units::Weight;
@@ -151,7 +151,24 @@ impl HaproxyRouter {
     /// server is ready when `UP` (or `no check`, when checks are off); none
     /// is when the stats cannot be read.
     pub async fn health(&self) -> Health {
-        self.observe().await.health
+        match self.stats.states().await {
+            Ok(states) => self.readiness(&states).0,
+            Err(_) => Health::default(),
+        }
+    }
+
+    /// Both servers' readiness, and their weights when the snapshot has both.
+    fn readiness(&self, states: &States) -> (Health, Option<(u32, u32)>) {
+        let stable = states.get(&self.config.backend, &self.config.stable_server);
+        let canary = states.get(&self.config.backend, &self.config.canary_server);
+        let health = Health {
+            stable: stable.is_some_and(|s| s.ready),
+            canary: canary.is_some_and(|s| s.ready),
+        };
+        let weights = stable
+            .and_then(|s| s.weight)
+            .zip(canary.and_then(|c| c.weight));
+        (health, weights)
     }
 
     /// Readiness and the canary weight from the shared `show stat` snapshot
@@ -168,15 +185,10 @@ impl HaproxyRouter {
                 };
             }
         };
-        let stable = states.get(&self.config.backend, &self.config.stable_server);
-        let canary = states.get(&self.config.backend, &self.config.canary_server);
-        let health = Health {
-            stable: stable.is_some_and(|s| s.ready),
-            canary: canary.is_some_and(|s| s.ready),
-        };
-        let weight = match (stable.and_then(|s| s.weight), canary.and_then(|s| s.weight)) {
-            (Some(s), Some(c)) => Ok(canary_weight(s, c)),
-            _ => self.weight().await,
+        let (health, weights) = self.readiness(&states);
+        let weight = match weights {
+            Some((s, c)) => Ok(canary_weight(s, c)),
+            None => self.weight().await,
         };
         RouterReading { health, weight }
     }

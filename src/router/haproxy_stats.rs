@@ -13,7 +13,7 @@ use tokio::time::Instant;
 use super::haproxy::command;
 
 /// How long one `show stat` answers for: shorter than any tick, longer than
-/// the burst of health calls a tick makes.
+/// the burst of readiness and weight reads a tick makes.
 pub const FRESH_FOR: Duration = Duration::from_millis(500);
 
 /// One server's row of `show stat`.
@@ -100,8 +100,8 @@ fn parse(csv: &str) -> States {
     let mut weight_at = 18;
     let mut states = States::default();
     for line in csv.lines() {
-        if let Some(header) = line.strip_prefix("# ") {
-            for (i, name) in header.split(',').enumerate() {
+        if let Some(header) = line.strip_prefix('#') {
+            for (i, name) in header.trim_start().split(',').enumerate() {
                 match name {
                     "status" => status_at = i,
                     "weight" => weight_at = i,
@@ -111,7 +111,9 @@ fn parse(csv: &str) -> States {
             continue;
         }
         let cols: Vec<&str> = line.split(',').collect();
-        let Some(status) = cols.get(status_at) else {
+        let (Some(backend), Some(server), Some(status)) =
+            (cols.first(), cols.get(1), cols.get(status_at))
+        else {
             continue;
         };
         let stat = ServerStat {
@@ -120,9 +122,9 @@ fn parse(csv: &str) -> States {
         };
         states
             .0
-            .entry(cols[0].to_string())
+            .entry(backend.to_string())
             .or_default()
-            .insert(cols[1].to_string(), stat);
+            .insert(server.to_string(), stat);
     }
     states
 }
@@ -149,9 +151,10 @@ mod tests {
 
     #[test]
     fn server_weights_are_read_from_the_column_the_header_names() {
-        let csv = "# pxname,svname,weight,status\n\
+        let csv = "#pxname,svname,weight,status\n\
                    app,stable,243,UP\n\
-                   app,canary,,UP\n";
+                   app,canary,,UP\n\
+                   lonely\n";
         let states = parse(csv);
         assert_eq!(
             states.get("app", "stable").and_then(|s| s.weight),

@@ -1,7 +1,8 @@
 //! The controller in process, with a fake for every port, in simulated time
 //! (paused tokio): commits that fail, routers that refuse, a stalled
-//! Prometheus, a restart from stored state, writes only on change, idle
-//! rollouts, removed specs.
+//! Prometheus, a restart from stored state, writes only on change (and the
+//! tick's deferred writes around commands and shutdown), idle rollouts,
+//! removed specs.
 
 mod fakes;
 mod shadow;
@@ -13,9 +14,9 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
 use super::{CommandRequest, Controller, Metrics, Parts, Ports, Settings, View};
-use crate::engine::{Command, Phase, RolloutState, Timestamp};
+use crate::engine::{Command, Input, Phase, RolloutState, Timestamp, decide};
 use crate::notify::Routing;
-use crate::ports::{AlwaysLeader, SpecEvent, StoredRollout};
+use crate::ports::{AlwaysLeader, Checkpoint, SpecEvent, StoredRollout};
 use crate::spec::decode::decode;
 use crate::spec::model::{DeploySpec, RolloutId};
 use crate::spec::policy::PolicySet;
@@ -59,6 +60,69 @@ fn id() -> RolloutId {
     }
 }
 
+/// The fakes a controller was started on.
+struct Built {
+    view: Arc<View>,
+    store: Arc<FakeStore>,
+    router: Arc<FakeRouter>,
+    metrics: Arc<FakeMetrics>,
+    specs: FakeSpecs,
+}
+
+/// A controller started on `spec` over fakes (its specs read, nothing run).
+async fn built(
+    store: Arc<FakeStore>,
+    spec: DeploySpec,
+    settings: Settings,
+    router: FakeRouter,
+) -> (Controller, Built) {
+    let router = Arc::new(router);
+    let start = Timestamp::from_system(std::time::SystemTime::now());
+    let metrics = Arc::new(FakeMetrics::new(start, 1000.0, router.clone()));
+    let specs = FakeSpecs::default();
+    specs.push(SpecEvent::Changed {
+        spec: Box::new(spec),
+        origin: "checkout.yaml".into(),
+        warnings: Vec::new(),
+    });
+    let view = Arc::new(View::default());
+    let mut registry = prometheus_client::registry::Registry::default();
+    let controller = Controller::start(
+        Settings {
+            reload_every: Duration::from_millis(100),
+            ..settings
+        },
+        Ports {
+            specs: Box::new(specs.clone()),
+            store: store.clone(),
+            log: store.clone(),
+            routers: Arc::new(FakeRouters(router.clone())),
+            metrics: metrics.clone(),
+            leadership: Arc::new(AlwaysLeader),
+        },
+        Parts {
+            policies: PolicySet::builtin(),
+            view: view.clone(),
+            metrics: Metrics::register(&mut registry),
+            alerts: Routing {
+                defaults: Vec::new(),
+                dashboard_base: None,
+            },
+            alerts_queued: Arc::new(tokio::sync::Notify::new()),
+        },
+    )
+    .await
+    .expect("starts");
+    let parts = Built {
+        view,
+        store,
+        router,
+        metrics,
+        specs,
+    };
+    (controller, parts)
+}
+
 /// A running controller over fakes.
 struct Rig {
     view: Arc<View>,
@@ -83,43 +147,14 @@ impl Rig {
         settings: Settings,
         router: FakeRouter,
     ) -> Rig {
-        let router = Arc::new(router);
-        let start = Timestamp::from_system(std::time::SystemTime::now());
-        let metrics = Arc::new(FakeMetrics::new(start, 1000.0, router.clone()));
-        let specs = FakeSpecs::default();
-        specs.push(SpecEvent::Changed {
-            spec: Box::new(spec),
-            origin: "checkout.yaml".into(),
-            warnings: Vec::new(),
-        });
-        let view = Arc::new(View::default());
-        let mut registry = prometheus_client::registry::Registry::default();
-        let controller = Controller::start(
-            Settings {
-                reload_every: Duration::from_millis(100),
-                ..settings
-            },
-            Ports {
-                specs: Box::new(specs.clone()),
-                store: store.clone(),
-                log: store.clone(),
-                routers: Arc::new(FakeRouters(router.clone())),
-                metrics: metrics.clone(),
-                leadership: Arc::new(AlwaysLeader),
-            },
-            Parts {
-                policies: PolicySet::builtin(),
-                view: view.clone(),
-                metrics: Metrics::register(&mut registry),
-                alerts: Routing {
-                    defaults: Vec::new(),
-                    dashboard_base: None,
-                },
-                alerts_queued: Arc::new(tokio::sync::Notify::new()),
-            },
-        )
-        .await
-        .expect("starts");
+        let (controller, parts) = built(store, spec, settings, router).await;
+        let Built {
+            view,
+            store,
+            router,
+            metrics,
+            specs,
+        } = parts;
         let (commands, requests) = mpsc::channel(8);
         let (stop, stopped) = oneshot::channel::<()>();
         tokio::spawn(controller.run(requests, async {
@@ -384,6 +419,82 @@ async fn a_quiet_rollouts_evidence_is_written_once_per_checkpoint_period() {
         "the stored evidence grew: {} → {after}",
         before.1
     );
+}
+
+/// A controller restarted on a store holding the rollout early in step 1.
+async fn restarted(store: &Arc<FakeStore>) -> Controller {
+    {
+        let rig = Rig::start(store.clone()).await;
+        rig.until(Duration::from_secs(5), |r| {
+            r.phase() == Some(Phase::Progressing)
+        })
+        .await;
+    }
+    let settings = Settings::default();
+    built(store.clone(), spec(), settings, FakeRouter::default())
+        .await
+        .0
+}
+
+fn stored(store: &FakeStore) -> RolloutState {
+    store.states.lock().expect("lock")[&id()].state.clone()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_command_between_two_chunks_of_a_tick_is_not_undone_by_the_ticks_checkpoint() {
+    let store = Arc::new(FakeStore::default());
+    let mut c = restarted(&store).await;
+    // A tick's first chunk decided the rollout 30 s into its step…
+    tokio::time::advance(Duration::from_secs(1)).await;
+    let tick = c.now();
+    c.deferred.mark(
+        tick,
+        Checkpoint {
+            id: id(),
+            step_elapsed: Duration::from_secs(30),
+            last_tick: tick,
+        },
+    );
+    // …then a person paused it, before the tick's last chunk.
+    tokio::time::advance(Duration::from_millis(10)).await;
+    let now = c.now();
+    let m = &c.rollouts[&id()];
+    let d = decide(
+        &m.spec,
+        &m.state,
+        &Input::Command(Command::Pause, None),
+        now,
+    )
+    .expect("a progressing rollout pauses");
+    let paused = d.state.clone();
+    c.execute(vec![(id(), d)], now).await.expect("carried out");
+    c.write_deferred().await; // the tick's last chunk
+    let s = stored(&store);
+    assert_eq!(s.phase, Phase::Paused);
+    assert_eq!(
+        s.step_elapsed, paused.step_elapsed,
+        "the command's state stands, not the older checkpoint's 30 s"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_ticks_deferred_writes_are_kept_when_the_controller_stops_mid_tick() {
+    let store = Arc::new(FakeStore::default());
+    let mut c = restarted(&store).await;
+    tokio::time::advance(Duration::from_secs(1)).await;
+    let tick = c.now();
+    let watched = c.rollouts[&id()].state.step_elapsed + Duration::from_secs(7);
+    c.deferred.mark(
+        tick,
+        Checkpoint {
+            id: id(),
+            step_elapsed: watched,
+            last_tick: tick,
+        },
+    );
+    let (_commands, requests) = mpsc::channel(1);
+    c.run(requests, async {}).await;
+    assert_eq!(stored(&store).step_elapsed, watched);
 }
 
 #[tokio::test(start_paused = true)]

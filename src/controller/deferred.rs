@@ -1,0 +1,108 @@
+//! What a tick writes at its end rather than chunk by chunk: the states due
+//! only their periodic write (the evidence counts) and the watched time of
+//! the rollouts not written, one transaction each. Each waits with the
+//! instant it was decided at and is dropped if a commit wrote its rollout
+//! since (a command between two chunks), so it never overwrites a newer state.
+
+use std::collections::BTreeMap;
+
+use super::Controller;
+use crate::engine::{RolloutState, Timestamp};
+use crate::ports::{Change, Checkpoint};
+use crate::spec::model::RolloutId;
+
+/// Writes waiting for the end of the tick, the latest per rollout.
+#[derive(Default)]
+pub(super) struct Deferred {
+    /// States due their periodic write, with when they were decided.
+    periodic: BTreeMap<RolloutId, (Timestamp, RolloutState)>,
+    /// Watched time of rollouts not written, with when it was decided.
+    marks: BTreeMap<RolloutId, (Timestamp, Checkpoint)>,
+}
+
+impl Deferred {
+    /// `state` of `id`, decided at `at`, is due its periodic write.
+    pub fn periodic(&mut self, id: &RolloutId, at: Timestamp, state: RolloutState) {
+        if self.periodic.get(id).is_none_or(|(t, _)| *t <= at) {
+            self.periodic.insert(id.clone(), (at, state));
+        }
+    }
+
+    /// The watched time `mark` decided at `at`.
+    pub fn mark(&mut self, at: Timestamp, mark: Checkpoint) {
+        if self.marks.get(&mark.id).is_none_or(|(t, _)| *t <= at) {
+            self.marks.insert(mark.id.clone(), (at, mark));
+        }
+    }
+}
+
+impl Controller {
+    /// Writes what waits for the end of a tick: the states due their
+    /// periodic write, then the watched-time checkpoints; each only for a
+    /// rollout no commit wrote since it was decided, and only while this
+    /// process may act.
+    pub(super) async fn write_deferred(&mut self) {
+        let Deferred { periodic, marks } = std::mem::take(&mut self.deferred);
+        if periodic.is_empty() && marks.is_empty() {
+            return;
+        }
+        if !self.leadership.may_act() {
+            return;
+        }
+        let unwritten = |c: &Controller, id: &RolloutId, at: Timestamp| {
+            c.rollouts.get(id).is_some_and(|m| m.committed_at < at)
+        };
+        let periodic: Vec<(RolloutId, Timestamp, RolloutState)> = periodic
+            .into_iter()
+            .filter(|(id, (at, _))| unwritten(self, id, *at))
+            .map(|(id, (at, state))| (id, at, state))
+            .collect();
+        let mut failed = None;
+        let mut wrote = false;
+        if let Some(at) = periodic.iter().map(|p| p.1).max() {
+            let changes = periodic
+                .iter()
+                .map(|(id, _, state)| Change::state_only(id, state.clone()))
+                .collect();
+            match self.store.commit(changes, at).await {
+                Ok(()) => {
+                    wrote = true;
+                    for (id, at, state) in periodic {
+                        if let Some(m) = self.rollouts.get_mut(&id) {
+                            m.committed = Some(state);
+                            m.committed_at = at;
+                        }
+                    }
+                }
+                Err(e) => {
+                    // Due again at the next tick.
+                    self.metrics.count_error(e.kind());
+                    tracing::warn!(error = %e, "cannot write the periodic states; retried next tick");
+                    failed = Some(e.to_string());
+                }
+            }
+        }
+        // A state just written holds its watched time already.
+        let marks: Vec<Checkpoint> = marks
+            .into_iter()
+            .filter(|(id, (at, _))| unwritten(self, id, *at))
+            .map(|(_, (_, mark))| mark)
+            .collect();
+        if !marks.is_empty() {
+            match self.store.checkpoint(marks).await {
+                Ok(()) => wrote = true,
+                Err(e) => {
+                    self.metrics.count_error(e.kind());
+                    tracing::warn!(error = %e, "cannot checkpoint watched time; a crash now would lose some");
+                    failed = Some(e.to_string());
+                }
+            }
+        }
+        // A failing write is a failing store too (a full disk during a quiet
+        // step): shown in /readyz and the API like a commit's, until a
+        // write succeeds with none failing.
+        if wrote || failed.is_some() {
+            self.view.set_store_error(failed);
+        }
+    }
+}
