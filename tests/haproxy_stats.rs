@@ -28,12 +28,8 @@ fn routers(socket: &str, stats: &StatsReader, n: usize) -> Vec<HaproxyRouter> {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_ticks_worth_of_health_calls_on_one_haproxy_reads_its_stats_once() {
-    let stable = sample_app("checkout", "v1", instant()).await;
-    let canary = sample_app("checkout", "v2", instant()).await;
-    let haproxy = Haproxy::start(stable.addr(), canary.addr()).await;
-    let own = haproxy.adapter("canary");
+/// Waits until HAProxy's own checks find both servers up.
+async fn both_up(own: &HaproxyRouter) {
     wait_for("both servers up", Duration::from_secs(10), || async {
         let h = own.health().await;
         if h.stable && h.canary {
@@ -43,6 +39,15 @@ async fn a_ticks_worth_of_health_calls_on_one_haproxy_reads_its_stats_once() {
         }
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ticks_worth_of_health_calls_on_one_haproxy_reads_its_stats_once() {
+    let stable = sample_app("checkout", "v1", instant()).await;
+    let canary = sample_app("checkout", "v2", instant()).await;
+    let haproxy = Haproxy::start(stable.addr(), canary.addr()).await;
+    let own = haproxy.adapter("canary");
+    both_up(&own).await;
 
     // Fresh for an hour: this test's calls all fall in one period.
     let stats = StatsReader::new(haproxy.socket.clone(), Duration::from_secs(3600));
@@ -69,15 +74,7 @@ async fn a_ticks_weights_come_from_the_shared_stats_and_match_what_haproxy_appli
     let canary = sample_app("checkout", "v2", instant()).await;
     let haproxy = Haproxy::start(stable.addr(), canary.addr()).await;
     let own = haproxy.adapter("canary");
-    wait_for("both servers up", Duration::from_secs(10), || async {
-        let h = own.health().await;
-        if h.stable && h.canary {
-            Ok(())
-        } else {
-            Err(format!("{h:?}"))
-        }
-    })
-    .await;
+    both_up(&own).await;
     for percent in ["0%", "5%", "33.3%", "50%", "100%"] {
         let weight = Weight::parse(percent).expect("weight");
         own.set_weight(weight).await.expect("set");

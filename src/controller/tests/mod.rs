@@ -436,6 +436,17 @@ async fn restarted(store: &Arc<FakeStore>) -> Controller {
         .0
 }
 
+/// A tick at `at` found the rollout `watched` into its step (its
+/// checkpoint waits for the end of the tick).
+fn watched_until(c: &mut Controller, at: Timestamp, watched: Duration) {
+    let mark = Checkpoint {
+        id: id(),
+        step_elapsed: watched,
+        last_tick: at,
+    };
+    c.deferred.mark(at, mark);
+}
+
 fn stored(store: &FakeStore) -> RolloutState {
     store.states.lock().expect("lock")[&id()].state.clone()
 }
@@ -447,14 +458,7 @@ async fn a_command_between_two_chunks_of_a_tick_is_not_undone_by_the_ticks_check
     // A tick's first chunk decided the rollout 30 s into its step…
     tokio::time::advance(Duration::from_secs(1)).await;
     let tick = c.now();
-    c.deferred.mark(
-        tick,
-        Checkpoint {
-            id: id(),
-            step_elapsed: Duration::from_secs(30),
-            last_tick: tick,
-        },
-    );
+    watched_until(&mut c, tick, Duration::from_secs(30));
     // …then a person paused it, before the tick's last chunk.
     tokio::time::advance(Duration::from_millis(10)).await;
     let now = c.now();
@@ -484,14 +488,7 @@ async fn a_ticks_deferred_writes_are_kept_when_the_controller_stops_mid_tick() {
     tokio::time::advance(Duration::from_secs(1)).await;
     let tick = c.now();
     let watched = c.rollouts[&id()].state.step_elapsed + Duration::from_secs(7);
-    c.deferred.mark(
-        tick,
-        Checkpoint {
-            id: id(),
-            step_elapsed: watched,
-            last_tick: tick,
-        },
-    );
+    watched_until(&mut c, tick, watched);
     let (_commands, requests) = mpsc::channel(1);
     c.run(requests, async {}).await;
     assert_eq!(stored(&store).step_elapsed, watched);
