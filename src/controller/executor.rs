@@ -161,21 +161,19 @@ impl Controller {
         }
         // Watched time of the rollouts whose state was not written: a tiny
         // checkpoint each tick, so a crash loses at most one interval of it.
-        let marks = decisions.iter().filter(|(id, d)| {
-            d.state.phase.in_flight()
-                && self.rollouts.get(id).is_some_and(|m| m.committed_at != now)
-        });
-        let marks: Vec<Checkpoint> = marks
-            .filter_map(|(id, d)| {
-                Some(Checkpoint {
+        for (id, d) in &decisions {
+            let written = self.rollouts.get(id).is_none_or(|m| m.committed_at == now);
+            if let Some(last_tick) = d.state.last_tick
+                && d.state.phase.in_flight()
+                && !written
+            {
+                let mark = Checkpoint {
                     id: id.clone(),
                     step_elapsed: d.state.step_elapsed,
-                    last_tick: d.state.last_tick?,
-                })
-            })
-            .collect();
-        for mark in marks {
-            self.deferred.mark(now, mark);
+                    last_tick,
+                };
+                self.deferred.mark(now, mark);
+            }
         }
         for (id, state) in periodic {
             self.deferred.periodic(&id, now, state);
