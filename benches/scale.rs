@@ -59,6 +59,11 @@ pub struct Opts {
     /// reported as failed with how far it got).
     #[arg(long, value_parser = humantime::parse_duration)]
     pub limit: Option<Duration>,
+    /// How long every rollout's first step lasts. At its end every rollout
+    /// is promoted in the same tick: a burst worth measuring on its own
+    /// (e.g. `--first-step 3m --duration 5m`).
+    #[arg(long, default_value = "60m", value_parser = humantime::parse_duration)]
+    pub first_step: Duration,
     /// `cargo bench` passes `--bench`; ignored.
     #[arg(long, hide = true)]
     pub bench: bool,

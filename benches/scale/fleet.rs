@@ -44,11 +44,18 @@ pub fn file_name(i: usize) -> String {
 }
 
 /// Writes the `n` deploy files into `dir`.
-pub fn write_all(dir: &Path, n: usize, socket: &Path, interval: Duration) -> Result<(), String> {
+pub fn write_all(
+    dir: &Path,
+    n: usize,
+    socket: &Path,
+    interval: Duration,
+    first_step: Duration,
+) -> Result<(), String> {
+    let minutes = (first_step.as_secs() / 60).max(1);
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     for i in 0..n {
         let path = dir.join(file_name(i));
-        std::fs::write(&path, deploy_file(i, socket, interval, 60))
+        std::fs::write(&path, deploy_file(i, socket, interval, minutes))
             .map_err(|e| format!("{}: {e}", path.display()))?;
     }
     Ok(())

@@ -75,7 +75,7 @@ pub async fn run(opts: &Opts, binary: &Path, label: &str, n: usize) -> Result<Ro
     let (prometheus, prom) = procs::prometheus(dir.path(), exporter.addr, n, &http).await?;
     let (_haproxy, socket) = procs::haproxy(dir.path(), exporter.addr, n).await?;
     let deploy = dir.path().join("deploy");
-    fleet::write_all(&deploy, n, &socket, opts.interval)?;
+    fleet::write_all(&deploy, n, &socket, opts.interval, opts.first_step)?;
 
     step("the daemon");
     let listen = format!("127.0.0.1:{}", procs::free_port()?);

@@ -1,6 +1,6 @@
 //! A tick's deferred writes: the periodic state write, and watched time
 //! written at the end of the tick, around a command between two chunks and
-//! a stop mid-tick.
+//! a stop mid-tick, and a lease lost before the tick's end.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -121,4 +121,39 @@ async fn a_ticks_deferred_writes_are_kept_when_the_controller_stops_mid_tick() {
     let (_commands, requests) = mpsc::channel(1);
     c.run(requests, async {}).await;
     assert_eq!(stored(&store).step_elapsed, watched);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_ticks_deferred_writes_are_dropped_when_leadership_is_lost_before_the_tick_ends() {
+    let store = Arc::new(FakeStore::default());
+    let mut c = restarted(&store).await;
+    let before = stored(&store);
+    let commits = store.commits.load(Ordering::SeqCst);
+    tokio::time::advance(Duration::from_secs(1)).await;
+    let tick = c.now();
+    watched_until(&mut c, tick, before.step_elapsed + Duration::from_secs(7));
+    let mut due = c.rollouts[&id()].state.clone();
+    due.step_elapsed += Duration::from_secs(7);
+    c.deferred.periodic(&id(), tick, due);
+    // The lease is lost (another replica acts now) before the tick's end.
+    let (_lease, leading) = tokio::sync::watch::channel(false);
+    c.leadership = Arc::new(leading);
+    c.write_deferred().await;
+    assert_eq!(
+        store.commits.load(Ordering::SeqCst),
+        commits,
+        "no periodic state written by a replica that lost the lease"
+    );
+    assert_eq!(
+        stored(&store).step_elapsed,
+        before.step_elapsed,
+        "no watched time written by a replica that lost the lease"
+    );
+    // Leading again later, it does not write them over the state the other
+    // replica wrote meanwhile.
+    let (_lease, leading) = tokio::sync::watch::channel(true);
+    c.leadership = Arc::new(leading);
+    c.write_deferred().await;
+    assert_eq!(store.commits.load(Ordering::SeqCst), commits);
+    assert_eq!(stored(&store).step_elapsed, before.step_elapsed);
 }
