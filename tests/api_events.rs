@@ -57,7 +57,7 @@ async fn read_until(body: &mut Body, done: impl Fn(&str, &Value) -> bool) -> Vec
 
 fn state(view: canaryd::controller::RolloutView) -> Event {
     Event::State {
-        rollout: Box::new(view),
+        rollout: std::sync::Arc::new(view),
     }
 }
 

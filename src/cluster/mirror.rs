@@ -101,17 +101,17 @@ impl Mirror {
             if previous.is_some_and(|s| s.view == view) {
                 continue;
             }
-            self.view.put(view.clone());
+            let shared = self.view.put(view.clone());
             let fresh: Vec<_> = log.iter().filter(|r| r.seq > last_seq).collect();
             if first || fresh.is_empty() {
                 // History is not replayed; a change without a decision is a state event.
                 self.view.publish(Event::State {
-                    rollout: Box::new(view.clone()),
+                    rollout: shared.clone(),
                 });
             } else {
                 for r in &fresh {
                     self.view.publish(Event::Decision {
-                        rollout: Box::new(view.clone()),
+                        rollout: shared.clone(),
                         decision: Box::new((*r).clone()),
                     });
                 }

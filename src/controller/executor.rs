@@ -262,16 +262,14 @@ impl Controller {
             }
             None => self.metrics.observe_state(id, &m.state, &m.gates),
         }
-        let view = m.view();
-        self.view.put(view.clone());
+        // The list's entry and the events share one copy of the view.
+        let view = self.view.put(m.view());
         if records.is_empty() {
-            self.view.publish(Event::State {
-                rollout: Box::new(view),
-            });
+            self.view.publish(Event::State { rollout: view });
         } else {
             for r in records {
                 self.view.publish(Event::Decision {
-                    rollout: Box::new(view.clone()),
+                    rollout: view.clone(),
                     decision: Box::new(r),
                 });
             }

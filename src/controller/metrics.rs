@@ -140,6 +140,9 @@ struct Known {
     actions: BTreeSet<String>,
     /// Rollback reasons counted.
     reasons: BTreeSet<String>,
+    /// The phase and weight last set (set again only when they change: at
+    /// 10,000 rollouts, seven label lookups each per tick add up).
+    shown: Option<(PhaseValue, f64)>,
 }
 
 const PHASES: [PhaseValue; 6] = [
@@ -270,22 +273,26 @@ impl Metrics {
     pub fn observe_state(&self, id: &RolloutId, state: &RolloutState, gates: &[GateResult]) {
         let rollout = id.to_string();
         let current = PhaseValue::from(state.phase);
-        for phase in PHASES {
-            let labels = PhaseLabels {
-                rollout: rollout.clone(),
-                phase,
-            };
-            self.phase
-                .get_or_create(&labels)
-                .set(i64::from(phase == current));
-        }
-        self.weight
-            .get_or_create(&RolloutLabel {
-                rollout: rollout.clone(),
-            })
-            .set(state.weight.percent());
+        let weight = state.weight.percent();
         let mut known = self.known();
         let known = known.entry(rollout.clone()).or_default();
+        if known.shown != Some((current, weight)) {
+            for phase in PHASES {
+                let labels = PhaseLabels {
+                    rollout: rollout.clone(),
+                    phase,
+                };
+                self.phase
+                    .get_or_create(&labels)
+                    .set(i64::from(phase == current));
+            }
+            self.weight
+                .get_or_create(&RolloutLabel {
+                    rollout: rollout.clone(),
+                })
+                .set(weight);
+            known.shown = Some((current, weight));
+        }
         // A gate kept but not measured this time keeps its last value.
         let gone: Vec<String> = known
             .gates

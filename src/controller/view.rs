@@ -162,15 +162,15 @@ pub struct StepView {
 pub enum Event {
     /// A decision was taken (and committed).
     Decision {
-        /// The rollout after it.
-        rollout: Box<RolloutView>,
+        /// The rollout after it (shared with the view's list, not copied).
+        rollout: Arc<RolloutView>,
         /// The record.
         decision: Box<DecisionRecord>,
     },
     /// The rollout's state changed without a decision (a tick, new health).
     State {
-        /// The rollout now.
-        rollout: Box<RolloutView>,
+        /// The rollout now (shared with the view's list, not copied).
+        rollout: Arc<RolloutView>,
     },
     /// A deploy file was rejected; the previous version keeps running.
     FileRejected {
@@ -238,14 +238,16 @@ impl View {
     }
 
     /// Replaces a rollout's view.
-    pub fn put(&self, view: RolloutView) {
+    pub fn put(&self, view: RolloutView) -> Arc<RolloutView> {
         let id = RolloutId {
             namespace: view.namespace.clone(),
             name: view.name.clone(),
         };
         // Built before the lock: the critical section is one map insert.
         let entry = Entry::new(view);
+        let shared = entry.view.clone();
         self.write().insert(id, entry);
+        shared
     }
 
     /// Forgets a rollout (its file was removed).

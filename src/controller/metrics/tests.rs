@@ -175,3 +175,20 @@ fn a_gate_no_longer_judged_loses_its_value_and_phases_stay_six() {
     );
     assert_eq!(phase_lines.iter().filter(|l| l.ends_with(" 1")).count(), 1);
 }
+
+#[test]
+fn a_rollout_forgotten_then_managed_again_shows_its_phase_and_weight_again() {
+    let mut registry = Registry::default();
+    let m = Metrics::register(&mut registry);
+    let r = id("checkout");
+    let progressing = state(Phase::Progressing);
+    m.observe_state(&r, &progressing, &[]);
+    m.forget(&r, &[]);
+    // The same phase and weight as before it was forgotten: shown again,
+    // not skipped as unchanged.
+    m.observe_state(&r, &progressing, &[]);
+    let lines = lines_of(&text(&registry), "default/checkout");
+    let count = |family: &str| lines.iter().filter(|l| l.starts_with(family)).count();
+    assert_eq!(count("canaryd_rollout_phase"), 6, "{lines:?}");
+    assert_eq!(count("canaryd_canary_weight"), 1, "{lines:?}");
+}

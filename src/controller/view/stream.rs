@@ -220,7 +220,7 @@ mod tests {
 
     fn state(name: &str, weight: f64) -> Event {
         Event::State {
-            rollout: Box::new(view(name, weight)),
+            rollout: Arc::new(view(name, weight)),
         }
     }
 
@@ -270,7 +270,7 @@ mod tests {
             by: None,
         };
         subscribers.publish(Event::Decision {
-            rollout: Box::new(view("checkout", 5.0)),
+            rollout: Arc::new(view("checkout", 5.0)),
             decision: Box::new(record),
         });
         subscribers.publish(state("checkout", 10.0));
