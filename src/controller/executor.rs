@@ -245,7 +245,10 @@ impl Controller {
             m.read_back = None;
         }
         m.state = state;
-        m.next_tick = d.next_tick.map(|_| self.timers.next_on_grid(now, interval));
+        let wall = self.clock.now();
+        m.next_tick = d
+            .next_tick
+            .map(|_| self.timers.next_tick(now, wall, interval));
         if let Some(next) = m.next_tick {
             self.timers.tick_at(id, next);
         }

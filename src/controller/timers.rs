@@ -8,6 +8,9 @@
 //! grouped query per metric answers all of them. A new or changed rollout
 //! ticks at once and then joins the grid: its next tick comes 0.5 to 1.5
 //! intervals later, and every one after that exactly one interval apart.
+//! A tick decided after its next grid point had passed (an overloaded
+//! daemon) waits for the first point after it: missed ticks are skipped, so
+//! the rollouts stay in one batch instead of splitting into many small ones.
 //!
 //! Entries are hints: the loop checks each popped entry against the
 //! rollout's own `next_tick`/`next_reconcile`, so a rescheduled rollout's
@@ -42,6 +45,23 @@ impl Timers {
     pub fn next_on_grid(&self, now: Timestamp, interval: Duration) -> Timestamp {
         let every = (interval.as_millis() as u64).max(1);
         let since = now.millis().saturating_sub(self.origin.millis()) + every / 2;
+        Timestamp::from_millis(self.origin.millis() + (since / every + 1) * every)
+    }
+
+    /// The next tick of a rollout measured at `measured` and decided at
+    /// `now`: [`Self::next_on_grid`] of the measurement, unless that point
+    /// has passed already (a tick that ran late, on an overloaded daemon);
+    /// then the first grid point after `now`. Every rollout decided late
+    /// thus waits for the same point and is measured in one batch with the
+    /// rest: a missed tick is skipped, not made up in many small batches
+    /// (each with its own queries) that would load the daemon further.
+    pub fn next_tick(&self, measured: Timestamp, now: Timestamp, interval: Duration) -> Timestamp {
+        let next = self.next_on_grid(measured, interval);
+        if next > now {
+            return next;
+        }
+        let every = (interval.as_millis() as u64).max(1);
+        let since = now.millis().saturating_sub(self.origin.millis());
         Timestamp::from_millis(self.origin.millis() + (since / every + 1) * every)
     }
 
@@ -115,6 +135,27 @@ mod tests {
         // Never sooner than half an interval.
         let late = timers.next_on_grid(origin.plus(Duration::from_millis(6_000)), every);
         assert_eq!(late, origin.plus(every * 2));
+    }
+
+    #[test]
+    fn rollouts_decided_after_their_next_grid_point_all_wait_for_the_same_later_one() {
+        let origin = Timestamp::from_millis(0);
+        let timers = Timers::new(origin);
+        let every = Duration::from_secs(10);
+        let measured = Timestamp::from_millis(100_000);
+        // Decided in time: the next grid point, one interval on.
+        let on_time = timers.next_tick(measured, Timestamp::from_millis(104_000), every);
+        assert_eq!(on_time, Timestamp::from_millis(110_000));
+        // The tick's later parts were decided after 110 s (an overloaded
+        // daemon): all of them at 120 s, none due at once.
+        let late: Vec<Timestamp> = [110_000, 112_500, 119_999]
+            .into_iter()
+            .map(|ms| timers.next_tick(measured, Timestamp::from_millis(ms), every))
+            .collect();
+        assert_eq!(late, vec![Timestamp::from_millis(120_000); 3]);
+        // Later still: the grid point after, never one already past.
+        let later = timers.next_tick(measured, Timestamp::from_millis(125_000), every);
+        assert_eq!(later, Timestamp::from_millis(130_000));
     }
 
     #[test]
