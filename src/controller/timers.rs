@@ -43,8 +43,14 @@ impl Timers {
     /// The next tick after one taken at `now`: the first grid point of
     /// `interval` more than half an interval after `now + interval / 2`.
     pub fn next_on_grid(&self, now: Timestamp, interval: Duration) -> Timestamp {
+        let half = Duration::from_millis((interval.as_millis() as u64).max(1) / 2);
+        self.first_after(now.plus(half), interval)
+    }
+
+    /// The first grid point of `interval` strictly after `t`.
+    fn first_after(&self, t: Timestamp, interval: Duration) -> Timestamp {
         let every = (interval.as_millis() as u64).max(1);
-        let since = now.millis().saturating_sub(self.origin.millis()) + every / 2;
+        let since = t.millis().saturating_sub(self.origin.millis());
         Timestamp::from_millis(self.origin.millis() + (since / every + 1) * every)
     }
 
@@ -60,9 +66,7 @@ impl Timers {
         if next > now {
             return next;
         }
-        let every = (interval.as_millis() as u64).max(1);
-        let since = now.millis().saturating_sub(self.origin.millis());
-        Timestamp::from_millis(self.origin.millis() + (since / every + 1) * every)
+        self.first_after(now, interval)
     }
 
     /// Queues a tick of `id` at `at`.
