@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::Arc;
 
-use canaryd::controller::metrics::{AlertLabels, Metrics};
+use canaryd::controller::metrics::{AlertLabels, LoopWork, Metrics};
 use canaryd::delivery::gauges::DeliveryGauges;
 use canaryd::engine::{Phase, RolloutState, Timestamp};
 use canaryd::router::metrics::{RequestLabels, RouterMetrics, TrackLabels};
@@ -40,6 +40,7 @@ fn exported_families() -> BTreeMap<String, String> {
         own.count_decision(&sim.spec.id, record);
         own.observe_state(&sim.spec.id, &sim.state, &record.gates);
     }
+    own.observe_turn(LoopWork::Command, 0.002);
     own.alerts
         .get_or_create(&AlertLabels {
             sink: "slack".into(),

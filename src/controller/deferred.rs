@@ -1,6 +1,7 @@
 //! What a tick writes at its end rather than chunk by chunk: the states due
 //! only their periodic write (the evidence counts) and the watched time of
-//! the rollouts not written, one transaction each. Each waits with the
+//! the rollouts not written, in transactions of up to [`WRITE_CHUNK`] rows,
+//! one per turn of the loop (a command waits for one, not for 10,000 rows). Each waits with the
 //! instant it was decided at and is dropped if a commit wrote its rollout
 //! since (a command between two chunks), so it never overwrites a newer state.
 
@@ -11,6 +12,9 @@ use crate::engine::{RolloutState, Timestamp};
 use crate::ports::{Change, Checkpoint};
 use crate::spec::model::RolloutId;
 
+/// Rows written per turn of the loop at the end of a tick.
+pub(super) const WRITE_CHUNK: usize = 1024;
+
 /// Writes waiting for the end of the tick, the latest per rollout.
 #[derive(Default)]
 pub(super) struct Deferred {
@@ -18,6 +22,8 @@ pub(super) struct Deferred {
     periodic: BTreeMap<RolloutId, (Timestamp, RolloutState)>,
     /// Watched time of rollouts not written, with when it was decided.
     marks: BTreeMap<RolloutId, (Timestamp, Checkpoint)>,
+    /// A tick ended: what waits is written, a part per turn of the loop.
+    pub due: bool,
 }
 
 impl Deferred {
@@ -37,26 +43,37 @@ impl Deferred {
 }
 
 impl Controller {
-    /// Writes what waits for the end of a tick: the states due their
-    /// periodic write, then the watched-time checkpoints; each only for a
-    /// rollout no commit wrote since it was decided, and only while this
-    /// process may act.
+    /// Writes everything that waits for the end of a tick (at shutdown, and
+    /// after a command or spec change outside a tick).
     pub(super) async fn write_deferred(&mut self) {
-        let Deferred { periodic, marks } = std::mem::take(&mut self.deferred);
-        if periodic.is_empty() && marks.is_empty() {
-            return;
+        while self.write_deferred_part(usize::MAX).await {}
+        self.deferred.due = false;
+    }
+
+    /// Writes up to `limit` of what waits for the end of a tick: the states
+    /// due their periodic write, then the watched-time checkpoints; each
+    /// only for a rollout no commit wrote since it was decided, and only
+    /// while this process may act. True while more is waiting.
+    pub(super) async fn write_deferred_part(&mut self, limit: usize) -> bool {
+        if self.deferred.periodic.is_empty() && self.deferred.marks.is_empty() {
+            return false;
         }
         if !self.leadership.may_act() {
-            return;
+            self.deferred = Deferred::default();
+            return false;
         }
         let unwritten = |c: &Controller, id: &RolloutId, at: Timestamp| {
             c.rollouts.get(id).is_some_and(|m| m.committed_at < at)
         };
-        let periodic: Vec<(RolloutId, Timestamp, RolloutState)> = periodic
-            .into_iter()
-            .filter(|(id, (at, _))| unwritten(self, id, *at))
-            .map(|(id, (at, state))| (id, at, state))
-            .collect();
+        let mut periodic = Vec::new();
+        while periodic.len() < limit {
+            let Some((id, (at, state))) = self.deferred.periodic.pop_first() else {
+                break;
+            };
+            if unwritten(self, &id, at) {
+                periodic.push((id, at, state));
+            }
+        }
         let mut failed = None;
         let mut wrote = false;
         if let Some(at) = periodic.iter().map(|p| p.1).max() {
@@ -82,12 +99,19 @@ impl Controller {
                 }
             }
         }
-        // A state just written holds its watched time already.
-        let marks: Vec<Checkpoint> = marks
-            .into_iter()
-            .filter(|(id, (at, _))| unwritten(self, id, *at))
-            .map(|(_, (_, mark))| mark)
-            .collect();
+        // The marks once every periodic state is written (a state just
+        // written holds its watched time already).
+        let mut marks = Vec::new();
+        if self.deferred.periodic.is_empty() {
+            while marks.len() < limit {
+                let Some((id, (at, mark))) = self.deferred.marks.pop_first() else {
+                    break;
+                };
+                if unwritten(self, &id, at) {
+                    marks.push(mark);
+                }
+            }
+        }
         if !marks.is_empty() {
             match self.store.checkpoint(marks).await {
                 Ok(()) => wrote = true,
@@ -104,5 +128,11 @@ impl Controller {
         if wrote || failed.is_some() {
             self.view.set_store_error(failed);
         }
+        !(self.deferred.periodic.is_empty() && self.deferred.marks.is_empty())
+    }
+
+    /// Whether a tick is planned, measured, decided or being written now.
+    pub(super) fn tick_under_way(&self) -> bool {
+        self.ticks_in_flight > 0 || self.deferred.due
     }
 }

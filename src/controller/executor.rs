@@ -42,14 +42,17 @@ fn material(state: &RolloutState) -> RolloutState {
 
 impl Controller {
     /// Carries out `decisions`, taken at `now`, and writes what waits for
-    /// the end of a tick.
+    /// the end of a tick unless a tick is under way (its end writes them: a
+    /// command does not wait for a tick's thousands of deferred writes).
     pub(super) async fn execute(
         &mut self,
         decisions: Vec<(RolloutId, Decision)>,
         now: Timestamp,
     ) -> Result<(), ControllerError> {
         let done = self.execute_part(decisions, now).await;
-        self.write_deferred().await;
+        if !self.tick_under_way() {
+            self.write_deferred().await;
+        }
         done
     }
 

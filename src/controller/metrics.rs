@@ -101,6 +101,28 @@ pub struct KindLabel {
     pub kind: String,
 }
 
+/// `{work}`: what a turn of the control loop did.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WorkLabel {
+    /// The work.
+    pub work: LoopWork,
+}
+
+/// What a turn of the control loop did (commands wait for the turn in progress).
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+pub enum LoopWork {
+    /// A person's command, carried out.
+    Command,
+    /// Due rollouts planned and their measurement started.
+    Tick,
+    /// A chunk of measured rollouts decided and carried out.
+    Decide,
+    /// The end of a tick: its deferred state writes.
+    TickEnd,
+    /// The specs read again.
+    Reload,
+}
+
 /// `{sink, result}`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct AlertLabels {
@@ -126,6 +148,8 @@ pub struct Metrics {
     pub tick_duration: Histogram,
     /// Alert deliveries by sink and result.
     pub alerts: Family<AlertLabels, Counter>,
+    /// Time per turn of the control loop, by its work.
+    loop_turn: Family<WorkLabel, Histogram, fn() -> Histogram>,
     errors: Family<KindLabel, Counter>,
     /// The label values each rollout (`namespace/name`) was given.
     known: Arc<Mutex<HashMap<String, Known>>>,
@@ -143,6 +167,11 @@ struct Known {
     /// The phase and weight last set (set again only when they change: at
     /// 10,000 rollouts, seven label lookups each per tick add up).
     shown: Option<(PhaseValue, f64)>,
+}
+
+/// 0.5 ms to about 4 s.
+fn loop_turn_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.0005, 2.0, 14))
 }
 
 const PHASES: [PhaseValue; 6] = [
@@ -166,6 +195,7 @@ impl Metrics {
             query_duration: Histogram::new(exponential_buckets(0.001, 2.0, 14)),
             tick_duration: Histogram::new(exponential_buckets(0.001, 2.0, 14)),
             alerts: Family::default(),
+            loop_turn: Family::new_with_constructor(loop_turn_histogram),
             errors: Family::default(),
             known: Arc::default(),
         };
@@ -210,11 +240,23 @@ impl Metrics {
             m.alerts.clone(),
         );
         registry.register(
+            "canaryd_control_loop_turn_seconds",
+            "Time of one turn of the control loop, by its work (a command waits for the turn in progress)",
+            m.loop_turn.clone(),
+        );
+        registry.register(
             "canaryd_errors",
             "Errors of the controller's systems, by kind (store, router, spec source, …)",
             m.errors.clone(),
         );
         m
+    }
+
+    /// Observes one turn of the control loop.
+    pub fn observe_turn(&self, work: LoopWork, seconds: f64) {
+        self.loop_turn
+            .get_or_create(&WorkLabel { work })
+            .observe(seconds);
     }
 
     /// Counts an error of `kind`.

@@ -17,13 +17,14 @@ mod executor;
 pub mod history;
 pub mod metrics;
 mod rollout;
+mod specs;
 mod tick;
 mod timers;
 pub mod view;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::{Notify, mpsc, oneshot};
 
@@ -34,6 +35,7 @@ use crate::ports::{
 };
 use crate::spec::model::RolloutId;
 use crate::spec::policy::PolicySet;
+use metrics::LoopWork;
 
 pub use error::{CommandError, ControllerError};
 pub use metrics::Metrics;
@@ -118,7 +120,7 @@ pub struct CommandRequest {
 /// The running controller.
 pub struct Controller {
     settings: Settings,
-    specs: Box<dyn SpecSource>,
+    specs: specs::Specs,
     store: Arc<dyn StateStore>,
     log: Arc<dyn DecisionLog>,
     routers: Arc<dyn RouterFactory>,
@@ -140,6 +142,10 @@ pub struct Controller {
     timers: Timers,
     /// What this tick writes at its end.
     deferred: deferred::Deferred,
+    /// The tick being planned, if any.
+    planning: Option<tick::Planning>,
+    /// Ticks planned or measured and not yet fully decided.
+    ticks_in_flight: usize,
     clock: Clock,
 }
 
@@ -183,7 +189,7 @@ impl Controller {
         let clock = Clock::start();
         let mut controller = Controller {
             settings,
-            specs: ports.specs,
+            specs: specs::Specs::new(ports.specs),
             store: ports.store,
             log: ports.log,
             routers: ports.routers,
@@ -201,6 +207,8 @@ impl Controller {
             measured_rx,
             timers: Timers::new(clock.now()),
             deferred: deferred::Deferred::default(),
+            planning: None,
+            ticks_in_flight: 0,
             clock,
         };
         let now = controller.now();
@@ -224,20 +232,64 @@ impl Controller {
                 None => tokio::time::Instant::now() + self.settings.reload_every,
             };
             // In this order when several are ready: a person's command waits
-            // for at most the one chunk of decisions being carried out.
-            tokio::select! {
+            // for at most the one chunk being planned, decided or written.
+            let turn = tokio::select! {
                 biased;
                 _ = &mut shutdown => break,
-                Some(request) = commands.recv() => self.command(request).await,
-                _ = tokio::time::sleep_until(wake) => self.tick_due(self.now()).await,
-                _ = reload.tick() => {
-                    if let Err(e) = self.reload(self.now()).await {
-                        self.metrics.count_error(e.kind());
-                        tracing::error!(error = %e, "cannot read the specs; rollouts keep running");
-                    }
+                Some(request) = commands.recv() => {
+                    let started = Instant::now();
+                    self.command(request).await;
+                    (LoopWork::Command, started)
                 }
-                Some(measured) = self.measured_rx.recv() => self.decide_measured(measured).await,
-            }
+                _ = std::future::ready(()), if self.planning.is_some() => {
+                    let started = Instant::now();
+                    self.plan_more(tick::PLAN_CHUNK);
+                    (LoopWork::Tick, started)
+                }
+                _ = std::future::ready(()), if self.deferred.due => {
+                    let started = Instant::now();
+                    if !self.write_deferred_part(deferred::WRITE_CHUNK).await {
+                        self.deferred.due = false;
+                    }
+                    (LoopWork::TickEnd, started)
+                }
+                _ = tokio::time::sleep_until(wake) => {
+                    let started = Instant::now();
+                    self.tick_due(self.now()).await;
+                    (LoopWork::Tick, started)
+                }
+                _ = reload.tick() => {
+                    // The look runs on its own task; its changes are applied below.
+                    let started = Instant::now();
+                    self.specs.start();
+                    (LoopWork::Reload, started)
+                }
+                Some(looked) = self.specs.looked(), if self.specs.looking() => {
+                    let started = Instant::now();
+                    match looked {
+                        Ok(events) => self.apply_spec_changes(events, self.now()).await,
+                        Err(e) => {
+                            let e = ControllerError::from(e);
+                            self.metrics.count_error(e.kind());
+                            tracing::error!(error = %e, "cannot read the specs; rollouts keep running");
+                        }
+                    }
+                    (LoopWork::Reload, started)
+                }
+                Some(measured) = self.measured_rx.recv() => {
+                    let started = Instant::now();
+                    let tick_started = self.decide_measured(measured).await;
+                    if let Some(tick_started) = tick_started {
+                        self.metrics
+                            .tick_duration
+                            .observe(tick_started.elapsed().as_secs_f64());
+                        self.deferred.due = true;
+                    }
+                    (LoopWork::Decide, started)
+                }
+            };
+            self.metrics
+                .observe_turn(turn.0, turn.1.elapsed().as_secs_f64());
         }
         // What the tick in progress decided is kept, not lost with the process.
         self.write_deferred().await;

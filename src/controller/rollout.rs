@@ -76,9 +76,16 @@ impl Managed {
 }
 
 impl Controller {
-    /// Applies what changed among the specs.
+    /// Looks for spec changes now and applies them (at start).
     pub(super) async fn reload(&mut self, now: Timestamp) -> Result<(), ControllerError> {
-        for event in self.specs.changes().await? {
+        let events = self.specs.changes_now().await?;
+        self.apply_spec_changes(events, now).await;
+        Ok(())
+    }
+
+    /// Applies what changed among the specs.
+    pub(super) async fn apply_spec_changes(&mut self, events: Vec<SpecEvent>, now: Timestamp) {
+        for event in events {
             match event {
                 SpecEvent::Changed {
                     mut spec,
@@ -99,7 +106,6 @@ impl Controller {
                 SpecEvent::Removed { id, origin } => self.spec_removed(&id, &origin, now).await,
             }
         }
-        Ok(())
     }
 
     async fn spec_changed(&mut self, spec: DeploySpec, origin: String, now: Timestamp) {

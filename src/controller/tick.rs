@@ -24,6 +24,9 @@ const ROUTER_READS: usize = 64;
 /// Rollouts decided per turn of the loop.
 const CHUNK: usize = 64;
 
+/// Rollouts planned per turn of the loop.
+pub(super) const PLAN_CHUNK: usize = 1024;
+
 /// One rollout in a measurement.
 pub(super) struct Item {
     id: RolloutId,
@@ -52,9 +55,20 @@ pub(super) struct ReadBack {
     pub weight: Result<Weight, RouterError>,
 }
 
+/// A tick being planned, a chunk of rollouts per turn of the loop (at
+/// 10,000 rollouts planning takes over 100 ms; a command waits for one chunk).
+pub(super) struct Planning {
+    at: Timestamp,
+    started: Instant,
+    batch: Batch,
+    items: Vec<Item>,
+    due: std::vec::IntoIter<RolloutId>,
+}
+
 impl Controller {
-    /// Reconciles idle routers that are due, and starts measuring every
-    /// rollout whose tick is due (one batch of grouped queries, on its own task).
+    /// Reconciles idle routers that are due, and starts planning the tick of
+    /// every rollout whose tick is due (a tick still being planned is
+    /// finished first).
     pub(super) async fn tick_due(&mut self, now: Timestamp) {
         for id in self.timers.due_reconciles(now) {
             let due = self
@@ -64,6 +78,9 @@ impl Controller {
             if due {
                 self.reconcile(&id, now).await;
             }
+        }
+        while self.planning.is_some() {
+            self.plan_more(usize::MAX);
         }
         let due: Vec<RolloutId> = self
             .timers
@@ -78,24 +95,42 @@ impl Controller {
         if due.is_empty() {
             return;
         }
-        let started = Instant::now();
-        let mut batch = Batch::grouped();
-        let mut items = Vec::with_capacity(due.len());
+        self.ticks_in_flight += 1;
+        self.planning = Some(Planning {
+            at: now,
+            started: Instant::now(),
+            batch: Batch::grouped(),
+            items: Vec::with_capacity(due.len()),
+            due: due.into_iter(),
+        });
+        self.plan_more(PLAN_CHUNK);
+    }
+
+    /// Plans up to `chunk` more rollouts of the tick being planned, and
+    /// starts its measurement (one batch of grouped queries, on its own
+    /// task) once every rollout is planned.
+    pub(super) fn plan_more(&mut self, chunk: usize) {
+        let Some(mut p) = self.planning.take() else {
+            return;
+        };
+        // The specs may have changed since the last turn.
+        p.batch.forget_texts();
         let server = self.settings.default_prometheus.as_deref();
-        for id in due {
-            let Some(m) = self.rollouts.get_mut(&id) else {
+        for id in p.due.by_ref().take(chunk) {
+            // Gone, or re-added and measured already, since the tick began.
+            let Some(m) = self.rollouts.get_mut(&id).filter(|m| !m.measuring) else {
                 continue;
             };
             m.measuring = true;
             let gates = reading_gates(&m.spec, &m.state);
-            let plan = plan_rollout(&mut batch, &m.spec, &self.policies, server, &gates);
+            let plan = plan_rollout(&mut p.batch, &m.spec, &self.policies, server, &gates);
             let counts = counts_needed(&m.spec, &m.state)
-                .map(|needed| plan_counts(&mut batch, &m.spec, &self.policies, server, needed))
+                .map(|needed| plan_counts(&mut p.batch, &m.spec, &self.policies, server, needed))
                 .transpose();
             if let Some(e) = plan.as_ref().err().or(counts.as_ref().err()) {
                 tracing::warn!(rollout = %id, error = %e, "cannot measure; its gates are inconclusive");
             }
-            items.push(Item {
+            p.items.push(Item {
                 id,
                 plan: plan.ok(),
                 counts: counts.ok().flatten(),
@@ -104,6 +139,27 @@ impl Controller {
                 weight: None,
             });
         }
+        if p.due.len() > 0 {
+            self.planning = Some(p);
+            return;
+        }
+        if p.items.is_empty() {
+            self.ticks_in_flight -= 1;
+            return;
+        }
+        self.measure(p);
+    }
+
+    /// Measures a planned tick off the loop: its queries, then each
+    /// router's health and weight, sent back in chunks to be decided.
+    fn measure(&self, planning: Planning) {
+        let Planning {
+            at: now,
+            started,
+            batch,
+            items,
+            ..
+        } = planning;
         let source = self.source.clone();
         let done = self.measured_tx.clone();
         let query_duration = self.metrics.query_duration.clone();
@@ -149,8 +205,9 @@ impl Controller {
     }
 
     /// Decides on part of a measurement, each rollout from its state now (a
-    /// command may have changed it meanwhile), and carries it out.
-    pub(super) async fn decide_measured(&mut self, measured: Measured) {
+    /// command may have changed it meanwhile), and carries it out. The
+    /// tick's start when this was its last part (its deferred writes are due).
+    pub(super) async fn decide_measured(&mut self, measured: Measured) -> Option<Instant> {
         let Measured {
             at,
             started,
@@ -192,11 +249,9 @@ impl Controller {
             );
         }
         if last {
-            self.write_deferred().await;
-            self.metrics
-                .tick_duration
-                .observe(started.elapsed().as_secs_f64());
+            self.ticks_in_flight -= 1;
         }
+        last.then_some(started)
     }
 
     /// Carries out a person's command on the same path as a tick, at once.

@@ -84,6 +84,14 @@ impl Batch {
         out
     }
 
+    /// Forgets the grouped forms cached by text address. Call it whenever
+    /// the specs and policies planned from may have changed since (between
+    /// turns of the control loop): an address freed and reused for another
+    /// text must not find the old text's shape.
+    pub fn forget_texts(&mut self) {
+        self.shapes.clear();
+    }
+
     /// True when there is nothing to ask.
     pub fn is_empty(&self) -> bool {
         self.queries.is_empty() && self.groups.is_empty()

@@ -9,9 +9,9 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 use super::fakes::{FakeRouter, FakeStore};
-use super::{Rig, built, id, spec};
+use super::{Rig, built, id, paused, spec};
 use crate::controller::{Controller, Settings};
-use crate::engine::{Command, Input, Phase, RolloutState, Timestamp, decide};
+use crate::engine::{Phase, RolloutState, Timestamp};
 use crate::ports::Checkpoint;
 
 #[tokio::test(start_paused = true)]
@@ -91,14 +91,7 @@ async fn a_command_between_two_chunks_of_a_tick_is_not_undone_by_the_ticks_check
     // …then a person paused it, before the tick's last chunk.
     tokio::time::advance(Duration::from_millis(10)).await;
     let now = c.now();
-    let m = &c.rollouts[&id()];
-    let d = decide(
-        &m.spec,
-        &m.state,
-        &Input::Command(Command::Pause, None),
-        now,
-    )
-    .expect("a progressing rollout pauses");
+    let d = paused(&c, now);
     let paused = d.state.clone();
     c.execute(vec![(id(), d)], now).await.expect("carried out");
     c.write_deferred().await; // the tick's last chunk

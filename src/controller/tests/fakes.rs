@@ -19,11 +19,15 @@ use crate::ports::{
 use crate::spec::model::{DeploySpec, RolloutId};
 use crate::spec::units::Weight;
 
-/// Spec events the test pushes.
+/// Spec events the test pushes; `hold` keeps a look going until released
+/// (a full rescan of a large directory).
 #[derive(Clone, Default)]
 pub struct FakeSpecs {
     pub queue: Arc<Mutex<VecDeque<SpecEvent>>>,
     pub retried: Arc<Mutex<Vec<RolloutId>>>,
+    pub hold: Arc<AtomicBool>,
+    pub holding: Arc<AtomicBool>,
+    pub release: Arc<tokio::sync::Notify>,
 }
 
 impl FakeSpecs {
@@ -35,6 +39,11 @@ impl FakeSpecs {
 #[async_trait]
 impl SpecSource for FakeSpecs {
     async fn changes(&mut self) -> Result<Vec<SpecEvent>, SpecSourceError> {
+        if self.hold.load(Ordering::SeqCst) {
+            self.holding.store(true, Ordering::SeqCst);
+            self.release.notified().await;
+            self.holding.store(false, Ordering::SeqCst);
+        }
         Ok(self.queue.lock().expect("lock").drain(..).collect())
     }
 

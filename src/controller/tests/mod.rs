@@ -7,6 +7,7 @@
 mod deferred;
 mod fakes;
 mod shadow;
+mod turns;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -59,6 +60,18 @@ fn id() -> RolloutId {
         namespace: "default".into(),
         name: "checkout".into(),
     }
+}
+
+/// A person's pause of the test rollout (progressing), decided at `now`.
+fn paused(c: &Controller, now: Timestamp) -> crate::engine::Decision {
+    let m = &c.rollouts[&id()];
+    crate::engine::decide(
+        &m.spec,
+        &m.state,
+        &crate::engine::Input::Command(Command::Pause, None),
+        now,
+    )
+    .expect("a progressing rollout pauses")
 }
 
 /// The fakes a controller was started on.
