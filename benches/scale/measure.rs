@@ -86,11 +86,20 @@ pub fn sum(text: &str, name: &str, labels: &[&str]) -> f64 {
 
 /// A histogram's cumulative buckets: (upper bound, count), by bound.
 pub fn buckets(text: &str, name: &str) -> Vec<(f64, f64)> {
+    buckets_with(text, name, &[])
+}
+
+/// The cumulative buckets of the series of histogram `name` whose labels
+/// contain every one of `labels` (`work="Decide"`).
+pub fn buckets_with(text: &str, name: &str, labels: &[&str]) -> Vec<(f64, f64)> {
     let bucket = format!("{name}_bucket{{");
     let mut out: Vec<(f64, f64)> = text
         .lines()
         .filter_map(|l| {
             let rest = l.strip_prefix(&bucket)?;
+            if !labels.iter().all(|want| rest.contains(want)) {
+                return None;
+            }
             let le = rest.split("le=\"").nth(1)?.split('"').next()?;
             let le = if le == "+Inf" {
                 f64::INFINITY

@@ -42,6 +42,10 @@ pub struct Row {
     pub measured: usize,
     /// Rollouts per phase at the end.
     pub phases: std::collections::BTreeMap<String, usize>,
+    /// The control loop's longest turn of each kind while the commands ran
+    /// (the smallest bucket bound of `canaryd_control_loop_turn_seconds`
+    /// holding them all): what a command can wait for.
+    pub longest_turns_ms: std::collections::BTreeMap<String, f64>,
     /// Commands answered other than 2xx (the first few answers).
     pub refused: usize,
     /// Steps that did not finish, and why.

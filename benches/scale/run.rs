@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use crate::Opts;
 use crate::exporter::{Exporter, service};
-use crate::measure::{self, buckets, max_bound, sum};
+use crate::measure::{self, buckets, buckets_with, max_bound, sum};
 use crate::report::Row;
 use crate::{api, fleet, procs};
 
@@ -26,6 +26,7 @@ struct Reading {
 }
 
 const TICK: &str = "canaryd_tick_duration_seconds";
+const TURN: &str = "canaryd_control_loop_turn_seconds";
 
 async fn read(
     http: &reqwest::Client,
@@ -139,7 +140,22 @@ pub async fn run(opts: &Opts, binary: &Path, label: &str, n: usize) -> Result<Ro
     } else {
         opts.interval * 3
     };
-    match api::commands(&http, &api, n / 2, span).await {
+    let turns_before = measure::scrape(&http, &format!("{api}/metrics")).await;
+    let commands = api::commands(&http, &api, n / 2, span).await;
+    let turns_after = measure::scrape(&http, &format!("{api}/metrics")).await;
+    if let (Ok(before), Ok(after)) = (&turns_before, &turns_after) {
+        for work in ["Command", "Tick", "Decide", "TickEnd", "Reload"] {
+            let label = format!("work=\"{work}\"");
+            let longest = max_bound(
+                &buckets_with(before, TURN, &[&label]),
+                &buckets_with(after, TURN, &[&label]),
+            );
+            if let Some(bound) = longest {
+                row.longest_turns_ms.insert(work.into(), bound * 1000.0);
+            }
+        }
+    }
+    match commands {
         Ok((mut took, refused)) => {
             row.commands = took.len();
             row.refused = refused.len();

@@ -5,7 +5,9 @@
 //! * `rollout`: the rollouts it manages, and spec changes (added, changed,
 //!   rejected, removed).
 //! * `tick`: which rollouts are due; their measurement runs off the loop, so
-//!   commands and reloads never wait behind a slow Prometheus.
+//!   commands and reloads never wait behind a slow Prometheus; a tick's
+//!   planning, deciding and deferred writes (`deferred`) go a chunk per turn.
+//! * `specs`: the spec source, looking for changes on a task of its own.
 //! * `executor`: the one place a decision is carried out, in the order
 //!   cut → commit → raise → reconcile, and the only code that writes weights.
 //! * `view`, `history`, `metrics`: what the API, the dashboard and
