@@ -79,9 +79,9 @@ impl Controller {
                 self.reconcile(&id, now).await;
             }
         }
-        while self.planning.is_some() {
-            self.plan_more(usize::MAX);
-        }
+        // A tick still being planned (an interval shorter than its planning)
+        // is planned in full and measured first.
+        self.plan_more(usize::MAX);
         let due: Vec<RolloutId> = self
             .timers
             .due_ticks(now)
