@@ -81,12 +81,14 @@ impl Timers {
 
     /// Takes every tick due by `now`.
     pub fn due_ticks(&mut self, now: Timestamp) -> Vec<RolloutId> {
-        take_due(&mut self.ticks, now)
+        take_due(&mut self.ticks, now, usize::MAX)
     }
 
-    /// Takes every reconcile due by `now`.
-    pub fn due_reconciles(&mut self, now: Timestamp) -> Vec<RolloutId> {
-        take_due(&mut self.reconciles, now)
+    /// Takes up to `limit` of the reconciles due by `now`, the earliest
+    /// first; the rest stay due (the loop takes them on its next turns, so
+    /// a wave of idle rollouts is reconciled a chunk per turn).
+    pub fn due_reconciles(&mut self, now: Timestamp, limit: usize) -> Vec<RolloutId> {
+        take_due(&mut self.reconciles, now, limit)
     }
 
     /// When the first entry is due.
@@ -99,10 +101,14 @@ impl Timers {
     }
 }
 
-fn take_due(set: &mut BTreeSet<(Timestamp, RolloutId)>, now: Timestamp) -> Vec<RolloutId> {
+fn take_due(
+    set: &mut BTreeSet<(Timestamp, RolloutId)>,
+    now: Timestamp,
+    limit: usize,
+) -> Vec<RolloutId> {
     let mut due = Vec::new();
     while let Some((t, _)) = set.first() {
-        if *t > now {
+        if *t > now || due.len() >= limit {
             break;
         }
         if let Some((_, id)) = set.pop_first() {
@@ -173,6 +179,22 @@ mod tests {
     }
 
     #[test]
+    fn a_wave_of_due_reconciles_comes_out_a_chunk_at_a_time_earliest_first() {
+        let mut timers = Timers::new(Timestamp::from_millis(0));
+        for (i, name) in ["e", "d", "c", "b", "a"].iter().enumerate() {
+            timers.reconcile_at(&id(name), Timestamp::from_millis(i as u64));
+        }
+        let now = Timestamp::from_millis(100);
+        assert_eq!(timers.due_reconciles(now, 2), vec![id("d"), id("e")]);
+        // The rest stay due: the loop wakes at once for them.
+        assert_eq!(timers.next(), Some(Timestamp::from_millis(2)));
+        assert_eq!(timers.due_reconciles(now, 2), vec![id("b"), id("c")]);
+        assert_eq!(timers.due_reconciles(now, 2), vec![id("a")]);
+        assert!(timers.due_reconciles(now, 2).is_empty());
+        assert_eq!(timers.next(), None);
+    }
+
+    #[test]
     fn due_entries_come_out_once_in_order_and_later_ones_stay() {
         let mut timers = Timers::new(Timestamp::from_millis(0));
         timers.tick_at(&id("b"), Timestamp::from_millis(5));
@@ -186,9 +208,13 @@ mod tests {
             vec![id("a"), id("b")]
         );
         assert_eq!(timers.next(), Some(Timestamp::from_millis(7)));
-        assert!(timers.due_reconciles(Timestamp::from_millis(6)).is_empty());
+        assert!(
+            timers
+                .due_reconciles(Timestamp::from_millis(6), 10)
+                .is_empty()
+        );
         assert_eq!(
-            timers.due_reconciles(Timestamp::from_millis(7)),
+            timers.due_reconciles(Timestamp::from_millis(7), 10),
             vec![id("d")]
         );
         assert_eq!(timers.next(), Some(Timestamp::from_millis(9)));
