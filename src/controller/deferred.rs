@@ -62,18 +62,7 @@ impl Controller {
             self.deferred = Deferred::default();
             return false;
         }
-        let unwritten = |c: &Controller, id: &RolloutId, at: Timestamp| {
-            c.rollouts.get(id).is_some_and(|m| m.committed_at < at)
-        };
-        let mut periodic = Vec::new();
-        while periodic.len() < limit {
-            let Some((id, (at, state))) = self.deferred.periodic.pop_first() else {
-                break;
-            };
-            if unwritten(self, &id, at) {
-                periodic.push((id, at, state));
-            }
-        }
+        let periodic = take_unwritten(&mut self.deferred.periodic, &self.rollouts, limit);
         let mut failed = None;
         let mut wrote = false;
         if let Some(at) = periodic.iter().map(|p| p.1).max() {
@@ -101,17 +90,14 @@ impl Controller {
         }
         // The marks once every periodic state is written (a state just
         // written holds its watched time already).
-        let mut marks = Vec::new();
-        if self.deferred.periodic.is_empty() {
-            while marks.len() < limit {
-                let Some((id, (at, mark))) = self.deferred.marks.pop_first() else {
-                    break;
-                };
-                if unwritten(self, &id, at) {
-                    marks.push(mark);
-                }
-            }
-        }
+        let marks: Vec<Checkpoint> = if self.deferred.periodic.is_empty() {
+            take_unwritten(&mut self.deferred.marks, &self.rollouts, limit)
+                .into_iter()
+                .map(|(_, _, mark)| mark)
+                .collect()
+        } else {
+            Vec::new()
+        };
         if !marks.is_empty() {
             match self.store.checkpoint(marks).await {
                 Ok(()) => wrote = true,
@@ -135,4 +121,23 @@ impl Controller {
     pub(super) fn tick_under_way(&self) -> bool {
         self.ticks_in_flight > 0 || self.deferred.due
     }
+}
+
+/// Takes up to `limit` entries from `waiting`, the first by rollout, keeping
+/// only those of rollouts no commit wrote since they were decided.
+fn take_unwritten<T>(
+    waiting: &mut BTreeMap<RolloutId, (Timestamp, T)>,
+    rollouts: &BTreeMap<RolloutId, super::rollout::Managed>,
+    limit: usize,
+) -> Vec<(RolloutId, Timestamp, T)> {
+    let mut taken = Vec::new();
+    while taken.len() < limit {
+        let Some((id, (at, value))) = waiting.pop_first() else {
+            break;
+        };
+        if rollouts.get(&id).is_some_and(|m| m.committed_at < at) {
+            taken.push((id, at, value));
+        }
+    }
+    taken
 }
