@@ -394,20 +394,8 @@ async fn the_demos_rolled_back_canary_shows_its_reason_breach_and_alert() {
     })
     .await;
     assert!(shown.contains(&reason), "{shown} / {reason}");
-    // The gate that rolled v3 back: the injected errors breach the error-rate
-    // abort condition, or first fail the error-rate promotion gate once its
-    // lower bound clears 1%; on a machine loaded enough to slow the apps, a
-    // latency gate may come first.
-    let breached_gate = [
-        ("abort condition", "error_rate > 2%", "breached"),
-        ("promotion gate", "error_rate < 1%", "failed"),
-        ("abort condition", "latency_p99 > 500ms", "breached"),
-        ("promotion gate", "latency_p99 < 200ms", "failed"),
-    ]
-    .into_iter()
-    .find(|(kind, g, outcome)| reason.contains(&format!("{kind} {g} {outcome}: ")))
-    .map(|(_, g, _)| g)
-    .unwrap_or_else(|| panic!("one of the demo's gates in {reason}"));
+    let breached_gate = harness::demo_rollback_gate(&reason)
+        .unwrap_or_else(|| panic!("one of the demo's gates in {reason}"));
     let threshold = breached_gate.rsplit(' ').next().unwrap_or_default();
     assert!(shown.contains(breached_gate), "{shown}");
     assert_eq!(

@@ -80,3 +80,20 @@ pub fn load_on(app: &SampleApp, rps: f64) -> load::LoadHandle {
     ))
     .expect("load generator starts")
 }
+
+/// The gate of `canaryd demo` that rolled its faulty v3 back, as named in
+/// `reason`: v3's injected errors breach the `error_rate > 2%` abort
+/// condition, or first fail the `error_rate < 1%` promotion gate once its
+/// lower bound clears 1%; on a machine loaded enough to slow the sample apps,
+/// a latency gate may come first. All four are correct verdicts.
+pub fn demo_rollback_gate(reason: &str) -> Option<&'static str> {
+    [
+        ("abort condition", "error_rate > 2%", "breached"),
+        ("promotion gate", "error_rate < 1%", "failed"),
+        ("abort condition", "latency_p99 > 500ms", "breached"),
+        ("promotion gate", "latency_p99 < 200ms", "failed"),
+    ]
+    .into_iter()
+    .find(|(kind, gate, outcome)| reason.contains(&format!("{kind} {gate} {outcome}: ")))
+    .map(|(_, gate, _)| gate)
+}
